@@ -1,0 +1,7 @@
+"""``python -m necgs`` runs the CLI."""
+
+import sys
+
+from necgs.cli import main
+
+sys.exit(main())

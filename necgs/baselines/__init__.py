@@ -1,0 +1,1 @@
+"""Codecs compared against NeCGS, each behind :class:`necgs.baselines.base.Codec`."""

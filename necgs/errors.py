@@ -1,0 +1,57 @@
+"""One exception family for the whole library.
+
+Every error a user can cause (bad file, bad setting, damaged archive) is a
+:class:`NecgsError`. The CLI prints ``str(error)`` as a one-line message and
+exits with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class NecgsError(Exception):
+    """Base class of every error necgs raises on purpose."""
+
+
+class ConfigError(NecgsError, ValueError):
+    """A setting is out of range or inconsistent with another one."""
+
+
+class MeshError(NecgsError):
+    """A mesh cannot be used (empty, non-finite, degenerate)."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{source}: {reason}")
+
+
+class MeshLoadError(MeshError):
+    """A mesh file cannot be read (missing, unknown format, unreadable)."""
+
+
+class DependencyError(NecgsError, ImportError):
+    """An optional dependency needed by the requested feature is missing."""
+
+
+class ArchiveError(NecgsError):
+    """Base class of every problem with a ``.ncgs`` archive."""
+
+
+class BadMagicError(ArchiveError):
+    """The file does not start with the ``.ncgs`` magic bytes."""
+
+
+class UnsupportedVersionError(ArchiveError):
+    """The archive's major version is not one this reader understands."""
+
+
+class TruncatedArchiveError(ArchiveError):
+    """The archive ends before the data its header announces."""
+
+
+class ChecksumError(ArchiveError):
+    """A section's CRC32 does not match its bytes."""
+
+
+class CorruptArchiveError(ArchiveError):
+    """The archive is structurally invalid (bad header, bad section data)."""

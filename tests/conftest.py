@@ -1,0 +1,24 @@
+"""Shared fixtures: the real meshes beside the checkout and an isolated cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from necgs.paths import shared_data_dir
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Each test session writes caches under pytest's temp folder, never ~/.cache."""
+    monkeypatch.setenv("NECGS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "necgs-cache"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (the real mesh sets); tests that need it fail loudly without it."""
+    path = shared_data_dir()
+    if path is None:
+        raise RuntimeError("../shared/data is missing: the real mesh sets must sit beside the checkout")
+    return path
