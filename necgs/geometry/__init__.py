@@ -1,0 +1,1 @@
+"""Regular geometry representation: signed distances, TSDF volumes, DMC and TSDF-Def fitting."""

@@ -1,0 +1,106 @@
+"""Deformable Marching Cubes against analytic shapes and scikit-image."""
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from scipy.spatial import cKDTree
+from skimage.measure import marching_cubes
+
+from necgs.errors import ConfigError
+from necgs.geometry.dmc import deformable_marching_cubes, grid_coordinates, mesh_from_volume, volume_to_mesh
+from necgs.geometry.mc_tables import triangle_table
+
+K = 40
+
+
+def sphere(g):
+    return g.norm(dim=-1) - 0.6
+
+
+def torus(g):
+    q = torch.stack((torch.sqrt(g[..., 0] ** 2 + g[..., 1] ** 2) - 0.55, g[..., 2]), -1)
+    return q.norm(dim=-1) - 0.22
+
+
+def box(g):
+    q = g.abs() - torch.tensor([0.5, 0.35, 0.6], dtype=g.dtype)
+    return q.clamp(min=0).norm(dim=-1) + q.max(dim=-1).values.clamp(max=0)
+
+
+@pytest.mark.parametrize("field", [sphere, torus, box])
+def test_matches_scikit_image_without_deformation(field):
+    g = grid_coordinates(K, dtype=torch.float64)
+    s = field(g)
+    v, f = deformable_marching_cubes(s)
+    ours = trimesh.Trimesh(v.numpy(), f.numpy(), process=False)
+    sv, sf, _, _ = marching_cubes(s.numpy(), 0.0, spacing=(2 / (K - 1),) * 3)
+    ref = trimesh.Trimesh(sv - 1.0, sf, process=False)
+    assert abs(ours.area / ref.area - 1) < 5e-3
+    assert abs(ours.volume / abs(ref.volume) - 1) < 5e-3
+    d_ours, _ = cKDTree(ref.vertices).query(ours.vertices)
+    d_ref, _ = cKDTree(ours.vertices).query(ref.vertices)
+    assert max(d_ours.max(), d_ref.max()) < 1e-6  # same edge vertices, float precision
+
+
+@pytest.mark.parametrize("field", [sphere, torus])
+def test_closed_field_gives_closed_outward_mesh(field):
+    v, f = deformable_marching_cubes(field(grid_coordinates(24, dtype=torch.float64)))
+    m = trimesh.Trimesh(v.numpy(), f.numpy(), process=False)
+    assert m.is_watertight and m.volume > 0
+
+
+def test_random_fields_stay_closed():
+    gen = torch.Generator().manual_seed(0)
+    s = torch.rand((12, 12, 12), generator=gen, dtype=torch.float64) - 0.5
+    s[0], s[-1], s[:, 0], s[:, -1], s[:, :, 0], s[:, :, -1] = 1, 1, 1, 1, 1, 1  # closed at the border
+    v, f = deformable_marching_cubes(s)
+    edges = np.sort(f.numpy()[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
+    assert np.all(counts == 2)
+
+
+def test_uniform_offset_translates_surface():
+    g = grid_coordinates(20, dtype=torch.float64)
+    s = sphere(g)
+    shift = torch.tensor([0.01, -0.02, 0.005], dtype=torch.float64)
+    v0, f0 = deformable_marching_cubes(s)
+    v1, f1 = deformable_marching_cubes(s, shift.expand(20, 20, 20, 3))
+    assert torch.equal(f0, f1) and torch.allclose(v1 - v0, shift.expand_as(v0))
+
+
+def test_gradcheck_tsdf_and_offsets():
+    g = grid_coordinates(6, dtype=torch.float64)
+    s = (g.norm(dim=-1) - 0.55).requires_grad_()
+    off = (0.05 * torch.randn((6, 6, 6, 3), dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
+    off.requires_grad_()
+    w = torch.randn((200, 3), dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+
+    def f(s_, o_):
+        v, _ = deformable_marching_cubes(s_, o_)
+        return (v * w[: v.shape[0]]).sum()
+
+    assert torch.autograd.gradcheck(f, (s, off), eps=1e-6, atol=1e-5)
+
+
+def test_volume_convention_and_empty_and_errors():
+    K2 = 16
+    vol = torch.zeros((4, K2, K2, K2))
+    vol[0] = 1.0
+    v, f = volume_to_mesh(vol)
+    assert v.shape == (0, 3) and f.shape == (0, 3)
+    vol[0] = sphere(grid_coordinates(K2)).clamp(-1, 1)
+    vol[1] = 5.0  # clamped to one half voxel
+    m = mesh_from_volume(vol)
+    m0 = mesh_from_volume(vol, deform=False)
+    assert np.allclose(m.vertices[:, 0] - m0.vertices[:, 0], 0.5 * 2 / (K2 - 1), atol=1e-6)
+    with pytest.raises(ConfigError):
+        deformable_marching_cubes(torch.zeros((4, 5, 6)))
+    with pytest.raises(ConfigError):
+        volume_to_mesh(torch.zeros((3, 8, 8, 8)))
+
+
+def test_table_has_every_case():
+    t = triangle_table()
+    counts = (t[:, :, 0] >= 0).sum(1)
+    assert counts[0] == 0 and counts[255] == 0 and np.all(counts[1:255] >= 1)
