@@ -1,0 +1,59 @@
+"""Truncated signed distance volumes on the K^3 grid nodes over [-1, 1]^3."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from necgs.errors import ConfigError, MeshError
+from necgs.geometry.sdf import signed_distance
+
+#: Resolutions accepted for volumes.
+MIN_RESOLUTION, MAX_RESOLUTION = 8, 256
+
+
+def validate_resolution(K: int) -> None:
+    """Raise :class:`ConfigError` unless K is a power of two in [8, 256]."""
+    if not isinstance(K, (int, np.integer)) or K < MIN_RESOLUTION or K > MAX_RESOLUTION or K & (K - 1):
+        raise ConfigError(
+            f"resolution must be a power of two between {MIN_RESOLUTION} and {MAX_RESOLUTION}, got {K!r}"
+        )
+
+
+def voxel_size(K: int) -> float:
+    """Spacing h = 2 / (K - 1) of the grid nodes."""
+    return 2.0 / (K - 1)
+
+
+def grid_points(K: int) -> np.ndarray:
+    """(K^3, 3) float32 node coordinates, 'ij' order (x slowest)."""
+    axis = np.linspace(-1.0, 1.0, K, dtype=np.float32)
+    return np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
+
+
+def tsdf_volume(vertices: np.ndarray, faces: np.ndarray, K: int, truncation_voxels: float = 2.0) -> np.ndarray:
+    """TSDF of a mesh (already in the grid frame) on the K^3 grid nodes.
+
+    Args:
+        vertices: (V, 3) vertices inside [-1, 1]^3.
+        faces: (F, 3) triangle indices.
+        K: Nodes per axis (power of two, 8..256).
+        truncation_voxels: Truncation distance in voxels.
+
+    Returns:
+        (K, K, K) float32 clip(sdf / (truncation_voxels * h), -1, 1), negative inside.
+
+    Raises:
+        ConfigError: Bad K or truncation.
+        MeshError: Empty or non-finite mesh.
+    """
+    validate_resolution(K)
+    if not truncation_voxels > 0:
+        raise ConfigError(f"truncation must be a positive number of voxels, got {truncation_voxels!r}")
+    vertices = np.asarray(vertices, dtype=np.float64)
+    if len(faces) == 0 or len(vertices) == 0:
+        raise MeshError("tsdf", "mesh is empty")
+    if not np.all(np.isfinite(vertices)):
+        raise MeshError("tsdf", "mesh has non-finite coordinates")
+    h = voxel_size(K)
+    sdf = signed_distance(vertices, faces, grid_points(K), shell=0.5 * h)
+    return np.clip(sdf / (truncation_voxels * h), -1.0, 1.0).reshape(K, K, K).astype(np.float32)

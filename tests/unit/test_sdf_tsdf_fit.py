@@ -1,0 +1,100 @@
+"""Signed distance, TSDF volumes and TSDF-Def fitting."""
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from necgs.errors import ConfigError, MeshError
+from necgs.geometry.dmc import mesh_from_volume
+from necgs.geometry.fit import FitConfig, fit_volumes, fitted_volume
+from necgs.geometry.sdf import signed_distance
+from necgs.geometry.tsdf import grid_points, tsdf_volume, voxel_size
+from necgs.io.mesh import Mesh
+from necgs.metrics import compare_meshes
+
+
+def icosphere(radius=0.5, subdivisions=4):
+    s = trimesh.creation.icosphere(subdivisions=subdivisions, radius=radius)
+    return s.vertices, s.faces
+
+
+def test_sphere_tsdf_matches_closed_form():
+    v, f = icosphere()
+    K = 16
+    vol = tsdf_volume(v, f, K)
+    exact = np.clip((np.linalg.norm(grid_points(K), axis=1) - 0.5) / (2 * voxel_size(K)), -1, 1)
+    assert np.abs(vol.reshape(-1) - exact).max() < 0.05  # icosphere facets vs the true sphere
+
+
+def test_sign_survives_a_hole():
+    v, f = icosphere()
+    keep = v[f].mean(1)[:, 2] < 0.45  # cut a cap off: the mesh is open
+    pts = np.array([[0, 0, 0], [0.1, 0.1, 0], [0.9, 0, 0]], dtype=np.float32)
+    d = signed_distance(v, f[keep], pts)
+    assert d[0] < 0 and d[1] < 0 and d[2] > 0
+
+
+def test_lone_sheet_becomes_a_thin_shell():
+    v = np.array([[-0.5, -0.5, 0], [0.5, -0.5, 0], [0.5, 0.5, 0], [-0.5, 0.5, 0]], float)
+    f = np.array([[0, 1, 2], [0, 2, 3]])
+    vol = tsdf_volume(v, f, 16)
+    assert vol.min() < 0  # something is inside, so a surface is extracted
+    assert mesh_from_volume(torch.cat([torch.from_numpy(vol)[None], torch.zeros(3, 16, 16, 16)])).n_faces > 0
+
+
+@pytest.mark.parametrize("K", [0, 7, 48, 512, "64"])
+def test_bad_resolution(K):
+    v, f = icosphere()
+    with pytest.raises(ConfigError, match="power of two"):
+        tsdf_volume(v, f, K)
+
+
+def test_bad_meshes():
+    with pytest.raises(MeshError):
+        tsdf_volume(np.zeros((0, 3)), np.zeros((0, 3), int), 16)
+    v, f = icosphere()
+    v = v.copy()
+    v[0, 0] = np.nan
+    with pytest.raises(MeshError, match="non-finite"):
+        tsdf_volume(v, f, 16)
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError):
+        FitConfig(backend="magic").validate()
+    with pytest.raises(ConfigError):
+        FitConfig(iterations=-1).validate()
+    assert FitConfig().cache_key() != FitConfig(iterations=3).cache_key()
+    assert FitConfig().cache_key() == FitConfig(device="cpu").cache_key()
+
+
+def test_fitting_beats_plain_tsdf_and_is_cached():
+    torus = trimesh.creation.torus(major_radius=1.0, minor_radius=0.18, major_sections=48, minor_sections=24)
+    mesh = Mesh(torus.vertices, torus.faces, "torus")
+    plain = FitConfig(resolution=16, backend="none")
+    fitted = FitConfig(resolution=16, iterations=40, samples=5000)
+    results = {}
+    for cfg in (plain, fitted):
+        vol, tr, _ = fitted_volume(mesh, cfg, cache=False)
+        assert vol.shape == (4, 16, 16, 16) and vol.abs().max() <= 1.0
+        results[cfg.backend] = compare_meshes(mesh_from_volume(vol).transformed(tr, inverse=True), mesh, 20_000)
+    assert results["points"].cd < 0.8 * results["none"].cd
+    first = fit_volumes([mesh], fitted, progress=False)
+    again = fit_volumes([mesh], fitted, progress=False)
+    assert torch.equal(first.volumes, again.volumes) and again.seconds == [0.0]
+
+
+def test_sharding_covers_every_shape_once():
+    meshes = [Mesh(*icosphere(0.3 + 0.1 * i, 2), name=f"s{i}") for i in range(5)]
+    cfg = FitConfig(resolution=8, backend="none")
+    parts = [fit_volumes(meshes, cfg, progress=False, rank=r, world_size=2).names for r in range(2)]
+    assert sorted(parts[0] + parts[1]) == [m.name for m in meshes] and not set(parts[0]) & set(parts[1])
+
+
+def test_nvdiffrast_backend_says_what_is_missing():
+    from necgs.errors import DependencyError
+
+    v, f = icosphere()
+    with pytest.raises(DependencyError, match="nvdiffrast"):
+        fitted_volume(Mesh(v, f), FitConfig(resolution=8, backend="nvdiffrast", device="cpu"), cache=False)
