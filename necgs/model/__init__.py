@@ -1,0 +1,1 @@
+"""The compact neural representation: quantizer, auto-decoder, ablation encoder."""

@@ -1,0 +1,168 @@
+"""The shared 3D-convolution decoder of the auto-decoder (paper Fig. 11, appendix B.1).
+
+features (B, C, K', K', K') -> head Conv3d (C -> w0) -> L x [Conv3d(w_l -> 8 w_{l+1}),
+3D pixel shuffle x2, GELU] -> Conv3d (w_L -> 4) -> TSDF-Def volume (B, 4, K, K, K),
+with K = K' * 2^L. Every weight and bias can be passed through the quantizer in the
+forward pass (quantization-aware training), so the decoder rebuilt from the archive's
+integer symbols computes exactly what was trained.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from necgs.errors import ConfigError
+from necgs.model.quant import QuantSpec, quantize, symmetric_spec
+
+#: Named decoder sizes: the base width W of the tapering schedule.
+NAMED_WIDTHS = {"tiny": 8, "small": 12, "medium": 16, "large": 24, "xl": 32}
+#: The authors' released widths at K = 128 (5 modules).
+PAPER_WIDTHS = (64, 48, 32, 24, 16)
+
+
+def width_schedule(width: int, modules: int) -> tuple[int, ...]:
+    """Tapering widths for ``modules`` upsampling modules from base width W.
+
+    The first two stages keep W, later ones shrink by 3/4 per stage down to W / 2
+    (the high-resolution stages dominate compute, the low ones dominate nothing).
+    """
+    out = []
+    for i in range(modules + 1):
+        w = width if i < 2 else max(width // 2, int(round(width * 0.75 ** (i - 1))))
+        out.append(max(w, 4))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Architecture of the decoder and of the embedded features.
+
+    Attributes:
+        resolution: K, side of the output volume.
+        feature_resolution: K', side of each embedded feature (paper: 4).
+        feature_channels: C, channels of each embedded feature (paper: 16).
+        widths: Channels after the head and after each upsampling module
+            (L + 1 values, L = log2(K / K')).
+    """
+
+    resolution: int = 64
+    feature_resolution: int = 4
+    feature_channels: int = 16
+    widths: tuple[int, ...] = width_schedule(16, 4)
+
+    @property
+    def modules(self) -> int:
+        """L, the number of upsampling modules."""
+        return int(round(math.log2(self.resolution / self.feature_resolution)))
+
+    def validate(self) -> "DecoderConfig":
+        """Raise :class:`ConfigError` on inconsistent settings; returns self."""
+        K, Kp = self.resolution, self.feature_resolution
+        if Kp < 1 or K % Kp or (K // Kp) & (K // Kp - 1) or K // Kp < 2:
+            raise ConfigError(f"resolution {K} must be feature resolution {Kp} times a power of two >= 2")
+        if not 1 <= self.feature_channels <= 256:
+            raise ConfigError(f"feature channels must be in [1, 256], got {self.feature_channels}")
+        if len(self.widths) != self.modules + 1:
+            raise ConfigError(f"need {self.modules + 1} widths for K={K}, K'={Kp}, got {len(self.widths)}")
+        if any(not 1 <= w <= 1024 for w in self.widths):
+            raise ConfigError(f"decoder widths must be in [1, 1024], got {self.widths}")
+        return self
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {
+            "resolution": self.resolution,
+            "feature_resolution": self.feature_resolution,
+            "feature_channels": self.feature_channels,
+            "widths": list(self.widths),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DecoderConfig":
+        """Inverse of :meth:`to_dict` (validated)."""
+        return cls(
+            int(data["resolution"]),
+            int(data["feature_resolution"]),
+            int(data["feature_channels"]),
+            tuple(int(w) for w in data["widths"]),
+        ).validate()
+
+
+def decoder_config(resolution: int, width: int | str | tuple[int, ...], feature_channels: int = 16,
+                   feature_resolution: int = 4) -> DecoderConfig:
+    """Build a :class:`DecoderConfig` from a named size, a base width or explicit widths."""
+    modules = int(round(math.log2(max(resolution // max(feature_resolution, 1), 1))))
+    if isinstance(width, str):
+        if width == "paper":
+            widths = PAPER_WIDTHS[-(modules + 1):] if modules + 1 <= len(PAPER_WIDTHS) else (64,) + PAPER_WIDTHS
+        elif width in NAMED_WIDTHS:
+            widths = width_schedule(NAMED_WIDTHS[width], modules)
+        else:
+            raise ConfigError(f"unknown decoder size {width!r}; use one of {', '.join([*NAMED_WIDTHS, 'paper'])} or a number")
+    elif isinstance(width, int):
+        if not 1 <= width <= 1024:
+            raise ConfigError(f"decoder width must be in [1, 1024], got {width}")
+        widths = width_schedule(width, modules)
+    else:
+        widths = tuple(int(w) for w in width)
+    return DecoderConfig(resolution, feature_resolution, feature_channels, tuple(widths)).validate()
+
+
+def pixel_shuffle_3d(x: torch.Tensor, scale: int = 2) -> torch.Tensor:
+    """(B, C * s^3, D, H, W) -> (B, C, D s, H s, W s), the 3D analogue of PixelShuffle."""
+    b, c, d, h, w = x.shape
+    s3 = scale**3
+    if c % s3:
+        raise ValueError(f"channels {c} not divisible by scale^3 = {s3}")
+    x = x.reshape(b, c // s3, scale, scale, scale, d, h, w)
+    x = x.permute(0, 1, 5, 2, 6, 3, 7, 4)
+    return x.reshape(b, c // s3, d * scale, h * scale, w * scale)
+
+
+class Decoder(nn.Module):
+    """Embedded features (B, C, K', K', K') -> TSDF-Def volumes (B, 4, K, K, K)."""
+
+    def __init__(self, cfg: DecoderConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        w = cfg.widths
+        self.head = nn.Conv3d(cfg.feature_channels, w[0], 3, padding=1)
+        self.ups = nn.ModuleList(nn.Conv3d(w[i], w[i + 1] * 8, 3, padding=1) for i in range(cfg.modules))
+        self.tail = nn.Conv3d(w[-1], 4, 3, padding=1)
+
+    def forward(self, features: torch.Tensor, specs: dict[str, QuantSpec] | None = None) -> torch.Tensor:
+        """Decode features; with ``specs`` every parameter is quantized first (QAT).
+
+        Args:
+            features: (B, C, K', K', K').
+            specs: Per-parameter :class:`QuantSpec` keyed by parameter name, or ``None``.
+
+        Returns:
+            (B, 4, K, K, K).
+        """
+        p = self._params(specs)
+        x = F.conv3d(features, p["head.weight"], p["head.bias"], padding=1)
+        for i in range(self.cfg.modules):
+            x = F.conv3d(x, p[f"ups.{i}.weight"], p[f"ups.{i}.bias"], padding=1)
+            x = F.gelu(pixel_shuffle_3d(x, 2))
+        return F.conv3d(x, p["tail.weight"], p["tail.bias"], padding=1)
+
+    def _params(self, specs: dict[str, QuantSpec] | None) -> dict[str, torch.Tensor]:
+        params = dict(self.named_parameters())
+        if specs is None:
+            return params
+        return {name: quantize(t, specs[name]) for name, t in params.items()}
+
+    def quant_specs(self, bits: int, per_tensor: bool) -> dict[str, QuantSpec]:
+        """Current quantization grid of every parameter."""
+        return {name: symmetric_spec(t, bits, per_tensor) for name, t in self.named_parameters()}
+
+    def param_count(self) -> int:
+        """Number of scalar parameters."""
+        return sum(t.numel() for t in self.parameters())

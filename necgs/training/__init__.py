@@ -1,0 +1,1 @@
+"""Fitting the auto-decoder to TSDF-Def volumes: losses, SSIM, the training loop."""

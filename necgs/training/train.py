@@ -1,0 +1,380 @@
+"""Quantization-aware auto-decoder training (paper Sec. 3.2, Eq. 2-3, 5).
+
+Every shape i owns a learnable embedded feature F_i (C, K', K', K'); one decoder is shared
+by all shapes. Each forward pass quantizes the features and every decoder parameter
+(straight-through), so what is written to the archive, integer symbols, decodes to
+exactly the volumes the loss saw. Adam with a linear warm-up then cosine decay.
+
+Checkpoints (plain tensors + a JSON sidecar, loaded with ``weights_only=True``) are
+written atomically every ``checkpoint_every`` epochs; calling again with the same folder
+and settings resumes from the last one. Batch order depends only on (seed, epoch), so an
+interrupted and resumed run ends where an uninterrupted one does.
+
+Under ``torchrun`` (``torch.distributed`` initialized) shapes are sharded round-robin
+across ranks, the decoder is wrapped in DistributedDataParallel (gradients averaged, gloo
+on CPU, nccl on CUDA) and the features are gathered on every rank at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from necgs.errors import ConfigError
+from necgs.model.decoder import Decoder, DecoderConfig
+from necgs.model.quant import QuantSpec, from_symbols, quantize, symmetric_spec, to_symbols
+from necgs.training.losses import LossWeights, volume_loss
+
+#: progress(epoch_done, epochs, mean_loss, eta_seconds)
+TrainProgress = Callable[[int, int, float, float], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of the auto-decoder training.
+
+    Attributes:
+        epochs: Passes over all shapes (paper: 400).
+        lr: Peak Adam learning rate (paper: 1e-3).
+        batch_size: Shapes per step.
+        warmup_fraction: Share of the steps with a linear warm-up before the cosine decay.
+        weight_bits: N for every decoder parameter.
+        feature_bits: N for the embedded features.
+        per_tensor_ranges: Quantize each tensor on [-max|x|, max|x|] instead of the paper's [-1, 1].
+        lambda1, lambda2, tau, use_ssim: Loss weights of Eq. 3.
+        feature_init_std: Standard deviation of the initial features (authors: 1/3).
+        checkpoint_every: Epochs between checkpoints (0: never).
+        seed: Seed of initialization and batch order.
+        device: "auto", "cpu" or "cuda".
+    """
+
+    epochs: int = 60
+    lr: float = 5e-3
+    batch_size: int = 4
+    warmup_fraction: float = 0.1
+    weight_bits: int = 8
+    feature_bits: int = 8
+    per_tensor_ranges: bool = True
+    lambda1: float = 5.0
+    lambda2: float = 10.0
+    tau: float = 1.0
+    use_ssim: bool = True
+    feature_init_std: float = 1.0 / 3.0
+    checkpoint_every: int = 5
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> "TrainConfig":
+        """Raise :class:`ConfigError` on any out-of-range setting; returns self."""
+        if not 0 <= self.epochs <= 100_000:
+            raise ConfigError(f"epochs must be in [0, 100000], got {self.epochs}")
+        if not 0 < self.lr <= 1:
+            raise ConfigError(f"learning rate must be in (0, 1], got {self.lr}")
+        if not 1 <= self.batch_size <= 4096:
+            raise ConfigError(f"batch size must be in [1, 4096], got {self.batch_size}")
+        for name in ("weight_bits", "feature_bits"):
+            if not 2 <= getattr(self, name) <= 16:
+                raise ConfigError(f"{name.replace('_', ' ')} must be in [2, 16], got {getattr(self, name)}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ConfigError(f"warm-up fraction must be in [0, 1), got {self.warmup_fraction}")
+        if min(self.lambda1, self.lambda2, self.tau) < 0 or self.checkpoint_every < 0:
+            raise ConfigError("loss weights, tau and checkpoint_every must be non-negative")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        return self
+
+    @property
+    def loss_weights(self) -> LossWeights:
+        """The Eq. 3 weights."""
+        return LossWeights(self.lambda1, self.lambda2, self.tau, self.use_ssim)
+
+
+@dataclass
+class QuantizedTensor:
+    """A tensor as the archive holds it: integer symbols on a quantization grid."""
+
+    symbols: np.ndarray
+    spec: QuantSpec
+    shape: tuple[int, ...]
+
+    def value(self) -> torch.Tensor:
+        """The dequantized float32 tensor."""
+        return from_symbols(self.symbols, self.spec, self.shape)
+
+
+@dataclass
+class TrainedCodec:
+    """The compact representation: quantized decoder parameters and features.
+
+    Attributes:
+        decoder_cfg: Decoder architecture.
+        weights: Quantized decoder parameters by name.
+        features: Quantized features of all shapes; symbols (N * C * K'^3,), shape (N, C, K', K', K').
+        losses: Mean loss of each epoch.
+        seconds: Training time.
+    """
+
+    decoder_cfg: DecoderConfig
+    weights: dict[str, QuantizedTensor]
+    features: QuantizedTensor
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def decoder(self, device: str | torch.device = "cpu") -> Decoder:
+        """The decoder with its dequantized parameters (run it with ``specs=None``)."""
+        return build_decoder(self.decoder_cfg, self.weights, device)
+
+    def feature(self, i: int) -> torch.Tensor:
+        """Dequantized feature of shape i: (C, K', K', K')."""
+        return self.features.value()[i]
+
+
+def build_decoder(cfg: DecoderConfig, weights: dict[str, QuantizedTensor], device="cpu") -> Decoder:
+    """Decoder whose parameters are the dequantized ``weights`` (checked against the architecture)."""
+    dec = Decoder(cfg)
+    state = dec.state_dict()
+    if set(state) != set(weights):
+        raise ConfigError("decoder parameters in the archive do not match its architecture")
+    for name, q in weights.items():
+        if tuple(state[name].shape) != tuple(q.shape):
+            raise ConfigError(f"decoder parameter {name} has shape {q.shape}, expected {tuple(state[name].shape)}")
+        state[name] = q.value()
+    dec.load_state_dict(state)
+    return dec.to(device).eval()
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU."""
+    from necgs.geometry.fit import resolve_device as _resolve
+
+    return _resolve(name)
+
+
+def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    warm = max(int(cfg.warmup_fraction * total), 1)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    progress = (step - warm) / max(total - warm, 1)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _config_digest(volumes: torch.Tensor, dcfg: DecoderConfig, tcfg: TrainConfig) -> str:
+    h = hashlib.sha256()
+    settings = asdict(tcfg)
+    settings.pop("device")
+    h.update(json.dumps([dcfg.to_dict(), settings], sort_keys=True).encode())
+    h.update(volumes.numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+def _save_checkpoint(folder: Path, digest: str, epoch: int, state: dict, losses: list[float]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".checkpoint.{os.getpid()}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, folder / "checkpoint.pt")
+    meta = folder / f".checkpoint.{os.getpid()}.json.tmp"
+    meta.write_text(json.dumps({"digest": digest, "epoch": epoch, "losses": losses}))
+    os.replace(meta, folder / "checkpoint.json")
+
+
+def _load_checkpoint(folder: Path | None, digest: str) -> tuple[dict, int, list[float]] | None:
+    if folder is None or not (folder / "checkpoint.json").is_file() or not (folder / "checkpoint.pt").is_file():
+        return None
+    try:
+        meta = json.loads((folder / "checkpoint.json").read_text())
+        if meta.get("digest") != digest:
+            return None
+        state = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)
+        return state, int(meta["epoch"]), [float(x) for x in meta["losses"]]
+    except (OSError, ValueError, RuntimeError, KeyError):
+        return None  # an unreadable checkpoint means starting over, never a crash
+
+
+def _distributed() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def train_autodecoder(
+    volumes: torch.Tensor,
+    dcfg: DecoderConfig,
+    tcfg: TrainConfig,
+    *,
+    checkpoint_dir: Path | None = None,
+    progress: TrainProgress | bool = True,
+    cancel: Callable[[], bool] | None = None,
+) -> TrainedCodec:
+    """Train features and decoder on the volumes with quantization-aware training.
+
+    Args:
+        volumes: (N, 4, K, K, K) float32 TSDF-Def volumes (CPU), all of the set.
+        dcfg: Decoder architecture (its resolution must be K).
+        tcfg: Training settings.
+        checkpoint_dir: Where checkpoints go; an existing matching checkpoint is resumed.
+        progress: ``True`` for a tqdm bar, a callback, or ``False``.
+        cancel: Called between steps; returning True stops with :class:`KeyboardInterrupt`.
+
+    Returns:
+        The quantized :class:`TrainedCodec`.
+    """
+    dcfg.validate()
+    tcfg.validate()
+    if volumes.dim() != 5 or volumes.shape[1] != 4 or volumes.shape[-1] != dcfg.resolution:
+        raise ConfigError(f"volumes must be (N, 4, {dcfg.resolution}^3), got {tuple(volumes.shape)}")
+    device = resolve_device(tcfg.device)
+    rank, world = _distributed()
+    n = volumes.shape[0]
+    torch.manual_seed(tcfg.seed)
+    decoder = Decoder(dcfg).to(device)
+    kp = dcfg.feature_resolution
+    features = torch.nn.Parameter(
+        torch.randn((n, dcfg.feature_channels, kp, kp, kp), generator=torch.Generator().manual_seed(tcfg.seed))
+        .mul_(tcfg.feature_init_std)
+        .to(device)
+    )
+    model = decoder
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(decoder)
+    opt = torch.optim.Adam([{"params": decoder.parameters()}, {"params": [features]}], lr=tcfg.lr)
+    digest = _config_digest(volumes, dcfg, tcfg) + (f"-r{rank}of{world}" if world > 1 else "")
+    start_epoch, losses = 0, []
+    resumed = _load_checkpoint(checkpoint_dir, digest)
+    if resumed is not None:
+        state, start_epoch, losses = resumed
+        decoder.load_state_dict(state["decoder"])
+        with torch.no_grad():
+            features.copy_(state["features"])
+        opt.load_state_dict(state["optim"])
+    mine = [i for i in range(n) if i % world == rank]
+    steps_per_epoch = max(math.ceil(math.ceil(n / world) / tcfg.batch_size), 1)
+    total = steps_per_epoch * tcfg.epochs
+    bar = _progress_bar(progress, tcfg.epochs, start_epoch, rank)
+    weights = tcfg.loss_weights
+    t0 = time.perf_counter()
+    for epoch in range(start_epoch, tcfg.epochs):
+        order = torch.randperm(len(mine), generator=torch.Generator().manual_seed(tcfg.seed * 100_003 + epoch))
+        epoch_loss = 0.0
+        for s in range(steps_per_epoch):
+            if cancel is not None and cancel():
+                raise KeyboardInterrupt("training cancelled")
+            idx = [mine[int(order[(s * tcfg.batch_size + j) % len(mine)])] for j in range(tcfg.batch_size)][: len(mine)]
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(epoch * steps_per_epoch + s, total, tcfg)
+            specs = decoder.quant_specs(tcfg.weight_bits, tcfg.per_tensor_ranges)
+            fspec = symmetric_spec(features, tcfg.feature_bits, tcfg.per_tensor_ranges)
+            pred = model(quantize(features[idx], fspec), specs)
+            loss = volume_loss(pred, volumes[idx].to(device), weights)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            epoch_loss += float(loss.detach())
+        losses.append(epoch_loss / steps_per_epoch)
+        done = epoch + 1
+        _report(bar, progress, done, tcfg.epochs, losses[-1], (time.perf_counter() - t0) / (done - start_epoch) * (tcfg.epochs - done))
+        if checkpoint_dir is not None and tcfg.checkpoint_every and (done % tcfg.checkpoint_every == 0 or done == tcfg.epochs):
+            state = {"decoder": decoder.state_dict(), "features": features.detach().cpu(), "optim": opt.state_dict()}
+            _save_checkpoint(checkpoint_dir, digest, done, state, losses)
+    if bar is not None:
+        bar.close()
+    final = _gather_features(features.detach(), mine, world)
+    return export_codec(decoder, final, tcfg, losses, time.perf_counter() - t0)
+
+
+def _gather_features(features: torch.Tensor, mine: list[int], world: int) -> torch.Tensor:
+    if world == 1:
+        return features.cpu()
+    owned = torch.zeros_like(features)
+    owned[mine] = features[mine]
+    dist.all_reduce(owned, op=dist.ReduceOp.SUM)
+    return owned.cpu()
+
+
+def export_codec(decoder: Decoder, features: torch.Tensor, tcfg: TrainConfig, losses: list[float],
+                 seconds: float) -> TrainedCodec:
+    """Quantize the trained decoder and features into a :class:`TrainedCodec`."""
+    weights = {}
+    for name, t in decoder.named_parameters():
+        spec = symmetric_spec(t, tcfg.weight_bits, tcfg.per_tensor_ranges)
+        weights[name] = QuantizedTensor(to_symbols(t, spec), spec, tuple(t.shape))
+    fspec = symmetric_spec(features, tcfg.feature_bits, tcfg.per_tensor_ranges)
+    fq = QuantizedTensor(to_symbols(features, fspec), fspec, tuple(features.shape))
+    return TrainedCodec(decoder.cfg, weights, fq, list(losses), seconds)
+
+
+def _progress_bar(progress, epochs: int, start: int, rank: int):
+    if progress is True and rank == 0:
+        from tqdm.auto import tqdm
+
+        return tqdm(total=epochs, initial=start, desc="train", unit="epoch")
+    return None
+
+
+def _report(bar, progress, done: int, epochs: int, loss: float, eta: float) -> None:
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
+    elif callable(progress):
+        progress(done, epochs, loss, eta)
+
+
+def fit_features(
+    codec: TrainedCodec, volumes: torch.Tensor, tcfg: TrainConfig, progress: TrainProgress | bool = False
+) -> QuantizedTensor:
+    """Optimize features of NEW shapes against the frozen quantized decoder.
+
+    The new features are quantized on the codec's existing feature grid, so old shapes
+    and their symbols are untouched.
+
+    Args:
+        codec: The trained codec (its decoder is frozen).
+        volumes: (M, 4, K, K, K) volumes of the new shapes.
+        tcfg: Training settings (epochs, lr, loss weights).
+        progress: As in :func:`train_autodecoder`.
+
+    Returns:
+        The new shapes' quantized features, shape (M, C, K', K', K').
+    """
+    tcfg.validate()
+    device = resolve_device(tcfg.device)
+    decoder = codec.decoder(device)
+    for p in decoder.parameters():
+        p.requires_grad_(False)
+    spec = codec.features.spec
+    m = volumes.shape[0]
+    cfg = codec.decoder_cfg
+    kp = cfg.feature_resolution
+    init = codec.features.value().mean(0, keepdim=True).expand(m, -1, -1, -1, -1).clone()
+    features = torch.nn.Parameter(init.to(device))
+    opt = torch.optim.Adam([features], lr=tcfg.lr)
+    steps = max(math.ceil(m / tcfg.batch_size), 1)
+    total = steps * tcfg.epochs
+    weights = tcfg.loss_weights
+    t0 = time.perf_counter()
+    for epoch in range(tcfg.epochs):
+        order = torch.randperm(m, generator=torch.Generator().manual_seed(tcfg.seed + epoch))
+        epoch_loss = 0.0
+        for s in range(steps):
+            idx = order[s * tcfg.batch_size : (s + 1) * tcfg.batch_size]
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(epoch * steps + s, total, tcfg)
+            loss = volume_loss(decoder(quantize(features[idx], spec)), volumes[idx].to(device), weights)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            epoch_loss += float(loss.detach())
+        if callable(progress):
+            done = epoch + 1
+            progress(done, tcfg.epochs, epoch_loss / steps, (time.perf_counter() - t0) / done * (tcfg.epochs - done))
+    f = features.detach().cpu()
+    return QuantizedTensor(to_symbols(f, spec), spec, (m, cfg.feature_channels, kp, kp, kp))
