@@ -1,0 +1,1 @@
+"""Entropy coding of quantized symbols and the ``.ncgs`` archive container."""

@@ -1,0 +1,110 @@
+"""The whole NeCGS configuration and its named presets.
+
+``quick``    K = 32, a few minutes for ~16 shapes on 2 CPU cores.
+``standard`` K = 64, the CPU setting of the benchmarks.
+``paper``    K = 128, L = 5, the authors' widths, 500 fitting iterations and 400 epochs
+             at lr 1e-3: for a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from necgs.errors import ConfigError
+from necgs.geometry.fit import FitConfig
+from necgs.model.decoder import DecoderConfig, decoder_config
+from necgs.training.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class NecgsConfig:
+    """Every setting of a compression run.
+
+    Attributes:
+        fit: The regular-representation stage (resolution K, fitting).
+        width: Decoder size: a name ("tiny", "small", "medium", "large", "xl", "paper"),
+            a base width, or explicit widths per stage. The rate knob.
+        feature_channels: C of each embedded feature.
+        feature_resolution: K' of each embedded feature.
+        train: The auto-decoder training.
+        deform: Use the deformation channels (False: the TSDF-only ablation).
+        coder: Entropy coder: "auto" (smallest per section), "rans", "huffman" or "raw".
+    """
+
+    fit: FitConfig = field(default_factory=FitConfig)
+    width: int | str | tuple[int, ...] = "small"
+    feature_channels: int = 16
+    feature_resolution: int = 4
+    train: TrainConfig = field(default_factory=TrainConfig)
+    deform: bool = True
+    coder: str = "auto"
+
+    def decoder(self) -> DecoderConfig:
+        """The decoder architecture these settings describe."""
+        return decoder_config(self.fit.resolution, self.width, self.feature_channels, self.feature_resolution)
+
+    def validate(self) -> "NecgsConfig":
+        """Check every part before any work starts; raises :class:`ConfigError`."""
+        self.fit.validate()
+        self.train.validate()
+        self.decoder()
+        if self.coder not in ("auto", "rans", "huffman", "raw"):
+            raise ConfigError(f"coder must be auto, rans, huffman or raw, got {self.coder!r}")
+        if not self.deform and self.fit.backend != "none":
+            raise ConfigError("deform=False needs the fit backend 'none' (plain TSDF volumes)")
+        return self
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (stored in the archive header)."""
+        d = asdict(self)
+        d["width"] = list(self.width) if isinstance(self.width, tuple) else self.width
+        return d
+
+
+PRESETS: dict[str, NecgsConfig] = {
+    "quick": NecgsConfig(
+        fit=FitConfig(resolution=32, iterations=50, samples=10_000),
+        width="small",
+        train=TrainConfig(epochs=200, lr=1e-2, batch_size=4),
+    ),
+    "standard": NecgsConfig(
+        fit=FitConfig(resolution=64, iterations=100),
+        width="small",
+        train=TrainConfig(epochs=80, lr=1e-2, batch_size=4),
+    ),
+    "paper": NecgsConfig(
+        fit=FitConfig(resolution=128, iterations=500, lr=0.01, lr_decay=0.01),
+        width="paper",
+        train=TrainConfig(epochs=400, lr=1e-3, batch_size=4, warmup_fraction=0.2),
+    ),
+}
+
+
+def preset(name: str, *, width=None, device: str | None = None, epochs: int | None = None,
+           ssim: bool | None = None, deform: bool | None = None) -> NecgsConfig:
+    """A named preset with the common overrides applied (validated).
+
+    Args:
+        name: "quick", "standard" or "paper".
+        width: Decoder size override.
+        device: "auto", "cpu" or "cuda" for both stages.
+        epochs: Training epochs override.
+        ssim: Switch the SSIM term (the Fig. 8b ablation).
+        deform: Switch the deformation (False: plain TSDF, the Table 2 ablation).
+    """
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
+    cfg = PRESETS[name]
+    fit, train = cfg.fit, cfg.train
+    if device is not None:
+        fit, train = replace(fit, device=device), replace(train, device=device)
+    if epochs is not None:
+        train = replace(train, epochs=epochs)
+    if ssim is not None:
+        train = replace(train, use_ssim=ssim)
+    if deform is False:
+        fit = replace(fit, backend="none")
+    cfg = replace(cfg, fit=fit, train=train, deform=cfg.deform if deform is None else deform)
+    if width is not None:
+        cfg = replace(cfg, width=width)
+    return cfg.validate()
