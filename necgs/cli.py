@@ -17,6 +17,11 @@ from necgs.errors import NecgsError
 
 #: Subcommand modules under ``necgs.commands``, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
+    "compress",
+    "decompress",
+    "info",
+    "add",
+    "fit",
     "datasets",
     "metrics",
 )

@@ -67,6 +67,10 @@ def _as_loaded(source) -> LoadedSet:
         return source
     if isinstance(source, (list, tuple)) and source and isinstance(source[0], Mesh):
         return LoadedSet(list(source), [], [Path(m.name) for m in source], [binary_ply_bytes(m) for m in source])
+    if isinstance(source, (str, os.PathLike)):
+        from necgs.io.datasets import resolve_dataset
+
+        source = resolve_dataset(source)
     return load_meshes(source)
 
 

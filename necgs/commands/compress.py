@@ -1,0 +1,38 @@
+"""``necgs compress DIR -o set.ncgs --preset quick|standard|paper``."""
+
+from __future__ import annotations
+
+from necgs.commands._common import add_device, parse_width, warn
+
+
+def register(sub) -> None:
+    p = sub.add_parser("compress", help="compress a set of meshes into one .ncgs archive")
+    p.add_argument("source", help="folder (recursive), zip, or mesh file")
+    p.add_argument("-o", "--output", required=True, help="archive to write (.ncgs)")
+    p.add_argument("--preset", default="quick", help="quick (K=32), standard (K=64) or paper (K=128, GPU)")
+    p.add_argument("--width", help="decoder size: tiny|small|medium|large|xl|paper, a base width, or w0,w1,...")
+    p.add_argument("--epochs", type=int, help="training epochs (overrides the preset)")
+    p.add_argument("--no-ssim", action="store_true", help="ablation: drop the SSIM term of the loss")
+    p.add_argument("--no-deform", action="store_true", help="ablation: plain TSDF volumes, no deformation")
+    p.add_argument("--nproc", type=int, default=1, help="processes for distributed training (torchrun on this machine)")
+    add_device(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from necgs.config import preset
+
+    cfg = preset(args.preset, width=parse_width(args.width), device=args.device, epochs=args.epochs,
+                 ssim=False if args.no_ssim else None, deform=False if args.no_deform else None)
+    if args.nproc > 1:
+        from necgs.distributed import launch_compress
+
+        return launch_compress(args.source, args.output, cfg, args.nproc)
+    from necgs.pipeline import compress
+
+    result = compress(args.source, args.output, cfg)
+    for failure in result.failures:
+        warn(f"skipped {failure}")
+    print(f"{result.path}: {len(result.names)} shapes, {result.bytes} bytes "
+          f"(fit {result.seconds['fit']:.0f} s, train {result.seconds['train']:.0f} s)")
+    return 0

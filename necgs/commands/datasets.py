@@ -1,0 +1,19 @@
+"""``necgs datasets``: the data sets necgs can see, with their mesh counts."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("datasets", help="list built-in and real data sets")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from necgs.io.datasets import list_datasets
+
+    rows = list_datasets()
+    print(f"{'name':16s}{'kind':9s}{'meshes':>7s}  where / what")
+    for d in rows:
+        where = d.description if d.kind == "builtin" else str(d.path)
+        print(f"{d.name:16s}{d.kind:9s}{d.count:7d}  {where}")
+    return 0

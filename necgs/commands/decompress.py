@@ -1,0 +1,23 @@
+"""``necgs decompress set.ncgs -o OUT [--shape NAME] [--format ply]``."""
+
+from __future__ import annotations
+
+from necgs.commands._common import add_device
+
+
+def register(sub) -> None:
+    p = sub.add_parser("decompress", help="decode meshes from a .ncgs archive")
+    p.add_argument("archive")
+    p.add_argument("-o", "--output", required=True, help="folder for the decoded meshes")
+    p.add_argument("--shape", action="append", help="decode only this shape (repeatable)")
+    p.add_argument("--format", default="ply", choices=("ply", "obj", "off", "stl", "glb"))
+    add_device(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from necgs.pipeline import decompress
+
+    meshes = decompress(args.archive, args.output, shapes=args.shape, fmt=args.format, device=args.device)
+    print(f"{len(meshes)} meshes written to {args.output}")
+    return 0
