@@ -1,0 +1,107 @@
+"""The real pipeline end to end on tiny inputs: compress, decompress, info, add, damage."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+
+from necgs.config import NecgsConfig
+from necgs.errors import ArchiveError, NecgsError
+from necgs.geometry.fit import FitConfig
+from necgs.io.mesh import Mesh
+from necgs.metrics import compare_meshes
+from necgs.pipeline import add_shapes, compress, decompress, describe
+from necgs.training.train import TrainConfig
+
+FIXTURE = Path(__file__).parent.parent / "data" / "v1_small.ncgs"
+TINY = NecgsConfig(
+    fit=FitConfig(resolution=16, iterations=20, samples=3000),
+    width=8,
+    train=TrainConfig(epochs=150, lr=1e-2, checkpoint_every=0),
+)
+
+
+def tori(n=3, offset=0.0):
+    out = []
+    for i in range(n):
+        t = trimesh.creation.torus(major_radius=1 + 0.1 * i + offset, minor_radius=0.3, major_sections=32, minor_sections=16)
+        out.append(Mesh(t.vertices * 3 + 5, t.faces, f"torus{i}"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pipe") / "set.ncgs"
+    result = compress(tori(), path, TINY, progress=lambda *a: None)
+    return path, result
+
+
+def test_round_trip_quality_and_original_coordinates(archive):
+    path, result = archive
+    assert result.bytes == path.stat().st_size and result.names == ["torus0", "torus1", "torus2"]
+    decoded = decompress(path)
+    for rec, gt in zip(decoded, tori()):
+        m = compare_meshes(rec, gt, 20_000)
+        assert m.cd < 0.03 and m.nc > 0.85, m  # a broken pipeline lands far above this
+        assert np.allclose(rec.vertices.mean(0), gt.vertices.mean(0), atol=0.2)  # back in original coordinates
+
+
+def test_single_shape_decodes_alone_and_identically(archive, tmp_path):
+    path, _ = archive
+    full = decompress(path)
+    one = decompress(path, tmp_path / "out", shapes=["torus1"], fmt="obj")
+    assert np.array_equal(one[0].vertices, full[1].vertices)
+    assert (tmp_path / "out" / "torus1.obj").is_file()
+    with pytest.raises(NecgsError, match="no shape named"):
+        decompress(path, shapes=["missing"])
+
+
+def test_describe_reports_sizes_and_ratio(archive):
+    path, _ = archive
+    d = describe(path)
+    parts = d["header_bytes"] + d["weights_bytes"] + d["feature_bytes"] + d["feature_model_bytes"]
+    assert parts == d["bytes"] == path.stat().st_size
+    assert d["n_shapes"] == 3 and d["ratio_ply"] > 1 and d["coders"]["weights"] in ("rans", "huffman", "raw")
+
+
+def test_add_keeps_old_shapes_bit_identical(archive, tmp_path):
+    path, _ = archive
+    new = [Mesh(m.vertices, m.faces, f"new{i}") for i, m in enumerate(tori(1, offset=0.05))]
+    grown = tmp_path / "grown.ncgs"
+    add_shapes(path, new, grown, epochs=40)
+    before, after = decompress(path), decompress(grown)
+    assert [m.name for m in after] == ["torus0", "torus1", "torus2", "new0"]
+    assert all(np.array_equal(a.vertices, b.vertices) and np.array_equal(a.faces, b.faces) for a, b in zip(before, after))
+    assert compare_meshes(after[3], new[0], 20_000).cd < 0.05
+    d = describe(grown)
+    assert d["batches"][-1]["mode"] == "frozen-decoder" and d["shapes"][3]["batch"] == 1
+    with pytest.raises(NecgsError, match="already in the archive"):
+        add_shapes(path, tori(1), tmp_path / "clash.ncgs")
+
+
+def test_damaged_archives_raise_only_archive_errors(archive):
+    path, _ = archive
+    blob = path.read_bytes()
+    rng = np.random.default_rng(0)
+    for n in sorted(set(rng.integers(0, len(blob), 40).tolist()) | {0, 7, 19, len(blob) - 1}):
+        with pytest.raises(ArchiveError):
+            decompress(blob[:n])
+    for i in rng.integers(0, len(blob), 60).tolist():
+        damaged = bytearray(blob)
+        damaged[i] ^= 1 << int(rng.integers(8))
+        try:
+            decompress(bytes(damaged))
+        except ArchiveError:
+            pass
+
+
+def test_committed_v1_archive_still_decodes():
+    """tests/data/v1_small.ncgs was written by format 1.0; future readers must decode it."""
+    expected = json.loads(FIXTURE.with_suffix(".json").read_text())
+    decoded = decompress(FIXTURE)
+    assert [m.name for m in decoded] == expected["names"]
+    assert [m.n_faces for m in decoded] == expected["faces"]
+    for m, centroid in zip(decoded, expected["centroids"]):
+        assert np.allclose(m.vertices.mean(0), centroid, atol=1e-4)
