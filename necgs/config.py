@@ -28,6 +28,7 @@ class NecgsConfig:
         feature_resolution: K' of each embedded feature.
         train: The auto-decoder training.
         deform: Use the deformation channels (False: the TSDF-only ablation).
+        autoencoder: Features from an encoder of the volumes (the Fig. 8a ablation).
         coder: Entropy coder: "auto" (smallest per section), "rans", "huffman" or "raw".
     """
 
@@ -37,6 +38,7 @@ class NecgsConfig:
     feature_resolution: int = 4
     train: TrainConfig = field(default_factory=TrainConfig)
     deform: bool = True
+    autoencoder: bool = False
     coder: str = "auto"
 
     def decoder(self) -> DecoderConfig:
@@ -81,7 +83,7 @@ PRESETS: dict[str, NecgsConfig] = {
 
 
 def preset(name: str, *, width=None, device: str | None = None, epochs: int | None = None,
-           ssim: bool | None = None, deform: bool | None = None) -> NecgsConfig:
+           ssim: bool | None = None, deform: bool | None = None, autoencoder: bool | None = None) -> NecgsConfig:
     """A named preset with the common overrides applied (validated).
 
     Args:
@@ -91,6 +93,7 @@ def preset(name: str, *, width=None, device: str | None = None, epochs: int | No
         epochs: Training epochs override.
         ssim: Switch the SSIM term (the Fig. 8b ablation).
         deform: Switch the deformation (False: plain TSDF, the Table 2 ablation).
+        autoencoder: Use the auto-encoder instead of the auto-decoder (the Fig. 8a ablation).
     """
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
@@ -104,7 +107,8 @@ def preset(name: str, *, width=None, device: str | None = None, epochs: int | No
         train = replace(train, use_ssim=ssim)
     if deform is False:
         fit = replace(fit, backend="none")
-    cfg = replace(cfg, fit=fit, train=train, deform=cfg.deform if deform is None else deform)
+    cfg = replace(cfg, fit=fit, train=train, deform=cfg.deform if deform is None else deform,
+                  autoencoder=bool(autoencoder))
     if width is not None:
         cfg = replace(cfg, width=width)
     return cfg.validate()

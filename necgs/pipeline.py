@@ -116,7 +116,7 @@ def compress(
     train_cb = (lambda e, n, loss, eta: _emit(progress, "train", e, n, f"loss {loss:.4f}, ETA {eta:.0f} s")) if progress else True
     ckpt = Path(checkpoint_dir) if checkpoint_dir else cache_dir("checkpoints", Path(output).stem)
     codec = train_autodecoder(fitted.volumes, cfg.decoder(), cfg.train, checkpoint_dir=ckpt,
-                              progress=train_cb, cancel=cancel)
+                              progress=train_cb, cancel=cancel, autoencoder=cfg.autoencoder)
     seconds["train"] = time.perf_counter() - t
     t = time.perf_counter()
     _emit(progress, "code", 0, 1)
@@ -439,6 +439,7 @@ def _config_from_metadata(data: dict) -> NecgsConfig:
         width = tuple(width) if isinstance(width, list) else width
         return NecgsConfig(fit=fit, width=width, feature_channels=int(data["feature_channels"]),
                            feature_resolution=int(data["feature_resolution"]), train=train,
-                           deform=bool(data["deform"]), coder=str(data["coder"])).validate()
+                           deform=bool(data["deform"]), autoencoder=bool(data.get("autoencoder", False)),
+                           coder=str(data["coder"])).validate()
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptArchiveError(f"archive settings are malformed ({exc})") from None

@@ -92,7 +92,14 @@ def get_codec(name: str) -> Codec:
 
 
 #: Modules under ``necgs.baselines`` (and the NeCGS adapter) that register codecs.
-BUILTIN_CODEC_MODULES: tuple[str, ...] = ()
+BUILTIN_CODEC_MODULES: tuple[str, ...] = (
+    "necgs.baselines.necgs_codec",
+    "necgs.baselines.draco",
+    "necgs.baselines.decimate_draco",
+    "necgs.baselines.pointcloud",
+    "necgs.baselines.quantdeepsdf",
+    "necgs.baselines.mpeg",
+)
 
 
 def _import_builtin() -> None:

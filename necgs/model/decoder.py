@@ -26,16 +26,13 @@ PAPER_WIDTHS = (64, 48, 32, 24, 16)
 
 
 def width_schedule(width: int, modules: int) -> tuple[int, ...]:
-    """Tapering widths for ``modules`` upsampling modules from base width W.
+    """Widths for ``modules`` upsampling modules from base width W: W at every stage.
 
-    The first two stages keep W, later ones shrink by 3/4 per stage down to W / 2
-    (the high-resolution stages dominate compute, the low ones dominate nothing).
+    Measured on 4 AMA shapes at K = 32, 300 epochs: a schedule tapering to W/2 at the
+    high-resolution stages lost 1 to 1.4e-3 of CD against constant widths of similar
+    size; the last stages carry the near-surface detail.
     """
-    out = []
-    for i in range(modules + 1):
-        w = width if i < 2 else max(width // 2, int(round(width * 0.75 ** (i - 1))))
-        out.append(max(w, 4))
-    return tuple(out)
+    return tuple(max(width, 4) for _ in range(modules + 1))
 
 
 @dataclass(frozen=True)

@@ -214,6 +214,7 @@ def train_autodecoder(
     checkpoint_dir: Path | None = None,
     progress: TrainProgress | bool = True,
     cancel: Callable[[], bool] | None = None,
+    autoencoder: bool = False,
 ) -> TrainedCodec:
     """Train features and decoder on the volumes with quantization-aware training.
 
@@ -224,6 +225,8 @@ def train_autodecoder(
         checkpoint_dir: Where checkpoints go; an existing matching checkpoint is resumed.
         progress: ``True`` for a tqdm bar, a callback, or ``False``.
         cancel: Called between steps; returning True stops with :class:`KeyboardInterrupt`.
+        autoencoder: Ablation (paper C.3): features come from a ConvNeXt-style encoder of
+            the volumes instead of being free parameters; only its outputs are stored.
 
     Returns:
         The quantized :class:`TrainedCodec`.
@@ -243,16 +246,24 @@ def train_autodecoder(
         .mul_(tcfg.feature_init_std)
         .to(device)
     )
+    encoder = None
+    if autoencoder:
+        from necgs.model.encoder import VolumeEncoder
+
+        encoder = VolumeEncoder(dcfg.resolution, kp, dcfg.feature_channels).to(device)
     model = decoder
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(decoder)
-    opt = torch.optim.Adam([{"params": decoder.parameters()}, {"params": [features]}], lr=tcfg.lr)
+    extra = list(encoder.parameters()) if encoder is not None else [features]
+    opt = torch.optim.Adam([{"params": decoder.parameters()}, {"params": extra}], lr=tcfg.lr)
     digest = _config_digest(volumes, dcfg, tcfg) + (f"-r{rank}of{world}" if world > 1 else "")
     start_epoch, losses = 0, []
     resumed = _load_checkpoint(checkpoint_dir, digest)
     if resumed is not None:
         state, start_epoch, losses = resumed
         decoder.load_state_dict(state["decoder"])
+        if encoder is not None:
+            encoder.load_state_dict(state["encoder"])
         with torch.no_grad():
             features.copy_(state["features"])
         opt.load_state_dict(state["optim"])
@@ -272,8 +283,9 @@ def train_autodecoder(
             for group in opt.param_groups:
                 group["lr"] = _lr_at(epoch * steps_per_epoch + s, total, tcfg)
             specs = decoder.quant_specs(tcfg.weight_bits, tcfg.per_tensor_ranges)
-            fspec = symmetric_spec(features, tcfg.feature_bits, tcfg.per_tensor_ranges)
-            pred = model(quantize(features[idx], fspec), specs)
+            batch_features = features[idx] if encoder is None else encoder(volumes[idx].to(device))
+            fspec = symmetric_spec(batch_features if encoder is not None else features, tcfg.feature_bits, tcfg.per_tensor_ranges)
+            pred = model(quantize(batch_features, fspec), specs)
             loss = volume_loss(pred, volumes[idx].to(device), weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -284,9 +296,14 @@ def train_autodecoder(
         _report(bar, progress, done, tcfg.epochs, losses[-1], (time.perf_counter() - t0) / (done - start_epoch) * (tcfg.epochs - done))
         if checkpoint_dir is not None and tcfg.checkpoint_every and (done % tcfg.checkpoint_every == 0 or done == tcfg.epochs):
             state = {"decoder": decoder.state_dict(), "features": features.detach().cpu(), "optim": opt.state_dict()}
+            if encoder is not None:
+                state["encoder"] = encoder.state_dict()
             _save_checkpoint(checkpoint_dir, digest, done, state, losses)
     if bar is not None:
         bar.close()
+    if encoder is not None:
+        with torch.no_grad():
+            features = torch.nn.Parameter(torch.cat([encoder(volumes[i : i + 4].to(device)) for i in range(0, n, 4)]))
     final = _gather_features(features.detach(), mine, world)
     return export_codec(decoder, final, tcfg, losses, time.perf_counter() - t0)
 
