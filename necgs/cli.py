@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "info",
     "add",
     "fit",
+    "evaluate",
     "datasets",
     "metrics",
 )

@@ -1,0 +1,48 @@
+"""``necgs evaluate DATA --codecs necgs,draco,... -o results/``: the RD sweep in one run."""
+
+from __future__ import annotations
+
+from necgs.commands._common import parse_width, warn
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="rate-distortion sweep of several codecs on one data set")
+    p.add_argument("dataset", help="data set name (see `necgs datasets`), folder or zip")
+    p.add_argument("--codecs", default="necgs,draco,decimate-draco",
+                   help="comma-separated: necgs, draco, decimate-draco, pointcloud-spsr, quantdeepsdf, gpcc, vpcc, pcgcv2")
+    p.add_argument("--widths", help="NeCGS decoder sizes to sweep, comma-separated (e.g. tiny,small,16)")
+    p.add_argument("--preset", default="quick", help="NeCGS preset (quick|standard|paper)")
+    p.add_argument("--epochs", type=int, help="NeCGS training epochs")
+    p.add_argument("--samples", type=int, default=100_000, help="surface samples per metric")
+    p.add_argument("--limit", type=int, help="use only the first N shapes")
+    p.add_argument("-o", "--output", required=True, help="results folder")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from necgs.baselines.base import codec_names
+    from necgs.errors import ConfigError
+    from necgs.evaluation import ResultsStore, evaluate, write_results
+
+    codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
+    unknown = [c for c in codecs if c not in codec_names()]
+    if unknown:
+        raise ConfigError(f"unknown codec(s) {', '.join(unknown)}; known: {', '.join(codec_names())}")
+    if not 100 <= args.samples <= 10_000_000:
+        raise ConfigError(f"--samples must be in [100, 1e7], got {args.samples}")
+    settings = {}
+    if "necgs" in codecs:
+        widths = [parse_width(w) for w in args.widths.split(",")] if args.widths else ["medium", "small", "tiny"]
+        settings["necgs"] = [{"preset": args.preset, "width": w, **({"epochs": args.epochs} if args.epochs else {})}
+                             for w in widths]
+    result = evaluate(args.dataset, codecs, settings=settings or None, n_samples=args.samples, limit=args.limit,
+                      progress=lambda stage, frac: warn(f"[{100 * frac:5.1f}%] {stage}"))
+    for codec, status in result.statuses.items():
+        if status != "ok":
+            warn(f"{codec}: {status}")
+    out = write_results(result, args.output)
+    ResultsStore().add_run(result, {"codecs": codecs, "settings": settings, "samples": args.samples})
+    cols = ["codec", "label", "status", "bytes", "ratio_ply", "cd", "f1_005", "encode_s", "decode_ms_per_shape"]
+    print(result.summary[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    print(f"results written to {out}")
+    return 0

@@ -1,0 +1,282 @@
+"""The rate-distortion runner, its SQLite results store and the Plotly figures.
+
+:func:`evaluate` runs every (codec, setting) on one set in one run: encode (timed),
+decode (timed), the paper's metrics per shape against the originals, and the rate
+(whole output bytes; ratios against the source files and a canonical binary PLY; bits
+per vertex). A ``floor`` row (each original against itself, two independent samplings)
+always sits beside the results. Unavailable codecs and failing settings are recorded,
+never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from necgs.baselines.base import get_codec
+from necgs.errors import NecgsError
+from necgs.io.loading import LoadedSet, load_meshes
+from necgs.io.mesh import Mesh
+from necgs.metrics import MeshMetrics, compare_meshes, mean_metrics, sampling_floor
+from necgs.paths import cache_dir
+from necgs.rate import rate_report
+
+#: progress(stage text, fraction of the whole run done)
+RunProgress = Callable[[str, float], None]
+
+SUMMARY_COLUMNS = [
+    "dataset", "codec", "label", "setting", "status", "bytes", "ratio_files", "ratio_ply", "bits_per_vertex",
+    "cd", "nc", "f1_005", "f1_01", "encode_s", "decode_ms_per_shape", "n_shapes", "error",
+]
+
+
+@dataclass
+class EvaluationResult:
+    """Summary rows (one per codec and setting), per-shape rows, and codec statuses."""
+
+    dataset: str
+    summary: pd.DataFrame
+    per_shape: pd.DataFrame
+    statuses: dict[str, str] = field(default_factory=dict)
+    decoded: dict[tuple[str, str], list[Mesh]] = field(default_factory=dict)
+    meshes: list[Mesh] = field(default_factory=list)
+    blobs: dict[tuple[str, str], list[bytes]] = field(default_factory=dict)
+
+
+class Cancelled(NecgsError):
+    """The run was cancelled by the user."""
+
+
+def _load(dataset) -> tuple[str, LoadedSet]:
+    if isinstance(dataset, LoadedSet):
+        return "custom", dataset
+    from necgs.io.datasets import resolve_dataset
+
+    path = resolve_dataset(dataset)
+    return str(dataset), load_meshes(path)
+
+
+def evaluate(
+    dataset,
+    codecs: Sequence[str],
+    *,
+    settings: dict[str, list[dict]] | None = None,
+    n_samples: int = 100_000,
+    seed: int = 0,
+    limit: int | None = None,
+    progress: RunProgress | None = None,
+    cancel: threading.Event | None = None,
+    keep_decoded: bool = False,
+) -> EvaluationResult:
+    """Run the rate-distortion sweep of several codecs on one set.
+
+    Args:
+        dataset: A data set name, folder, zip, or a :class:`LoadedSet`.
+        codecs: Registry names (``necgs``, ``draco``, ``decimate-draco``...).
+        settings: Per codec, the settings to run (default: each codec's sweep).
+        n_samples: Surface samples per metric evaluation (paper: 1e5).
+        seed: Metric sampling seed.
+        limit: Use only the first ``limit`` shapes.
+        progress: Callback (stage text, fraction done).
+        cancel: Set it to stop between stages (raises :class:`Cancelled`).
+        keep_decoded: Keep the decoded meshes and blobs (for viewers and downloads).
+
+    Returns:
+        The :class:`EvaluationResult`.
+    """
+    name, loaded = _load(dataset)
+    meshes = loaded.meshes[:limit] if limit else loaded.meshes
+    if not meshes:
+        raise NecgsError(f"{dataset}: no usable mesh")
+    source_bytes = sum(loaded.source_bytes[: len(meshes)])
+    instances = {c: get_codec(c) for c in codecs}
+    plan = []
+    statuses = {}
+    for c, codec in instances.items():
+        ok, why = codec.available()
+        statuses[c] = "ok" if ok else f"not available: {why}"
+        if ok:
+            plan += [(c, s) for s in (settings or {}).get(c, codec.sweep())]
+    rows, shape_rows = [], []
+    result = EvaluationResult(name, pd.DataFrame(), pd.DataFrame(), statuses, meshes=meshes)
+    floor = [sampling_floor(m, n_samples, seed) for m in meshes]
+    rows.append(_row(name, "floor", "metric floor (original vs itself)", {}, "ok", None, source_bytes, meshes,
+                     mean_metrics(floor), 0.0, 0.0))
+    for k, (c, setting) in enumerate(plan):
+        _check_cancel(cancel)
+        codec = instances[c]
+        label = codec.setting_label(setting)
+        step = lambda stage, frac, k=k, c=c, label=label: progress and progress(  # noqa: E731
+            f"{c} [{label}] {stage}", (k + min(max(frac, 0), 1)) / max(len(plan), 1))
+        step("encode", 0.0)
+        try:
+            t = time.perf_counter()
+            blobs = codec.encode(meshes, setting, progress=lambda st, f: step(st, 0.7 * f))
+            enc = time.perf_counter() - t
+            _check_cancel(cancel)
+            t = time.perf_counter()
+            decoded = codec.decode(blobs, setting, progress=lambda st, f: step(st, 0.7 + 0.2 * f))
+            dec_ms = 1000 * (time.perf_counter() - t) / len(meshes)
+            step("metrics", 0.9)
+            per = [compare_meshes(r, g, n_samples, seed) for r, g in zip(decoded, meshes)]
+        except Cancelled:
+            raise
+        except KeyboardInterrupt:
+            raise Cancelled("evaluation cancelled") from None
+        except Exception as exc:  # a failing setting is recorded, the run goes on
+            rows.append(_row(name, c, label, setting, "error", None, source_bytes, meshes, None, 0, 0,
+                             error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
+            continue
+        total = sum(len(b) for b in blobs)
+        rows.append(_row(name, c, label, setting, "ok", total, source_bytes, meshes, mean_metrics(per), enc, dec_ms))
+        for m, metric, fl in zip(meshes, per, floor):
+            shape_rows.append({"dataset": name, "codec": c, "label": label, "shape": m.name, **metric.to_dict(),
+                               "floor_cd": fl.cd})
+        if keep_decoded:
+            result.decoded[(c, label)] = decoded
+            result.blobs[(c, label)] = blobs
+    result.summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    result.per_shape = pd.DataFrame(shape_rows)
+    if progress:
+        progress("done", 1.0)
+    return result
+
+
+def _check_cancel(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("evaluation cancelled")
+
+
+def _row(dataset, codec, label, setting, status, total, source_bytes, meshes, metrics: MeshMetrics | None,
+         enc, dec_ms, error="") -> dict:
+    row = {"dataset": dataset, "codec": codec, "label": label, "setting": json.dumps(setting, sort_keys=True),
+           "status": status, "error": error, "n_shapes": len(meshes), "encode_s": enc, "decode_ms_per_shape": dec_ms}
+    if total:
+        r = rate_report(total, source_bytes, meshes)
+        row.update(bytes=r.compressed_bytes, ratio_files=r.ratio_files, ratio_ply=r.ratio_ply,
+                   bits_per_vertex=r.bits_per_vertex)
+    elif codec == "floor":
+        r = rate_report(1, source_bytes, meshes)
+        row.update(bytes=r.ply_bytes, ratio_files=source_bytes / r.ply_bytes, ratio_ply=1.0, bits_per_vertex=96.0)
+    if metrics is not None:
+        row.update(metrics.to_dict())
+    return row
+
+
+# ---------------------------------------------------------------------------- outputs
+def rd_figure(summary: pd.DataFrame, metric: str = "cd", highlight: str | None = None,
+              earlier: Sequence[pd.DataFrame] = ()):
+    """Plotly RD figure: ``metric`` (cd or f1_005) against the ratio vs binary PLY, log x.
+
+    Args:
+        summary: Summary rows of one run (the ``floor`` row becomes a dashed line).
+        metric: "cd" or "f1_005" (also "nc", "f1_01").
+        highlight: A codec whose points are marked larger (this run's point).
+        earlier: Summaries of earlier runs of the same set, drawn faintly.
+    """
+    import plotly.graph_objects as go
+
+    titles = {"cd": "Chamfer distance (lower is better)", "f1_005": "F1@0.005 (higher is better)",
+              "nc": "normal consistency", "f1_01": "F1@0.01"}
+    fig = go.Figure()
+    for k, old in enumerate(earlier):
+        for codec, grp in old[(old.status == "ok") & (old.codec != "floor")].groupby("codec"):
+            grp = grp.sort_values("ratio_ply")
+            fig.add_trace(go.Scatter(x=grp.ratio_ply, y=grp[metric], mode="lines+markers", opacity=0.3,
+                                     name=f"{codec} (earlier run {k + 1})", legendgroup=codec, line={"dash": "dot"}))
+    ok = summary[(summary.status == "ok") & (summary.codec != "floor")]
+    for codec, grp in ok.groupby("codec", sort=False):
+        grp = grp.sort_values("ratio_ply")
+        size = 13 if codec == highlight else 8
+        fig.add_trace(go.Scatter(x=grp.ratio_ply, y=grp[metric], mode="lines+markers", name=codec,
+                                 marker={"size": size}, text=grp.label,
+                                 hovertemplate="%{text}<br>ratio %{x:.1f}x<br>" + metric + " %{y:.4g}<extra>" + codec + "</extra>"))
+    floor = summary[summary.codec == "floor"]
+    if len(floor) and metric in floor:
+        fig.add_hline(y=float(floor[metric].iloc[0]), line_dash="dash", line_color="gray",
+                      annotation_text="metric floor (original vs itself)")
+    fig.update_layout(xaxis_title="compression ratio vs binary PLY (log)", yaxis_title=titles.get(metric, metric),
+                      xaxis_type="log", template="plotly_white", margin={"l": 60, "r": 20, "t": 40, "b": 50},
+                      legend={"orientation": "h", "y": -0.25}, title=titles.get(metric, metric))
+    if metric == "cd":
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def write_results(result: EvaluationResult, out_dir: str | Path) -> Path:
+    """summary.csv, per_shape.csv, results.json, rd_cd.html and rd_f1.html under ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result.summary.to_csv(out / "summary.csv", index=False)
+    result.per_shape.to_csv(out / "per_shape.csv", index=False)
+    payload = {"dataset": result.dataset, "statuses": result.statuses,
+               "summary": json.loads(result.summary.to_json(orient="records")),
+               "per_shape": json.loads(result.per_shape.to_json(orient="records"))}
+    (out / "results.json").write_text(json.dumps(payload, indent=1))
+    rd_figure(result.summary, "cd").write_html(out / "rd_cd.html", include_plotlyjs="cdn")
+    rd_figure(result.summary, "f1_005").write_html(out / "rd_f1.html", include_plotlyjs="cdn")
+    return out
+
+
+class ResultsStore:
+    """SQLite registry of runs (an embedded default; no server).
+
+    Tables: ``runs(id, created, dataset, config, status, archive)``, ``rows`` (summary rows
+    as JSON) and ``shape_rows`` (per-shape rows as JSON).
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else cache_dir() / "results.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(
+                "CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL, dataset TEXT,"
+                " config TEXT, status TEXT, archive TEXT);"
+                "CREATE TABLE IF NOT EXISTS rows (run INTEGER, data TEXT);"
+                "CREATE TABLE IF NOT EXISTS shape_rows (run INTEGER, data TEXT);"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30)
+
+    def add_run(self, result: EvaluationResult, config: dict, archive: str | None = None) -> int:
+        """Store a run; returns its id."""
+        with self._connect() as db:
+            cur = db.execute("INSERT INTO runs (created, dataset, config, status, archive) VALUES (?, ?, ?, ?, ?)",
+                             (time.time(), result.dataset, json.dumps(config), "done", archive))
+            run = int(cur.lastrowid)
+            db.executemany("INSERT INTO rows VALUES (?, ?)",
+                           [(run, json.dumps(r)) for r in json.loads(result.summary.to_json(orient="records"))])
+            db.executemany("INSERT INTO shape_rows VALUES (?, ?)",
+                           [(run, json.dumps(r)) for r in json.loads(result.per_shape.to_json(orient="records"))])
+        return run
+
+    def list_runs(self, dataset: str | None = None) -> pd.DataFrame:
+        """Runs, newest first (optionally of one data set)."""
+        query = "SELECT id, created, dataset, config, status, archive FROM runs"
+        args: tuple = ()
+        if dataset is not None:
+            query += " WHERE dataset = ?"
+            args = (dataset,)
+        with self._connect() as db:
+            df = pd.read_sql_query(query + " ORDER BY id DESC", db, params=args)
+        df["created"] = pd.to_datetime(df["created"], unit="s").dt.strftime("%Y-%m-%d %H:%M:%S")
+        return df
+
+    def load_run(self, run: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Summary and per-shape rows of a run."""
+        with self._connect() as db:
+            rows = [json.loads(r[0]) for r in db.execute("SELECT data FROM rows WHERE run = ?", (run,))]
+            shapes = [json.loads(r[0]) for r in db.execute("SELECT data FROM shape_rows WHERE run = ?", (run,))]
+        if not rows:
+            raise NecgsError(f"no run {run} in {self.path}")
+        return pd.DataFrame(rows, columns=SUMMARY_COLUMNS), pd.DataFrame(shapes)
