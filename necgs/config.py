@@ -24,7 +24,8 @@ class NecgsConfig:
         fit: The regular-representation stage (resolution K, fitting).
         width: Decoder size: a name ("tiny", "small", "medium", "large", "xl", "paper"),
             a base width, or explicit widths per stage. The rate knob.
-        feature_channels: C of each embedded feature.
+        feature_channels: C of each embedded feature (paper: 16; 8 measured as good at
+            half the feature bytes: CD 9.30e-3 vs 9.22e-3 on 4 AMA shapes at K = 32).
         feature_resolution: K' of each embedded feature.
         train: The auto-decoder training.
         deform: Use the deformation channels (False: the TSDF-only ablation).
@@ -34,7 +35,7 @@ class NecgsConfig:
 
     fit: FitConfig = field(default_factory=FitConfig)
     width: int | str | tuple[int, ...] = "small"
-    feature_channels: int = 16
+    feature_channels: int = 8
     feature_resolution: int = 4
     train: TrainConfig = field(default_factory=TrainConfig)
     deform: bool = True

@@ -1,0 +1,99 @@
+"""Error-coloured meshes for the 3D viewers, a colour legend, and the polyscope reviewer figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from necgs.errors import DependencyError
+from necgs.io.mesh import Mesh, fit_transform
+from necgs.metrics import sample_surface
+
+#: Colour ramp (distance 0 -> vmax): blue, cyan, green, yellow, red.
+_RAMP = np.array([[49, 54, 149], [69, 170, 209], [102, 189, 99], [254, 224, 99], [215, 48, 39]], dtype=np.float64)
+
+
+def colormap(t: np.ndarray) -> np.ndarray:
+    """(N,) values in [0, 1] -> (N, 4) uint8 RGBA on the ramp."""
+    t = np.clip(np.asarray(t, dtype=np.float64), 0, 1) * (len(_RAMP) - 1)
+    lo = np.floor(t).astype(int).clip(0, len(_RAMP) - 2)
+    frac = (t - lo)[:, None]
+    rgb = _RAMP[lo] * (1 - frac) + _RAMP[lo + 1] * frac
+    return np.concatenate([rgb, np.full((len(t), 1), 255.0)], 1).astype(np.uint8)
+
+
+def vertex_errors(rec: Mesh, gt: Mesh, samples: int = 100_000) -> np.ndarray:
+    """(V,) distance of each ``rec`` vertex to the ``gt`` surface, in gt's [-1, 1] metric frame."""
+    frame = fit_transform(gt.vertices, 1.0)
+    pts, _ = sample_surface(gt.transformed(frame), samples, seed=0)
+    d, _ = cKDTree(pts).query(frame.apply(rec.vertices), workers=-1)
+    return d
+
+
+def error_colored_glb(rec: Mesh, gt: Mesh, path: str | Path, vmax: float | None = None) -> tuple[Path, float]:
+    """Write ``rec`` as GLB with per-vertex colours showing its distance to ``gt``.
+
+    Returns:
+        The path and the distance mapped to the top colour (``vmax``).
+    """
+    import trimesh
+
+    err = vertex_errors(rec, gt) if rec.n_vertices else np.zeros(0)
+    if vmax is None:
+        vmax = float(max(np.percentile(err, 98), 1e-4)) if err.size else 1e-2
+    mesh = trimesh.Trimesh(rec.vertices, rec.faces, vertex_colors=colormap(err / vmax), process=False)
+    path = Path(path)
+    mesh.export(path)
+    return path, vmax
+
+
+def plain_glb(mesh: Mesh, path: str | Path) -> Path:
+    """Write a mesh as a light-grey GLB."""
+    import trimesh
+
+    colors = np.tile(np.array([[200, 200, 205, 255]], np.uint8), (mesh.n_vertices, 1))
+    trimesh.Trimesh(mesh.vertices, mesh.faces, vertex_colors=colors, process=False).export(Path(path))
+    return Path(path)
+
+
+def legend_html(vmax: float) -> str:
+    """An HTML colour bar for distances 0 .. vmax (metric frame units)."""
+    stops = ", ".join(f"rgb({r:.0f},{g:.0f},{b:.0f})" for r, g, b in _RAMP)
+    return (
+        f"<div style='font-size:12px'>distance to the original surface (shape scaled to [-1,1])"
+        f"<div style='height:12px;background:linear-gradient(to right,{stops});border-radius:3px'></div>"
+        f"<div style='display:flex;justify-content:space-between'><span>0</span><span>{vmax / 2:.4f}</span>"
+        f"<span>&ge; {vmax:.4f}</span></div></div>"
+    )
+
+
+def render_comparison_png(original: Mesh, decoded: Mesh, path: str | Path, title: str = "") -> Path:
+    """Polyscope rendering of original (left) and error-coloured decoded (right) to PNG.
+
+    Uses a display when there is one, else polyscope's EGL backend (Mesa, off-screen).
+    """
+    try:
+        import polyscope as ps
+    except ImportError:
+        raise DependencyError("polyscope is not installed (pip install polyscope)") from None
+    import os
+
+    backend = "" if os.environ.get("DISPLAY") else "openGL3_egl"
+    if not getattr(render_comparison_png, "_initialized", False):
+        ps.init(backend)
+        ps.set_ground_plane_mode("none")
+        render_comparison_png._initialized = True  # type: ignore[attr-defined]
+    ps.remove_all_structures()
+    frame = fit_transform(original.vertices, 1.0)
+    a, b = original.transformed(frame), decoded.transformed(frame)
+    shift = np.array([2.3, 0, 0])
+    ps.register_surface_mesh("original", a.vertices - shift / 2, a.faces, color=(0.8, 0.8, 0.82))
+    err = vertex_errors(decoded, original)
+    m = ps.register_surface_mesh("decoded", b.vertices + shift / 2, b.faces)
+    m.add_scalar_quantity("error", err, enabled=True, cmap="coolwarm", vminmax=(0, float(max(np.percentile(err, 98), 1e-4))))
+    ps.reset_camera_to_home_view()
+    path = Path(path)
+    ps.screenshot(str(path), transparent_bg=False)
+    return path
