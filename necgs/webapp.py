@@ -8,7 +8,6 @@ Gradio 6). Each browser session works in its own temporary folder, removed when 
 session ends.
 """
 
-from __future__ import annotations
 
 import json
 import re
@@ -19,6 +18,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from necgs.baselines.base import get_codec
@@ -206,7 +206,8 @@ def _load_run_mesh(run: int, key: str | None, shape: str) -> Mesh | None:
         path = run_dir(run) / "decoded" / index["decoded"][key] / f"{_slug(shape)}.ply"
     if not path.is_file():
         return None
-    return load_meshes([path]).meshes[0] if path.stat().st_size else None
+    loaded = load_meshes([path])
+    return loaded.meshes[0] if loaded.meshes else Mesh(np.zeros((0, 3)), np.zeros((0, 3)), shape)
 
 
 def viewer_files(run: int | None, shape: str | None, necgs_key: str | None, other_key: str | None, session: str):
@@ -256,7 +257,7 @@ def reviewer_figure(run: int | None, shape: str | None, necgs_key: str | None, s
     if run is None or not shape or not necgs_key:
         return None
     original, decoded = _load_run_mesh(run, None, shape), _load_run_mesh(run, necgs_key, shape)
-    if original is None or decoded is None:
+    if original is None or decoded is None or decoded.n_faces == 0:
         return None
     return str(render_comparison_png(original, decoded, session_dir(session) / f"reviewer_{run}_{_slug(shape)}.png"))
 

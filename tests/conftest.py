@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,10 +10,10 @@ import pytest
 from necgs.paths import shared_data_dir
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Each test session writes caches under pytest's temp folder, never ~/.cache."""
-    monkeypatch.setenv("NECGS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "necgs-cache"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """The test session writes caches under pytest's temp folder, never ~/.cache."""
+    os.environ["NECGS_CACHE_DIR"] = str(tmp_path_factory.getbasetemp() / "necgs-cache")
 
 
 @pytest.fixture(scope="session")
