@@ -53,6 +53,7 @@ class CompressResult:
         names: Shape names, in archive order.
         failures: Input files that could not be used, one line each.
         seconds: Wall time per stage ("fit", "train", "code").
+        resumed_from_epoch: Training resumed from this checkpointed epoch (0: fresh).
     """
 
     path: Path
@@ -60,6 +61,7 @@ class CompressResult:
     names: list[str]
     failures: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    resumed_from_epoch: int = 0
 
 
 def _as_loaded(source) -> LoadedSet:
@@ -124,7 +126,8 @@ def compress(
     size = write_codec_archive(output, cfg, codec, shapes)
     seconds["code"] = time.perf_counter() - t
     _emit(progress, "code", 1, 1)
-    return CompressResult(Path(output), size, [m.name for m in loaded.meshes], [str(f) for f in loaded.failures], seconds)
+    return CompressResult(Path(output), size, [m.name for m in loaded.meshes], [str(f) for f in loaded.failures],
+                          seconds, codec.resumed_from)
 
 
 def _shape_record(mesh: Mesh, transform: Transform, source_bytes: int, batch: int) -> dict:

@@ -122,6 +122,7 @@ class TrainedCodec:
         features: Quantized features of all shapes; symbols (N * C * K'^3,), shape (N, C, K', K', K').
         losses: Mean loss of each epoch.
         seconds: Training time.
+        resumed_from: Epoch the run resumed from (0: a fresh run).
     """
 
     decoder_cfg: DecoderConfig
@@ -129,6 +130,7 @@ class TrainedCodec:
     features: QuantizedTensor
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    resumed_from: int = 0
 
     def decoder(self, device: str | torch.device = "cpu") -> Decoder:
         """The decoder with its dequantized parameters (run it with ``specs=None``)."""
@@ -177,24 +179,24 @@ def _config_digest(volumes: torch.Tensor, dcfg: DecoderConfig, tcfg: TrainConfig
     return h.hexdigest()[:20]
 
 
-def _save_checkpoint(folder: Path, digest: str, epoch: int, state: dict, losses: list[float]) -> None:
+def _save_checkpoint(folder: Path, tag: str, digest: str, epoch: int, state: dict, losses: list[float]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".checkpoint.{os.getpid()}.tmp"
+    tmp = folder / f".checkpoint{tag}.{os.getpid()}.tmp"
     torch.save(state, tmp)
-    os.replace(tmp, folder / "checkpoint.pt")
-    meta = folder / f".checkpoint.{os.getpid()}.json.tmp"
+    os.replace(tmp, folder / f"checkpoint{tag}.pt")
+    meta = folder / f".checkpoint{tag}.{os.getpid()}.json.tmp"
     meta.write_text(json.dumps({"digest": digest, "epoch": epoch, "losses": losses}))
-    os.replace(meta, folder / "checkpoint.json")
+    os.replace(meta, folder / f"checkpoint{tag}.json")
 
 
-def _load_checkpoint(folder: Path | None, digest: str) -> tuple[dict, int, list[float]] | None:
-    if folder is None or not (folder / "checkpoint.json").is_file() or not (folder / "checkpoint.pt").is_file():
+def _load_checkpoint(folder: Path | None, tag: str, digest: str) -> tuple[dict, int, list[float]] | None:
+    if folder is None or not (folder / f"checkpoint{tag}.json").is_file() or not (folder / f"checkpoint{tag}.pt").is_file():
         return None
     try:
-        meta = json.loads((folder / "checkpoint.json").read_text())
+        meta = json.loads((folder / f"checkpoint{tag}.json").read_text())
         if meta.get("digest") != digest:
             return None
-        state = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)
+        state = torch.load(folder / f"checkpoint{tag}.pt", map_location="cpu", weights_only=True)
         return state, int(meta["epoch"]), [float(x) for x in meta["losses"]]
     except (OSError, ValueError, RuntimeError, KeyError):
         return None  # an unreadable checkpoint means starting over, never a crash
@@ -256,9 +258,10 @@ def train_autodecoder(
         model = torch.nn.parallel.DistributedDataParallel(decoder)
     extra = list(encoder.parameters()) if encoder is not None else [features]
     opt = torch.optim.Adam([{"params": decoder.parameters()}, {"params": extra}], lr=tcfg.lr)
-    digest = _config_digest(volumes, dcfg, tcfg) + (f"-r{rank}of{world}" if world > 1 else "")
+    digest = _config_digest(volumes, dcfg, tcfg)
+    tag = f".rank{rank}of{world}" if world > 1 else ""
     start_epoch, losses = 0, []
-    resumed = _load_checkpoint(checkpoint_dir, digest)
+    resumed = _load_checkpoint(checkpoint_dir, tag, digest)
     if resumed is not None:
         state, start_epoch, losses = resumed
         decoder.load_state_dict(state["decoder"])
@@ -298,14 +301,16 @@ def train_autodecoder(
             state = {"decoder": decoder.state_dict(), "features": features.detach().cpu(), "optim": opt.state_dict()}
             if encoder is not None:
                 state["encoder"] = encoder.state_dict()
-            _save_checkpoint(checkpoint_dir, digest, done, state, losses)
+            _save_checkpoint(checkpoint_dir, tag, digest, done, state, losses)
     if bar is not None:
         bar.close()
     if encoder is not None:
         with torch.no_grad():
             features = torch.nn.Parameter(torch.cat([encoder(volumes[i : i + 4].to(device)) for i in range(0, n, 4)]))
     final = _gather_features(features.detach(), mine, world)
-    return export_codec(decoder, final, tcfg, losses, time.perf_counter() - t0)
+    codec = export_codec(decoder, final, tcfg, losses, time.perf_counter() - t0)
+    codec.resumed_from = start_epoch
+    return codec
 
 
 def _gather_features(features: torch.Tensor, mine: list[int], world: int) -> torch.Tensor:
