@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "add",
     "fit",
     "evaluate",
+    "view",
     "datasets",
     "metrics",
 )

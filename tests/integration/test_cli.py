@@ -46,3 +46,25 @@ def test_user_mistakes_are_one_line_errors(args, needle):
     r = run_cli(*args)
     assert r.returncode == 2
     assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_compress_info_decompress_view_round_trip(tmp_path, shared_data):
+    """The CLI end to end on two real CAD parts with the quick preset and few epochs."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("featuretype.STL", "angle_block.STL"):
+        p = shared_data / "cad_trimesh" / name
+        if p.exists():
+            (src / name).write_bytes(p.read_bytes())
+    archive = tmp_path / "set.ncgs"
+    r = run_cli("compress", str(src), "-o", str(archive), "--preset", "quick", "--width", "tiny", "--epochs", "30")
+    assert r.returncode == 0, r.stderr[-400:]
+    info = run_cli("info", str(archive))
+    assert info.returncode == 0 and "vs binary PLY" in info.stdout and "decoder" in info.stdout
+    out = tmp_path / "out"
+    d = run_cli("decompress", str(archive), "-o", str(out), "--format", "obj")
+    assert d.returncode == 0 and len(list(out.glob("*.obj"))) == len(list(src.iterdir()))
+    damaged = tmp_path / "damaged.ncgs"
+    damaged.write_bytes(archive.read_bytes()[:-10])
+    bad = run_cli("decompress", str(damaged), "-o", str(out))
+    assert bad.returncode == 2 and "early" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
