@@ -1,0 +1,40 @@
+"""Settings are checked before any work starts."""
+
+from dataclasses import replace
+
+import pytest
+
+from necgs.config import PRESETS, NecgsConfig, preset
+from necgs.errors import ConfigError
+from necgs.geometry.fit import FitConfig
+from necgs.training.train import TrainConfig
+
+
+@pytest.mark.parametrize(
+    "cfg,needle",
+    [
+        (NecgsConfig(train=TrainConfig(weight_bits=1)), "weight bits"),
+        (NecgsConfig(train=TrainConfig(feature_bits=17)), "feature bits"),
+        (NecgsConfig(train=TrainConfig(epochs=-1)), "epochs"),
+        (NecgsConfig(fit=FitConfig(resolution=48)), "power of two"),
+        (NecgsConfig(fit=FitConfig(resolution=1024)), "power of two"),
+        (NecgsConfig(width=0), "width"),
+        (NecgsConfig(width="gigantic"), "unknown decoder size"),
+        (NecgsConfig(coder="zip"), "coder"),
+        (NecgsConfig(deform=False), "backend 'none'"),
+    ],
+)
+def test_out_of_range_settings_are_rejected(cfg, needle):
+    with pytest.raises(ConfigError, match=needle):
+        cfg.validate()
+
+
+def test_presets_are_valid_and_scale():
+    assert [PRESETS[p].fit.resolution for p in ("quick", "standard", "paper")] == [32, 64, 128]
+    assert PRESETS["paper"].decoder().modules == 5 and PRESETS["standard"].decoder().modules == 4
+    cfg = preset("quick", width=24, epochs=3, ssim=False, deform=False, device="cpu")
+    assert cfg.train.epochs == 3 and not cfg.train.use_ssim and cfg.fit.backend == "none"
+    assert cfg.decoder().widths == (24, 24, 24, 24)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset("fastest")
+    assert replace(cfg, coder="huffman").validate().coder == "huffman"
