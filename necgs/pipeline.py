@@ -399,9 +399,7 @@ def add_shapes(
         clash = sorted(old_names & {m.name for m in loaded.meshes})
         if clash:
             raise NecgsError(f"{archive}: shape names already in the archive: {', '.join(clash[:5])}")
-        weights = arc.weights()
-        codec_old = TrainedCodec(arc.decoder_cfg, weights, QuantizedTensor(np.zeros(0, np.int64),
-                                 QuantSpec.from_dict(arc.metadata["batches"][0]["features"]["spec"]), (0,)))
+        codec_old = TrainedCodec(arc.decoder_cfg, arc.weights(), _initial_features(arc))
         old_sections = [Section(n, arc.reader.read_section(n), arc.reader.section_info(n).info) for n in arc.reader.section_names()]
         metadata = dict(arc.metadata)
         n_old = len(arc.shapes)
@@ -411,7 +409,6 @@ def add_shapes(
     seconds["fit"] = time.perf_counter() - t
     t = time.perf_counter()
     tcfg = cfg.train if epochs is None else replace(cfg.train, epochs=epochs)
-    codec_old.features = _old_features_for_init(archive, n_old)
     new_features = fit_features(codec_old, fitted.volumes, tcfg,
                                 progress=(lambda e, n, l, eta: _emit(progress, "train", e, n, f"loss {l:.4f}")) if progress else False)
     seconds["train"] = time.perf_counter() - t
@@ -425,13 +422,13 @@ def add_shapes(
     return CompressResult(Path(output), size, names, [str(f) for f in loaded.failures], seconds)
 
 
-def _old_features_for_init(archive, n_old: int) -> QuantizedTensor:
-    with open_archive(archive) as arc:
-        bmeta = arc.metadata["batches"][0]["features"]
-        shape = tuple(int(x) for x in bmeta["shape"])
-        symbols = np.concatenate([arc.feature_symbols(i) for i in range(n_old) if int(arc.shapes[i]["batch"]) == 0])
-        count = symbols.size // int(np.prod(shape))
-        return QuantizedTensor(symbols, QuantSpec.from_dict(bmeta["spec"]), (count, *shape))
+def _initial_features(arc: OpenedArchive) -> QuantizedTensor:
+    """Features of the shapes of the initial batch (their grid is reused for added shapes)."""
+    bmeta = arc.metadata["batches"][0]["features"]
+    shape = tuple(int(x) for x in bmeta["shape"])
+    first = [i for i, s in enumerate(arc.shapes) if int(s["batch"]) == 0]
+    symbols = np.concatenate([arc.feature_symbols(i) for i in first])
+    return QuantizedTensor(symbols, QuantSpec.from_dict(bmeta["spec"]), (len(first), *shape))
 
 
 def _config_from_metadata(data: dict) -> NecgsConfig:

@@ -105,3 +105,20 @@ def test_committed_v1_archive_still_decodes():
     assert [m.n_faces for m in decoded] == expected["faces"]
     for m, centroid in zip(decoded, expected["centroids"]):
         assert np.allclose(m.vertices.mean(0), centroid, atol=1e-4)
+
+
+def test_add_to_damaged_or_foreign_archive_fails_before_work(archive, tmp_path, monkeypatch):
+    import necgs.pipeline as pipeline
+
+    path, _ = archive
+    monkeypatch.setattr(pipeline, "fit_volumes", lambda *a, **k: pytest.fail("work started"))
+    damaged = tmp_path / "damaged.ncgs"
+    damaged.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(ArchiveError, match="early"):
+        add_shapes(damaged, tori(1), tmp_path / "out.ncgs")
+    from necgs.coding.archive import Section, write_archive
+
+    foreign = tmp_path / "foreign.ncgs"
+    write_archive(foreign, {"format": "quantdeepsdf"}, [Section("x", b"1")])
+    with pytest.raises(ArchiveError, match="not a necgs mesh-set archive"):
+        add_shapes(foreign, tori(1), tmp_path / "out.ncgs")
