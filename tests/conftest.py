@@ -23,3 +23,25 @@ def shared_data() -> Path:
     if path is None:
         raise RuntimeError("../shared/data is missing: the real mesh sets must sit beside the checkout")
     return path
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    """The Gradio app served on 127.0.0.1 for one test module."""
+    from necgs.webapp import build_demo
+
+    demo = build_demo()
+    port = free_port()
+    demo.queue(default_concurrency_limit=1).launch(server_name="127.0.0.1", server_port=port,
+                                                   prevent_thread_lock=True, quiet=True, show_error=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()

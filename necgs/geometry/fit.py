@@ -151,26 +151,33 @@ def fit_volume(vertices: np.ndarray, faces: np.ndarray, cfg: FitConfig) -> torch
     return _fit_points(vertices, faces, tsdf0, cfg)
 
 
-def _fit_points(vertices: np.ndarray, faces: np.ndarray, tsdf0: torch.Tensor, cfg: FitConfig) -> torch.Tensor:
-    device = resolve_device(cfg.device)
+#: reconstruction error of a DMC mesh: (vertices (V,3), faces (F,3)) -> scalar tensor
+ReconstructionError = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def optimize_volume(tsdf0: torch.Tensor, cfg: FitConfig, error: ReconstructionError, device: torch.device) -> torch.Tensor:
+    """Algorithm 1's loop: Adam on the TSDF and the (tanh-bounded) deformations.
+
+    Args:
+        tsdf0: (K, K, K) initial TSDF; deformations start at zero.
+        cfg: Iterations, learning rate and decay, deformation penalty.
+        error: The reconstruction error of DMC(V) against the target mesh.
+        device: Where to optimize.
+
+    Returns:
+        (4, K, K, K) float32 CPU volume.
+    """
     K, h = cfg.resolution, voxel_size(cfg.resolution)
-    pts, nrm = sample_surface(Mesh(vertices, faces), cfg.samples, cfg.seed)
-    target = torch.as_tensor(pts, dtype=torch.float32, device=device)
-    target_normals = torch.as_tensor(nrm, dtype=torch.float32, device=device)
-    tree = cKDTree(pts)
     tsdf = tsdf0.clone().to(device).requires_grad_()
     raw = torch.zeros((K, K, K, 3), device=device, requires_grad=True)
     opt = torch.optim.Adam([tsdf, raw], lr=cfg.lr)
-    gamma = cfg.lr_decay ** (1.0 / max(cfg.iterations, 1))
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, cfg.lr_decay ** (1.0 / max(cfg.iterations, 1)))
     for _ in range(cfg.iterations):
         deform = torch.tanh(raw)
         v, f = deformable_marching_cubes(tsdf, 0.5 * h * deform)
         if f.shape[0] == 0:
             break
-        pred = _sample_dmc(v, f, cfg.samples, gen)
-        loss = _points_loss(pred, target, target_normals, tree) + cfg.deform_weight * deform.abs().mean()
+        loss = error(v, f) + cfg.deform_weight * deform.abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -179,6 +186,20 @@ def _fit_points(vertices: np.ndarray, faces: np.ndarray, tsdf0: torch.Tensor, cf
             tsdf.clamp_(-1.0, 1.0)
     with torch.no_grad():
         return torch.cat([tsdf[None], torch.tanh(raw).permute(3, 0, 1, 2)]).float().cpu()
+
+
+def _fit_points(vertices: np.ndarray, faces: np.ndarray, tsdf0: torch.Tensor, cfg: FitConfig) -> torch.Tensor:
+    device = resolve_device(cfg.device)
+    pts, nrm = sample_surface(Mesh(vertices, faces), cfg.samples, cfg.seed)
+    target = torch.as_tensor(pts, dtype=torch.float32, device=device)
+    target_normals = torch.as_tensor(nrm, dtype=torch.float32, device=device)
+    tree = cKDTree(pts)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+
+    def error(v: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        return _points_loss(_sample_dmc(v, f, cfg.samples, gen), target, target_normals, tree)
+
+    return optimize_volume(tsdf0, cfg, error, device)
 
 
 @dataclass

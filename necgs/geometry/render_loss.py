@@ -59,35 +59,19 @@ def _render(dr, ctx, verts: torch.Tensor, faces: torch.Tensor, views: torch.Tens
 def fit_volume_rendered(vertices: np.ndarray, faces: np.ndarray, tsdf0: torch.Tensor, cfg) -> torch.Tensor:
     """Fit a TSDF-Def volume with the rendering error; same contract as ``fit_volume``."""
     dr = _require_nvdiffrast()
-    from necgs.geometry.dmc import deformable_marching_cubes
-    from necgs.geometry.tsdf import voxel_size
+    from necgs.geometry.fit import optimize_volume
 
     device = torch.device("cuda")
     ctx = dr.RasterizeCudaContext()
-    K, h = cfg.resolution, voxel_size(cfg.resolution)
     gt_v = torch.as_tensor(vertices, dtype=torch.float32, device=device)
     gt_f = torch.as_tensor(faces, dtype=torch.int64, device=device)
-    tsdf = tsdf0.to(device).clone().requires_grad_()
-    raw = torch.zeros((K, K, K, 3), device=device, requires_grad=True)
-    opt = torch.optim.Adam([tsdf, raw], lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, cfg.lr_decay ** (1.0 / max(cfg.iterations, 1)))
     gen = torch.Generator().manual_seed(cfg.seed)
-    for _ in range(cfg.iterations):
+
+    def error(v: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         views = _random_views(gen, device)
-        deform = torch.tanh(raw)
-        v, f = deformable_marching_cubes(tsdf, 0.5 * h * deform)
-        if f.shape[0] == 0:
-            break
         m_pred, d_pred = _render(dr, ctx, v, f, views)
         with torch.no_grad():
             m_gt, d_gt = _render(dr, ctx, gt_v, gt_f, views)
-        loss = (m_pred - m_gt).abs().mean() + LAMBDA_REC * ((d_pred - d_gt) * m_gt).abs().mean()
-        loss = loss + cfg.deform_weight * deform.abs().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            tsdf.clamp_(-1.0, 1.0)
-    with torch.no_grad():
-        return torch.cat([tsdf[None], torch.tanh(raw).permute(3, 0, 1, 2)]).float().cpu()
+        return (m_pred - m_gt).abs().mean() + LAMBDA_REC * ((d_pred - d_gt) * m_gt).abs().mean()
+
+    return optimize_volume(tsdf0, cfg, error, device)

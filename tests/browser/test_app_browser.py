@@ -1,6 +1,5 @@
 """A real browser (Debian chromium through Playwright) runs a tiny job on the page."""
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,37 +11,19 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 pytestmark = pytest.mark.browser
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def url():
-    from necgs.webapp import build_demo
-
-    demo = build_demo()
-    port = free_port()
-    demo.queue(default_concurrency_limit=1).launch(server_name="127.0.0.1", server_port=port,
-                                                   prevent_thread_lock=True, quiet=True, show_error=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
-
-
 def choose(page, elem_id: str, option: str) -> None:
     page.click(f"#{elem_id} input")
     page.get_by_role("option", name=option, exact=True).click()
 
 
-def test_page_runs_a_tiny_job(url, tmp_path: Path):
+def test_page_runs_a_tiny_job(app_url, tmp_path: Path):
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), "Debian chromium is installed by scripts/setup.sh"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1500, "height": 1800})
-        page.goto(url, wait_until="load")
+        page.goto(app_url, wait_until="load")
         page.wait_for_selector("#run", timeout=60_000)
         choose(page, "dataset", "cad")
         choose(page, "width", "tiny")

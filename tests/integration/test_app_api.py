@@ -1,32 +1,13 @@
 """The app's API through gradio_client, against a real server on 127.0.0.1."""
 
-import socket
 
 import pytest
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server():
-    from necgs.webapp import build_demo
-
-    demo = build_demo()
-    port = free_port()
-    demo.queue(default_concurrency_limit=1).launch(server_name="127.0.0.1", server_port=port,
-                                                   prevent_thread_lock=True, quiet=True, show_error=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
-
-
-def test_run_and_reload_through_the_api(server):
+def test_run_and_reload_through_the_api(app_url):
     from gradio_client import Client
 
-    client = Client(server, verbose=False)
+    client = Client(app_url, verbose=False)
     out = client.predict("cad", None, 2, "tiny", "quick", 100, True, True, False, ["draco"], api_name="/on_run")
     # gr.State outputs are not part of the API: plots, table, ..., runs table, status
     status = out[-1]
@@ -40,9 +21,9 @@ def test_run_and_reload_through_the_api(server):
     assert f"run {run_id}" in reloaded[-1] and reloaded[2]["data"] == table["data"]
 
 
-def test_bad_upload_is_reported_not_crashing(server):
+def test_bad_upload_is_reported_not_crashing(app_url):
     from gradio_client import Client
 
-    client = Client(server, verbose=False)
+    client = Client(app_url, verbose=False)
     out = client.predict("(my upload)", None, 2, "tiny", "quick", 5, True, True, False, [], api_name="/on_run")
     assert out[-1].startswith("Error:") and "no files uploaded" in out[-1]
