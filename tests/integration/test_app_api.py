@@ -1,9 +1,6 @@
 """The app's API through gradio_client, against a real server on 127.0.0.1."""
 
 
-import pytest
-
-
 def test_run_and_reload_through_the_api(app_url):
     from gradio_client import Client
 
