@@ -82,6 +82,7 @@ def render_comparison_png(original: Mesh, decoded: Mesh, path: str | Path, title
 
     backend = "" if os.environ.get("DISPLAY") else "openGL3_egl"
     if not getattr(render_comparison_png, "_initialized", False):
+        ps.set_use_prefs_file(False)  # no imgui.ini / .polyscope.ini in the working folder
         ps.init(backend)
         ps.set_ground_plane_mode("none")
         render_comparison_png._initialized = True  # type: ignore[attr-defined]
