@@ -415,5 +415,8 @@ def build_demo():
             on_view, [run_state, shape, necgs_variant, other_variant], viewers).then(
             on_downloads, [run_state], [archive_file, decoded_zip])
         fig_btn.click(on_figure, [run_state, shape, necgs_variant], fig_img)
-        demo.unload(lambda request=None: None)
+        def on_unload(request: gr.Request):
+            end_session(request.session_hash or "default")
+
+        demo.unload(on_unload)
     return demo
