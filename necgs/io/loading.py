@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Sequence
@@ -66,7 +67,8 @@ def load_mesh(path: str | os.PathLike, name: str | None = None, max_bytes: int =
         max_bytes: Larger files are refused.
 
     Returns:
-        The validated :class:`Mesh` (vertex order kept; unreferenced vertices kept).
+        The validated :class:`Mesh` (vertex order kept; unreferenced vertices kept). STL
+        files, which store a triangle soup, get their bit-identical corners welded.
 
     Raises:
         MeshLoadError: Missing, too large, unreadable, not a triangle mesh, empty or non-finite.
@@ -83,6 +85,8 @@ def load_mesh(path: str | os.PathLike, name: str | None = None, max_bytes: int =
     if size == 0:
         raise MeshLoadError(src, "file is empty")
     vertices, faces = _read_triangles(path)
+    if path.suffix.lower() == ".stl":
+        vertices, faces = weld_identical(vertices, faces)
     return validate_mesh(Mesh(vertices, faces, name if name is not None else path.stem), src)
 
 
@@ -102,6 +106,28 @@ def _read_triangles(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(loaded, trimesh.Trimesh):
         raise MeshLoadError(str(path), f"is a {type(loaded).__name__}, not a triangle mesh (no faces)")
     return np.asarray(loaded.vertices), np.asarray(loaded.faces)
+
+
+def weld_identical(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge bit-identical vertices, keeping them in order of first use.
+
+    STL stores every triangle with its own three corners; welding exact copies gives the
+    indexed mesh the file describes (no tolerance, nothing else repaired).
+
+    Args:
+        vertices: (V, 3) positions.
+        faces: (F, 3) indices into ``vertices``.
+
+    Returns:
+        ``(vertices, faces)`` with (V', 3) unique positions and (F, 3) re-indexed faces.
+    """
+    if len(vertices) == 0:
+        return vertices, faces
+    _, first, inverse = np.unique(vertices, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return vertices[first[order]], rank[inverse.reshape(-1)][faces]
 
 
 def validate_mesh(mesh: Mesh, source: str) -> Mesh:
@@ -248,17 +274,36 @@ def safe_extract_zip(
         targets = [(_safe_target(zip_path, dest, info), info) for info in infos]
         written, out = 0, []
         for target, info in targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as dst:
-                while chunk := src.read(1 << 20):
-                    written += len(chunk)
-                    if written > max_bytes:
-                        dst.close()
-                        target.unlink(missing_ok=True)
-                        raise NecgsError(f"{zip_path}: expands past the limit of {max_bytes / 1e6:.0f} MB")
-                    dst.write(chunk)
+            written = _extract_entry(zf, zip_path, info, target, written, max_bytes)
             out.append(target)
     return out
+
+
+def _extract_entry(
+    zf: zipfile.ZipFile, zip_path: Path, info: zipfile.ZipInfo, target: Path, written: int, max_bytes: int
+) -> int:
+    """Copy one entry to ``target`` in chunks; returns the running byte count.
+
+    A failure (damaged or encrypted entry, unsupported compression, a size that lies,
+    a path clash) removes the partial file and raises :class:`NecgsError`.
+    """
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(info) as src, open(target, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise NecgsError(f"{zip_path}: expands past the limit of {max_bytes / 1e6:.0f} MB")
+                dst.write(chunk)
+    except NecgsError:
+        target.unlink(missing_ok=True)
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
+        if target.is_file():
+            target.unlink()
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NecgsError(f"{zip_path}: entry {info.filename!r} cannot be extracted ({reason[:200]})") from None
+    return written
 
 
 def _safe_target(zip_path: Path, dest: Path, info: zipfile.ZipInfo) -> Path:
