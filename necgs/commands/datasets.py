@@ -12,8 +12,7 @@ def run(args) -> int:
     from necgs.io.datasets import list_datasets
 
     rows = list_datasets()
-    print(f"{'name':16s}{'kind':9s}{'meshes':>7s}  where / what")
+    print(f"{'name':16s}{'kind':9s}{'meshes':>7s}  description")
     for d in rows:
-        where = d.description if d.kind == "builtin" else str(d.path)
-        print(f"{d.name:16s}{d.kind:9s}{d.count:7d}  {where}")
+        print(f"{d.name:16s}{d.kind:9s}{d.count:7d}  {d.description}")
     return 0

@@ -47,3 +47,15 @@ def test_real_sets_are_discovered(shared_data):
 def test_unknown_dataset_lists_known_names():
     with pytest.raises(ConfigError, match="figures"):
         resolve_dataset("no-such-set")
+
+
+def test_mixed_set_links_a_few_shapes_of_every_real_set(shared_data):
+    info = {d.name: d for d in list_datasets()}["mixed"]
+    folder = resolve_dataset("mixed")
+    loaded = load_meshes(folder)
+    assert len(loaded.meshes) == info.count == 24 and not loaded.failures
+    assert {m.name.split("/")[0] for m in loaded.meshes} == {"humans_ama", "animals_sumner", "cad_thingi10k",
+                                                             "cad_trimesh"}
+    assert all(p.is_symlink() and p.resolve().is_relative_to(shared_data) for p in loaded.sources)
+    assert loaded.source_bytes == [p.resolve().stat().st_size for p in loaded.sources]
+    assert resolve_dataset("mixed") == folder
