@@ -14,12 +14,10 @@ import json
 import sqlite3
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import pandas as pd
 
 from necgs.baselines.base import get_codec

@@ -10,7 +10,6 @@ holding the quantized weights and latents.
 
 from __future__ import annotations
 
-import json
 from typing import Sequence
 
 import numpy as np

@@ -6,7 +6,7 @@ every stage of necgs passes around (loaders, codecs, metrics, the app).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

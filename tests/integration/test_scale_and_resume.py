@@ -7,7 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import trimesh
 
 from necgs.config import NecgsConfig
