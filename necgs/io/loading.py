@@ -6,13 +6,12 @@ use and a one-line reason for every file it could not.
 
 from __future__ import annotations
 
-
 import os
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 import numpy as np
 
@@ -95,7 +94,7 @@ def _read_triangles(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
     try:
         loaded = trimesh.load(path, process=False, force=None)
-    except Exception as exc:  # trimesh raises many types for corrupt files
+    except Exception as exc:  # noqa: BLE001 - trimesh raises many types for corrupt files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MeshLoadError(str(path), f"cannot be read as {path.suffix[1:]}: {reason[:200]}") from None
     if isinstance(loaded, trimesh.Scene):

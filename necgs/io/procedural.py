@@ -11,8 +11,8 @@ cubes, so every mesh is closed. Three families resemble the paper's data:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

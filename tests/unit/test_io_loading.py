@@ -7,7 +7,13 @@ import pytest
 import trimesh
 
 from necgs.errors import MeshLoadError, NecgsError
-from necgs.io.loading import load_mesh, load_meshes, safe_extract_zip, save_mesh, weld_identical
+from necgs.io.loading import (
+    load_mesh,
+    load_meshes,
+    safe_extract_zip,
+    save_mesh,
+    weld_identical,
+)
 from necgs.io.mesh import Mesh
 from necgs.rate import binary_ply_bytes
 
