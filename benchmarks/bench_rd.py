@@ -24,6 +24,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--limit", type=int)
     p.add_argument("--codecs", default="necgs,draco,decimate-draco")
+    p.add_argument("--tag", default="", help="suffix of the results folder")
     args = p.parse_args()
     codecs = args.codecs.split(",")
     settings = {"necgs": [{"preset": args.preset, "width": parse_width(w), **({"epochs": args.epochs} if args.epochs else {})}
@@ -31,9 +32,9 @@ def main() -> None:
     t = time.time()
     result = evaluate(args.dataset, codecs, settings=settings, limit=args.limit,
                       progress=lambda stage, frac: print(f"[{100 * frac:5.1f}%] {time.time() - t:7.0f}s {stage}", flush=True))
-    out = write_results(result, RESULTS / f"rd_{args.dataset}_{args.preset}")
+    out = write_results(result, RESULTS / f"rd_{args.dataset}_{args.preset}{args.tag}")
     ResultsStore().add_run(result, {"benchmark": "bench_rd", **vars(args)})
-    write_json(f"rd_{args.dataset}_{args.preset}", {"args": vars(args), "wall_seconds": time.time() - t,
+    write_json(f"rd_{args.dataset}_{args.preset}{args.tag}", {"args": vars(args), "wall_seconds": time.time() - t,
                                                      "summary": result.summary.to_dict("records")})
     cols = ["codec", "label", "bytes", "ratio_ply", "ratio_files", "cd", "nc", "f1_005", "f1_01", "encode_s", "decode_ms_per_shape"]
     print(result.summary[cols].to_string(index=False))

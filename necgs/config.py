@@ -68,12 +68,12 @@ PRESETS: dict[str, NecgsConfig] = {
     "quick": NecgsConfig(
         fit=FitConfig(resolution=32, iterations=50, samples=10_000),
         width="small",
-        train=TrainConfig(epochs=200, lr=1e-2, batch_size=4),
+        train=TrainConfig(epochs=200, lr=5e-3, batch_size=4),
     ),
     "standard": NecgsConfig(
         fit=FitConfig(resolution=64, iterations=100),
         width="small",
-        train=TrainConfig(epochs=80, lr=1e-2, batch_size=4),
+        train=TrainConfig(epochs=80, lr=5e-3, batch_size=4),
     ),
     "paper": NecgsConfig(
         fit=FitConfig(resolution=128, iterations=500, lr=0.01, lr_decay=0.01),

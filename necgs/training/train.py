@@ -292,7 +292,7 @@ def train_autodecoder(
             loss = volume_loss(pred, volumes[idx].to(device), weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            _clip_and_step(opt, decoder, loss)
             epoch_loss += float(loss.detach())
         losses.append(epoch_loss / steps_per_epoch)
         done = epoch + 1
@@ -311,6 +311,23 @@ def train_autodecoder(
     codec = export_codec(decoder, final, tcfg, losses, time.perf_counter() - t0)
     codec.resumed_from = start_epoch
     return codec
+
+
+#: Largest decoder gradient norm per step; larger ones are scaled down (keeps high lr stable).
+MAX_GRAD_NORM = 1.0
+
+
+def _clip_and_step(opt: torch.optim.Optimizer, decoder: Decoder, loss: torch.Tensor) -> None:
+    """Clip the decoder's gradient norm and step, skipping a step whose loss is not finite.
+
+    The benchmark on all 88 AMA shapes at lr 1e-2 diverged to NaN for widths 12 and 16
+    (every decoded surface empty) without this guard.
+    """
+    if not torch.isfinite(loss):
+        opt.zero_grad(set_to_none=True)
+        return
+    torch.nn.utils.clip_grad_norm_(decoder.parameters(), MAX_GRAD_NORM)
+    opt.step()
 
 
 def _gather_features(features: torch.Tensor, mine: list[int], world: int) -> torch.Tensor:
