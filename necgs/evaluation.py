@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from necgs.baselines.base import get_codec
@@ -192,6 +193,7 @@ def rd_figure(summary: pd.DataFrame, metric: str = "cd", highlight: str | None =
             fig.add_trace(go.Scatter(x=grp.ratio_ply, y=grp[metric], mode="lines+markers", opacity=0.3,
                                      name=f"{codec} (earlier run {k + 1})", legendgroup=codec, line={"dash": "dot"}))
     ok = summary[(summary.status == "ok") & (summary.codec != "floor")]
+    ok = ok[np.isfinite(ok[metric].astype(float))]  # a setting that decoded no surface has CD = inf: not drawn
     for codec, grp in ok.groupby("codec", sort=False):
         grp = grp.sort_values("ratio_ply")
         size = 13 if codec == highlight else 8
@@ -206,7 +208,9 @@ def rd_figure(summary: pd.DataFrame, metric: str = "cd", highlight: str | None =
                       xaxis_type="log", template="plotly_white", margin={"l": 60, "r": 20, "t": 40, "b": 50},
                       legend={"orientation": "h", "y": -0.25}, title=titles.get(metric, metric))
     if metric == "cd":
-        fig.update_yaxes(type="log")
+        values = [v for v in [*ok[metric].astype(float), *floor[metric].astype(float)] if np.isfinite(v) and v > 0]
+        if values:
+            fig.update_yaxes(type="log", range=[np.log10(min(values) * 0.85), np.log10(max(values) * 1.2)])
     return fig
 
 
