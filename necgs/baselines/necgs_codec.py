@@ -46,8 +46,9 @@ class NecgsCodec(Codec):
 
         cfg = config_from_setting(setting)
         stage_cb = None
-        if progress is not None:
-            stage_cb = lambda stage, done, total, detail="": progress(stage, done / max(total, 1))  # noqa: E731
+        if progress is not None:  # e.g. "fit 3/24", "train 40/150 loss 0.1234, ETA 60 s"
+            stage_cb = lambda stage, done, total, detail="": progress(  # noqa: E731
+                f"{stage} {done}/{total} {detail}".strip(), done / max(total, 1))
         with tempfile.TemporaryDirectory(prefix="necgs-codec-") as tmp:
             path = Path(tmp) / "set.ncgs"
             compress(list(meshes), path, cfg, progress=stage_cb, checkpoint_dir=Path(tmp) / "ckpt")
