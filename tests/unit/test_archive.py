@@ -1,6 +1,8 @@
 """The .ncgs container: layout, atomic writes, one error type per kind of damage."""
 
+import json
 import struct
+import zlib
 
 import pytest
 
@@ -83,3 +85,34 @@ def test_truncation_at_every_byte_and_bit_flips_raise_only_archive_errors(blob):
                     r.read_section(name)
             except ArchiveError:
                 pass
+
+
+def _with_header(stored: bytes, flags: int) -> bytes:
+    """An archive with no sections whose stored header bytes are ``stored``."""
+    return struct.pack("<8sHHII", ar.MAGIC, ar.MAJOR, ar.MINOR, flags, len(stored)) + stored + struct.pack("<I", zlib.crc32(stored))
+
+
+def test_header_is_compressed_and_plain_headers_still_read():
+    meta = {"shapes": [{"name": f"crane/mesh_{i:04d}", "n_faces": 20000} for i in range(88)]}
+    sections = [Section(f"feature.{i}", bytes([i]) * 7, {"batch": 0, "count": 512}) for i in range(88)]
+    packed = archive_bytes(meta, sections)
+    plain = archive_bytes(meta, sections, minor=0, compress_header=False)
+    assert len(packed) < len(plain) // 4
+    for blob in (packed, plain):
+        r = ArchiveReader(blob)
+        assert r.metadata == meta and r.read_section("feature.87") == bytes([87]) * 7
+    assert ArchiveReader(packed).flags == ar.FLAG_HEADER_ZLIB and ArchiveReader(plain).version == (ar.MAJOR, 0)
+
+
+def test_unknown_flags_bad_and_bomb_headers_are_refused():
+    header = json.dumps({"metadata": {}, "sections": []}).encode()
+    with pytest.raises(UnsupportedVersionError, match="flags 0x4"):
+        ArchiveReader(_with_header(header, 0x4))
+    with pytest.raises(CorruptArchiveError, match="cannot be inflated"):
+        ArchiveReader(_with_header(b"not zlib at all", ar.FLAG_HEADER_ZLIB))
+    with pytest.raises(CorruptArchiveError, match="incomplete"):
+        ArchiveReader(_with_header(zlib.compress(header)[:-6], ar.FLAG_HEADER_ZLIB))
+    bomb = zlib.compress(b'{"metadata":{"pad":"' + b"x" * (ar.MAX_HEADER_BYTES + 10) + b'"},"sections":[]}', 9)
+    assert len(bomb) < 100_000
+    with pytest.raises(CorruptArchiveError, match="inflates past"):
+        ArchiveReader(_with_header(bomb, ar.FLAG_HEADER_ZLIB))
