@@ -27,6 +27,7 @@ class NecgsConfig:
         feature_channels: C of each embedded feature (paper: 16; 8 measured as good at
             half the feature bytes: CD 9.30e-3 vs 9.22e-3 on 4 AMA shapes at K = 32).
         feature_resolution: K' of each embedded feature.
+        fine_kernel: Kernel side (3 or 1) of the decoder's last upsampling convolution.
         train: The auto-decoder training.
         deform: Use the deformation channels (False: the TSDF-only ablation).
         autoencoder: Features from an encoder of the volumes (the Fig. 8a ablation).
@@ -37,6 +38,7 @@ class NecgsConfig:
     width: int | str | tuple[int, ...] = "small"
     feature_channels: int = 8
     feature_resolution: int = 4
+    fine_kernel: int = 3
     train: TrainConfig = field(default_factory=TrainConfig)
     deform: bool = True
     autoencoder: bool = False
@@ -44,7 +46,8 @@ class NecgsConfig:
 
     def decoder(self) -> DecoderConfig:
         """The decoder architecture these settings describe."""
-        return decoder_config(self.fit.resolution, self.width, self.feature_channels, self.feature_resolution)
+        return decoder_config(self.fit.resolution, self.width, self.feature_channels, self.feature_resolution,
+                              self.fine_kernel)
 
     def validate(self) -> "NecgsConfig":
         """Check every part before any work starts; raises :class:`ConfigError`."""
@@ -68,28 +71,35 @@ PRESETS: dict[str, NecgsConfig] = {
     "quick": NecgsConfig(
         fit=FitConfig(resolution=32, iterations=50, samples=10_000),
         width="small",
-        train=TrainConfig(epochs=200, lr=5e-3, batch_size=4),
+        train=TrainConfig(epochs=200),
     ),
     "standard": NecgsConfig(
         fit=FitConfig(resolution=64, iterations=100),
         width="small",
-        train=TrainConfig(epochs=80, lr=5e-3, batch_size=4),
+        train=TrainConfig(epochs=40),
     ),
     "paper": NecgsConfig(
         fit=FitConfig(resolution=128, iterations=500, lr=0.01, lr_decay=0.01),
         width="paper",
-        train=TrainConfig(epochs=400, lr=1e-3, batch_size=4, warmup_fraction=0.2),
+        train=TrainConfig(epochs=400, lr=1e-3, batch_size=4, warmup_fraction=0.2, weight_bits=8, feature_bits=8,
+                          feature_lr_scale=1.0),
     ),
 }
 
 
 def preset(name: str, *, width=None, device: str | None = None, epochs: int | None = None,
-           ssim: bool | None = None, deform: bool | None = None, autoencoder: bool | None = None) -> NecgsConfig:
+           ssim: bool | None = None, deform: bool | None = None, autoencoder: bool | None = None,
+           resolution: int | None = None, weight_bits: int | None = None,
+           feature_bits: int | None = None) -> NecgsConfig:
     """A named preset with the common overrides applied (validated).
 
     Args:
         name: "quick", "standard" or "paper".
         width: Decoder size override.
+        resolution: Volume resolution K override (the Table 3 ablation); the decoder gets
+            the number of upsampling modules that K needs.
+        weight_bits: Quantization bits of the decoder parameters.
+        feature_bits: Quantization bits of the embedded features.
         device: "auto", "cpu" or "cuda" for both stages.
         epochs: Training epochs override.
         ssim: Switch the SSIM term (the Fig. 8b ablation).
@@ -104,6 +114,12 @@ def preset(name: str, *, width=None, device: str | None = None, epochs: int | No
         fit, train = replace(fit, device=device), replace(train, device=device)
     if epochs is not None:
         train = replace(train, epochs=epochs)
+    if resolution is not None:
+        fit = replace(fit, resolution=resolution)
+    if weight_bits is not None:
+        train = replace(train, weight_bits=weight_bits)
+    if feature_bits is not None:
+        train = replace(train, feature_bits=feature_bits)
     if ssim is not None:
         train = replace(train, use_ssim=ssim)
     if deform is False:

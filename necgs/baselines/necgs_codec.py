@@ -2,7 +2,8 @@
 
 A set codec: :meth:`encode` returns ONE blob, the whole ``.ncgs`` archive.
 Settings: ``preset`` (quick|standard|paper), ``width`` (the rate knob), ``epochs``,
-``ssim``, ``deform`` and ``autoencoder`` (the ablations).
+``resolution``, ``weight_bits``, ``feature_bits``, and ``ssim``, ``deform`` and
+``autoencoder`` (the ablations).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def config_from_setting(setting: dict):
         deform=setting.get("deform"),
         device=setting.get("device"),
         autoencoder=setting.get("autoencoder"),
+        resolution=setting.get("resolution"),
+        weight_bits=setting.get("weight_bits"),
+        feature_bits=setting.get("feature_bits"),
     )
 
 
@@ -67,4 +71,6 @@ class NecgsCodec(Codec):
         if setting.get("autoencoder"):
             extras.append("auto-encoder")
         tail = f" ({', '.join('no ' + e if e != 'auto-encoder' else e for e in extras)})" if extras else ""
-        return f"{setting.get('preset', 'quick')} {setting.get('width', '')}{tail}"
+        overrides = "".join(f" {short}{setting[key]}" for key, short in
+                            (("resolution", "K"), ("weight_bits", "w"), ("feature_bits", "f")) if key in setting)
+        return f"{setting.get('preset', 'quick')} {setting.get('width', '')}{overrides}{tail}"

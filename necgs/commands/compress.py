@@ -14,6 +14,10 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, help="training epochs (overrides the preset)")
     p.add_argument("--no-ssim", action="store_true", help="ablation: drop the SSIM term of the loss")
     p.add_argument("--no-deform", action="store_true", help="ablation: plain TSDF volumes, no deformation")
+    p.add_argument("--autoencoder", action="store_true", help="ablation: features from a volume encoder (Fig. 8a)")
+    p.add_argument("--resolution", type=int, help="volume resolution K, a power of two (overrides the preset)")
+    p.add_argument("--weight-bits", type=int, help="quantization bits of the decoder parameters (2..16)")
+    p.add_argument("--feature-bits", type=int, help="quantization bits of the embedded features (2..16)")
     p.add_argument("--nproc", type=int, default=1, help="processes for distributed training (torchrun on this machine)")
     add_device(p)
     p.set_defaults(func=run)
@@ -23,7 +27,9 @@ def run(args) -> int:
     from necgs.config import preset
 
     cfg = preset(args.preset, width=parse_width(args.width), device=args.device, epochs=args.epochs,
-                 ssim=False if args.no_ssim else None, deform=False if args.no_deform else None)
+                 ssim=False if args.no_ssim else None, deform=False if args.no_deform else None,
+                 autoencoder=args.autoencoder or None, resolution=args.resolution,
+                 weight_bits=args.weight_bits, feature_bits=args.feature_bits)
     if args.nproc > 1:
         from necgs.distributed import launch_compress
 

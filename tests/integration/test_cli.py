@@ -40,6 +40,8 @@ def test_metrics_on_two_files(shared_data, capsys):
         (["compress", "cad", "-o", "/tmp/x.ncgs", "--width", "enormous"], "unknown decoder size"),
         (["compress", "cad", "-o", "/tmp/x.ncgs", "--preset", "huge"], "unknown preset"),
         (["compress", "cad", "-o", "/tmp/x.ncgs", "--epochs", "-3"], "epochs"),
+        (["compress", "cad", "-o", "/tmp/x.ncgs", "--resolution", "48"], "power of two"),
+        (["compress", "cad", "-o", "/tmp/x.ncgs", "--feature-bits", "40"], "feature bits"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(args, needle):
@@ -57,10 +59,12 @@ def test_compress_info_decompress_view_round_trip(tmp_path, shared_data):
         if p.exists():
             (src / name).write_bytes(p.read_bytes())
     archive = tmp_path / "set.ncgs"
-    r = run_cli("compress", str(src), "-o", str(archive), "--preset", "quick", "--width", "tiny", "--epochs", "30")
+    r = run_cli("compress", str(src), "-o", str(archive), "--preset", "quick", "--width", "tiny", "--epochs", "30",
+                "--resolution", "16", "--weight-bits", "7")
     assert r.returncode == 0, r.stderr[-400:]
     info = run_cli("info", str(archive))
-    assert info.returncode == 0 and "vs binary PLY" in info.stdout and "decoder" in info.stdout
+    assert info.returncode == 0 and "vs binary PLY" in info.stdout and "K=16 " in info.stdout
+    assert "v1.1," in info.stdout
     out = tmp_path / "out"
     d = run_cli("decompress", str(archive), "-o", str(out), "--format", "obj")
     assert d.returncode == 0 and len(list(out.glob("*.obj"))) == len(list(src.iterdir()))

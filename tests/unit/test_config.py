@@ -16,6 +16,7 @@ from necgs.training.train import TrainConfig
         (NecgsConfig(train=TrainConfig(weight_bits=1)), "weight bits"),
         (NecgsConfig(train=TrainConfig(feature_bits=17)), "feature bits"),
         (NecgsConfig(train=TrainConfig(epochs=-1)), "epochs"),
+        (NecgsConfig(train=TrainConfig(feature_lr_scale=0)), "feature lr scale"),
         (NecgsConfig(fit=FitConfig(resolution=48)), "power of two"),
         (NecgsConfig(fit=FitConfig(resolution=1024)), "power of two"),
         (NecgsConfig(width=0), "width"),
@@ -38,3 +39,13 @@ def test_presets_are_valid_and_scale():
     with pytest.raises(ConfigError, match="unknown preset"):
         preset("fastest")
     assert replace(cfg, coder="huffman").validate().coder == "huffman"
+
+
+def test_resolution_and_bit_overrides_reach_every_stage():
+    cfg = preset("quick", resolution=64, weight_bits=6, feature_bits=5)
+    assert cfg.fit.resolution == 64 and cfg.decoder().resolution == 64 and cfg.decoder().modules == 4
+    assert (cfg.train.weight_bits, cfg.train.feature_bits) == (6, 5)
+    with pytest.raises(ConfigError, match="power of two"):
+        preset("quick", resolution=48)
+    with pytest.raises(ConfigError, match="weight bits"):
+        preset("quick", weight_bits=1)

@@ -1,0 +1,56 @@
+"""Speed targets of the codec issue: the ``quick`` preset on 16 shapes from a cold cache
+(target: at most 3 minutes on 2 CPU cores, fitting included) and decoding per shape.
+
+Usage: python benchmarks/bench_speed.py [--dataset humans_ama] [--shapes 16] [--preset quick] [--threads 2]
+Writes benchmarks/results/speed_<preset>_<shapes>.json. Decoding at K = 64 is measured by
+bench_rd.py with ``--preset standard`` (decode_ms_per_shape in its summary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from _common import evenly_spaced, write_json
+from necgs import compress, decompress, preset
+from necgs.metrics import compare_meshes, mean_metrics
+from necgs.rate import rate_report
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--dataset", default="humans_ama")
+    p.add_argument("--shapes", type=int, default=16)
+    p.add_argument("--preset", default="quick")
+    p.add_argument("--width")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    loaded = evenly_spaced(args.dataset, args.shapes)
+    cfg = preset(args.preset, width=args.width, device="cpu")
+    with tempfile.TemporaryDirectory(prefix="necgs-speed-") as tmp:
+        os.environ["NECGS_CACHE_DIR"] = tmp  # cold cache: fitting is part of the measured time
+        archive = Path(tmp) / "set.ncgs"
+        t = time.perf_counter()
+        result = compress(loaded, archive, cfg, checkpoint_dir=Path(tmp) / "ckpt")
+        total = time.perf_counter() - t
+        t = time.perf_counter()
+        decoded = decompress(archive, device="cpu")
+        decode_ms = 1000 * (time.perf_counter() - t) / len(decoded)
+    metrics = mean_metrics([compare_meshes(r, g) for r, g in zip(decoded, loaded.meshes)])
+    rate = rate_report(result.bytes, sum(loaded.source_bytes), loaded.meshes)
+    payload = {"args": vars(args), "shapes": len(loaded.meshes), "K": cfg.fit.resolution, "epochs": cfg.train.epochs,
+               "compress_seconds": total, "stage_seconds": result.seconds, "target_seconds": 180,
+               "decode_ms_per_shape": decode_ms, "bytes": result.bytes, "ratio_ply": rate.ratio_ply,
+               **metrics.to_dict()}
+    print(write_json(f"speed_{args.preset}_{args.shapes}", payload))
+    print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in payload.items()})
+
+
+if __name__ == "__main__":
+    main()
