@@ -27,7 +27,6 @@ class NecgsConfig:
         feature_channels: C of each embedded feature (paper: 16; 8 measured as good at
             half the feature bytes: CD 9.30e-3 vs 9.22e-3 on 4 AMA shapes at K = 32).
         feature_resolution: K' of each embedded feature.
-        fine_kernel: Kernel side (3 or 1) of the decoder's last upsampling convolution.
         train: The auto-decoder training.
         deform: Use the deformation channels (False: the TSDF-only ablation).
         autoencoder: Features from an encoder of the volumes (the Fig. 8a ablation).
@@ -38,7 +37,6 @@ class NecgsConfig:
     width: int | str | tuple[int, ...] = "small"
     feature_channels: int = 8
     feature_resolution: int = 4
-    fine_kernel: int = 3
     train: TrainConfig = field(default_factory=TrainConfig)
     deform: bool = True
     autoencoder: bool = False
@@ -46,8 +44,7 @@ class NecgsConfig:
 
     def decoder(self) -> DecoderConfig:
         """The decoder architecture these settings describe."""
-        return decoder_config(self.fit.resolution, self.width, self.feature_channels, self.feature_resolution,
-                              self.fine_kernel)
+        return decoder_config(self.fit.resolution, self.width, self.feature_channels, self.feature_resolution)
 
     def validate(self) -> "NecgsConfig":
         """Check every part before any work starts; raises :class:`ConfigError`."""

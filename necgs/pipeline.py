@@ -438,8 +438,7 @@ def _config_from_metadata(data: dict) -> NecgsConfig:
         width = data["width"]
         width = tuple(width) if isinstance(width, list) else width
         return NecgsConfig(fit=fit, width=width, feature_channels=int(data["feature_channels"]),
-                           feature_resolution=int(data["feature_resolution"]),
-                           fine_kernel=int(data.get("fine_kernel", 3)), train=train,
+                           feature_resolution=int(data["feature_resolution"]), train=train,
                            deform=bool(data["deform"]), autoencoder=bool(data.get("autoencoder", False)),
                            coder=str(data["coder"])).validate()
     except (KeyError, TypeError, ValueError) as exc:

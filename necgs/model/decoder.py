@@ -45,17 +45,12 @@ class DecoderConfig:
         feature_channels: C, channels of each embedded feature (paper: 16).
         widths: Channels after the head and after each upsampling module
             (L + 1 values, L = log2(K / K')).
-        fine_kernel: Kernel side of the last upsampling module's convolution: 3 as in the
-            paper, or 1, which lets each node of the K/2 grid predict its 8 children on its
-            own (the tail's 3^3 convolution still mixes them): 27 times fewer operations
-            and parameters in the most expensive module.
     """
 
     resolution: int = 64
     feature_resolution: int = 4
     feature_channels: int = 16
     widths: tuple[int, ...] = width_schedule(16, 4)
-    fine_kernel: int = 3
 
     @property
     def modules(self) -> int:
@@ -73,8 +68,6 @@ class DecoderConfig:
             raise ConfigError(f"need {self.modules + 1} widths for K={K}, K'={Kp}, got {len(self.widths)}")
         if any(not 1 <= w <= 1024 for w in self.widths):
             raise ConfigError(f"decoder widths must be in [1, 1024], got {self.widths}")
-        if self.fine_kernel not in (1, 3):
-            raise ConfigError(f"fine kernel must be 1 or 3, got {self.fine_kernel}")
         return self
 
     def to_dict(self) -> dict:
@@ -84,7 +77,6 @@ class DecoderConfig:
             "feature_resolution": self.feature_resolution,
             "feature_channels": self.feature_channels,
             "widths": list(self.widths),
-            "fine_kernel": self.fine_kernel,
         }
 
     @classmethod
@@ -95,12 +87,11 @@ class DecoderConfig:
             int(data["feature_resolution"]),
             int(data["feature_channels"]),
             tuple(int(w) for w in data["widths"]),
-            int(data.get("fine_kernel", 3)),  # archives before the option used 3
         ).validate()
 
 
 def decoder_config(resolution: int, width: int | str | tuple[int, ...], feature_channels: int = 16,
-                   feature_resolution: int = 4, fine_kernel: int = 3) -> DecoderConfig:
+                   feature_resolution: int = 4) -> DecoderConfig:
     """Build a :class:`DecoderConfig` from a named size, a base width or explicit widths."""
     modules = int(round(math.log2(max(resolution // max(feature_resolution, 1), 1))))
     if isinstance(width, str):
@@ -116,7 +107,7 @@ def decoder_config(resolution: int, width: int | str | tuple[int, ...], feature_
         widths = width_schedule(width, modules)
     else:
         widths = tuple(int(w) for w in width)
-    return DecoderConfig(resolution, feature_resolution, feature_channels, tuple(widths), fine_kernel).validate()
+    return DecoderConfig(resolution, feature_resolution, feature_channels, tuple(widths)).validate()
 
 
 def pixel_shuffle_3d(x: torch.Tensor, scale: int = 2) -> torch.Tensor:
@@ -139,8 +130,7 @@ class Decoder(nn.Module):
         self.cfg = cfg
         w = cfg.widths
         self.head = nn.Conv3d(cfg.feature_channels, w[0], 3, padding=1)
-        kernels = [3] * (cfg.modules - 1) + [cfg.fine_kernel]
-        self.ups = nn.ModuleList(nn.Conv3d(w[i], w[i + 1] * 8, k, padding=k // 2) for i, k in enumerate(kernels))
+        self.ups = nn.ModuleList(nn.Conv3d(w[i], w[i + 1] * 8, 3, padding=1) for i in range(cfg.modules))
         self.tail = nn.Conv3d(w[-1], 4, 3, padding=1)
 
     def forward(self, features: torch.Tensor, specs: dict[str, QuantSpec] | None = None) -> torch.Tensor:
@@ -155,8 +145,8 @@ class Decoder(nn.Module):
         """
         p = self._params(specs)
         x = F.conv3d(features, p["head.weight"], p["head.bias"], padding=1)
-        for i, up in enumerate(self.ups):
-            x = F.conv3d(x, p[f"ups.{i}.weight"], p[f"ups.{i}.bias"], padding=up.padding)
+        for i in range(self.cfg.modules):
+            x = F.conv3d(x, p[f"ups.{i}.weight"], p[f"ups.{i}.bias"], padding=1)
             x = F.gelu(pixel_shuffle_3d(x, 2))
         return F.conv3d(x, p["tail.weight"], p["tail.bias"], padding=1)
 
