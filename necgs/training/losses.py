@@ -4,6 +4,11 @@ L = |V^ - V|_1 + lambda1 |M * (V^ - V)|_1 + lambda2 (1 - SSIM(V^, V)),
 M = 1(|TSDF| < tau). As in the authors' code, SSIM is taken on the TSDF channel and on the
 deformation channels separately (values mapped from [-1, 1] to [0, 1]) with a 5^3
 Gaussian window, sigma 1.5.
+
+On a CPU the SSIM term costs about twice the decoder itself at K = 64, so training may
+take it on a cube of the volume around the surface, drawn anew each step (``ssim_crop``, a
+fraction of the side; the same cube for the whole batch): an eighth of the cost for half
+the side. At K = 64 a training step then takes 0.25 s per shape instead of 0.59 (width 8).
 """
 
 from __future__ import annotations
@@ -51,14 +56,46 @@ class LossWeights:
     lambda2: float = 10.0
     tau: float = 1.0
     use_ssim: bool = True
+    ssim_crop: float = 1.0
 
 
-def volume_loss(pred: torch.Tensor, target: torch.Tensor, w: LossWeights) -> torch.Tensor:
-    """Eq. 3 on a batch of TSDF-Def volumes (B, 4, K, K, K); returns a scalar."""
+def random_cube(pred: torch.Tensor, target: torch.Tensor, fraction: float,
+                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same cube of side ``fraction * K`` (at least 9) cut from both (B, C, K, K, K) volumes.
+
+    The cube is centred (then shifted inside the grid) on a random node of the batch's
+    near-surface band (|TSDF| < 1), where the structure SSIM measures is; uniform cubes mostly
+    fell in empty space (8 AMA shapes, K = 32: CD 12.0e-3 uniform, 10.0e-3 centred, 9.8e-3 whole).
+    """
+    K = pred.shape[-1]
+    side = min(K, max(9, round(fraction * K)))
+    if side == K:
+        return pred, target
+    band = (target[:, 0].abs() < 1).nonzero()
+    if len(band):
+        centre = band[int(torch.randint(len(band), (1,), generator=generator))][1:].tolist()
+    else:
+        centre = torch.randint(0, K, (3,), generator=generator).tolist()
+    o = [min(max(c - side // 2, 0), K - side) for c in centre]
+    cut = (..., slice(o[0], o[0] + side), slice(o[1], o[1] + side), slice(o[2], o[2] + side))
+    return pred[cut], target[cut]
+
+
+def volume_loss(pred: torch.Tensor, target: torch.Tensor, w: LossWeights,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Eq. 3 on a batch of TSDF-Def volumes (B, 4, K, K, K); returns a scalar.
+
+    Args:
+        pred: (B, 4, K, K, K) decoded volumes.
+        target: (B, 4, K, K, K) fitted volumes.
+        w: Loss weights and the SSIM crop fraction.
+        generator: Draws the SSIM cube when ``w.ssim_crop < 1``.
+    """
     err = (pred - target).abs()
     mask = (target[:, :1].abs() < w.tau).to(pred.dtype)
     loss = err.mean() + w.lambda1 * (err * mask).mean()
     if w.use_ssim and w.lambda2 > 0:
+        pred, target = random_cube(pred, target, w.ssim_crop, generator)
         p01, t01 = (pred.clamp(-1, 1) + 1) / 2, (target + 1) / 2
         ssim = ssim3d(p01[:, :1], t01[:, :1]) + ssim3d(p01[:, 1:], t01[:, 1:])
         loss = loss + w.lambda2 * (2.0 - ssim)

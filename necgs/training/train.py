@@ -54,6 +54,8 @@ class TrainConfig:
         feature_bits: N for the embedded features (paper: 8).
         per_tensor_ranges: Quantize each tensor on [-max|x|, max|x|] instead of the paper's [-1, 1].
         lambda1, lambda2, tau, use_ssim: Loss weights of Eq. 3.
+        ssim_crop: Side of the random cube the SSIM term is taken on, as a fraction of K
+            (1: the whole volume, as the paper).
         feature_init_std: Standard deviation of the initial features (authors: 1/3).
         feature_lr_scale: Learning rate of the embedded features as a multiple of ``lr``.
             A feature is only updated when its shape is in the batch (once per epoch), so at
@@ -75,6 +77,7 @@ class TrainConfig:
     lambda2: float = 10.0
     tau: float = 1.0
     use_ssim: bool = True
+    ssim_crop: float = 0.5
     feature_init_std: float = 1.0 / 3.0
     feature_lr_scale: float = 10.0
     checkpoint_every: int = 5
@@ -94,6 +97,8 @@ class TrainConfig:
                 raise ConfigError(f"{name.replace('_', ' ')} must be in [2, 16], got {getattr(self, name)}")
         if not 0 <= self.warmup_fraction < 1:
             raise ConfigError(f"warm-up fraction must be in [0, 1), got {self.warmup_fraction}")
+        if not 0 < self.ssim_crop <= 1:
+            raise ConfigError(f"SSIM crop must be a fraction in (0, 1], got {self.ssim_crop}")
         if not 0 < self.feature_lr_scale <= 1000:
             raise ConfigError(f"feature lr scale must be in (0, 1000], got {self.feature_lr_scale}")
         if min(self.lambda1, self.lambda2, self.tau) < 0 or self.checkpoint_every < 0:
@@ -105,7 +110,7 @@ class TrainConfig:
     @property
     def loss_weights(self) -> LossWeights:
         """The Eq. 3 weights."""
-        return LossWeights(self.lambda1, self.lambda2, self.tau, self.use_ssim)
+        return LossWeights(self.lambda1, self.lambda2, self.tau, self.use_ssim, self.ssim_crop)
 
 
 @dataclass
@@ -287,6 +292,7 @@ def train_autodecoder(
     t0 = time.perf_counter()
     for epoch in range(start_epoch, tcfg.epochs):
         order = torch.randperm(len(mine), generator=torch.Generator().manual_seed(tcfg.seed * 100_003 + epoch))
+        crops = torch.Generator().manual_seed(tcfg.seed * 100_019 + epoch * world + rank)
         epoch_loss = 0.0
         for s in range(steps_per_epoch):
             if cancel is not None and cancel():
@@ -299,7 +305,7 @@ def train_autodecoder(
             batch_features = features[idx] if encoder is None else encoder(volumes[idx].to(device))
             fspec = symmetric_spec(batch_features if encoder is not None else features, tcfg.feature_bits, tcfg.per_tensor_ranges)
             pred = model(quantize(batch_features, fspec), specs)
-            loss = volume_loss(pred, volumes[idx].to(device), weights)
+            loss = volume_loss(pred, volumes[idx].to(device), weights, crops)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             _clip_and_step(opt, decoder, loss)
@@ -412,11 +418,12 @@ def fit_features(
     t0 = time.perf_counter()
     for epoch in range(tcfg.epochs):
         order = torch.randperm(m, generator=torch.Generator().manual_seed(tcfg.seed + epoch))
+        crops = torch.Generator().manual_seed(tcfg.seed * 100_019 + epoch)
         epoch_loss = 0.0
         for s in range(steps):
             idx = order[s * tcfg.batch_size : (s + 1) * tcfg.batch_size]
             opt.param_groups[0]["lr"] = _lr_at(epoch * steps + s, total, tcfg) * tcfg.feature_lr_scale
-            loss = volume_loss(decoder(quantize(features[idx], spec)), volumes[idx].to(device), weights)
+            loss = volume_loss(decoder(quantize(features[idx], spec)), volumes[idx].to(device), weights, crops)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -1,0 +1,41 @@
+"""The regression loss (Eq. 3), its 3D SSIM, and the near-surface SSIM cube."""
+
+import torch
+
+from necgs.training.losses import LossWeights, random_cube, ssim3d, volume_loss
+
+
+def sphere_volume(K: int = 32, r: float = 0.5, shift: float = 0.0) -> torch.Tensor:
+    g = torch.linspace(-1, 1, K)
+    x, y, z = torch.meshgrid(g - shift, g, g, indexing="ij")
+    tsdf = ((torch.sqrt(x**2 + y**2 + z**2) - r) / (4 / (K - 1))).clamp(-1, 1)
+    return torch.cat([tsdf[None], torch.zeros(3, K, K, K)])[None]
+
+
+def test_ssim_is_one_on_identical_volumes_and_falls_with_noise():
+    v = (sphere_volume() + 1) / 2
+    assert abs(float(ssim3d(v, v)) - 1) < 1e-5
+    noisy = (v + 0.1 * torch.randn_like(v, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    assert float(ssim3d(noisy, v)) < 0.9
+
+
+def test_loss_is_zero_on_the_target_and_grows_with_error():
+    t = sphere_volume()
+    w = LossWeights()
+    assert float(volume_loss(t, t, w)) < 1e-5
+    assert float(volume_loss(sphere_volume(shift=0.1), t, w)) > float(volume_loss(sphere_volume(shift=0.02), t, w)) > 0.01
+
+
+def test_ssim_cube_lies_on_the_surface_and_is_reproducible():
+    t = sphere_volume(K=32)
+    for seed in range(20):
+        _, cube = random_cube(t, t, 0.5, torch.Generator().manual_seed(seed))
+        assert cube.shape[-3:] == (16, 16, 16)
+        assert bool((cube[:, 0].abs() < 1).any()), "the cube must hold near-surface nodes"
+    w = LossWeights(ssim_crop=0.5)
+    p = sphere_volume(shift=0.05)
+    a = volume_loss(p, t, w, torch.Generator().manual_seed(3))
+    b = volume_loss(p, t, w, torch.Generator().manual_seed(3))
+    assert float(a) == float(b)
+    whole, same = random_cube(p, t, 1.0, None)
+    assert whole is p and same is t
