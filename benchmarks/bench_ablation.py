@@ -68,6 +68,7 @@ def main() -> None:
     summary.to_csv(out / "summary.csv", index=False)
     for metric, stem in (("cd", "fig8_cd"), ("f1_005", "fig8_f1")):
         figure(summary, metric).write_html(out / f"{stem}.html", include_plotlyjs="cdn")
+        (out / f"rd_{stem[5:]}.html").unlink(missing_ok=True)  # one curve for all variants: replaced above
     print(summary[["variant", "label", "bytes", "ratio_ply", "cd", "f1_005"]].to_string(index=False))
 
 
