@@ -121,6 +121,27 @@ def pixel_shuffle_3d(x: torch.Tensor, scale: int = 2) -> torch.Tensor:
     return x.reshape(b, c // s3, d * scale, h * scale, w * scale)
 
 
+def _conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """3x3x3 convolution with zero padding 1 (shape-preserving)."""
+    return F.conv3d(x, weight, bias, padding=1)
+
+
+def _use_onednn(x: torch.Tensor) -> bool:
+    """Whether to decode through oneDNN: CPU inference (no autograd) with oneDNN built in.
+
+    For one shape (batch 1) PyTorch's dispatch sends most of these convolutions to its slow
+    im2col kernel; oneDNN tensors force the fast kernel (measured at K = 64 on 2 cores: 1.25 to
+    1.6x faster per shape) and give results that do not depend on the batch size.
+    """
+    return x.device.type == "cpu" and not torch.is_grad_enabled() and torch.backends.mkldnn.is_available()
+
+
+def _inference_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """:func:`_conv3d` computed by oneDNN on CPU; dense in, dense out."""
+    out = F.conv3d(x.contiguous().to_mkldnn(), weight.contiguous().to_mkldnn(), bias.contiguous().to_mkldnn(), padding=1)
+    return out.to_dense()
+
+
 class Decoder(nn.Module):
     """Embedded features (B, C, K', K', K') -> TSDF-Def volumes (B, 4, K, K, K)."""
 
@@ -144,11 +165,12 @@ class Decoder(nn.Module):
             (B, 4, K, K, K).
         """
         p = self._params(specs)
-        x = F.conv3d(features, p["head.weight"], p["head.bias"], padding=1)
+        conv = _inference_conv3d if _use_onednn(features) else _conv3d
+        x = conv(features, p["head.weight"], p["head.bias"])
         for i in range(self.cfg.modules):
-            x = F.conv3d(x, p[f"ups.{i}.weight"], p[f"ups.{i}.bias"], padding=1)
+            x = conv(x, p[f"ups.{i}.weight"], p[f"ups.{i}.bias"])
             x = F.gelu(pixel_shuffle_3d(x, 2))
-        return F.conv3d(x, p["tail.weight"], p["tail.bias"], padding=1)
+        return conv(x, p["tail.weight"], p["tail.bias"])
 
     def _params(self, specs: dict[str, QuantSpec] | None) -> dict[str, torch.Tensor]:
         params = dict(self.named_parameters())
