@@ -34,7 +34,7 @@ RunProgress = Callable[[str, float], None]
 
 SUMMARY_COLUMNS = [
     "dataset", "codec", "label", "setting", "status", "bytes", "ratio_files", "ratio_ply", "bits_per_vertex",
-    "cd", "nc", "f1_005", "f1_01", "encode_s", "decode_ms_per_shape", "n_shapes", "error",
+    "cd", "nc", "f1_005", "f1_01", "cd_median", "empty_shapes", "encode_s", "decode_ms_per_shape", "n_shapes", "error",
 ]
 
 
@@ -109,7 +109,7 @@ def evaluate(
     result = EvaluationResult(name, pd.DataFrame(), pd.DataFrame(), statuses, meshes=meshes)
     floor = [sampling_floor(m, n_samples, seed) for m in meshes]
     rows.append(_row(name, "floor", "metric floor (original vs itself)", {}, "ok", None, source_bytes, meshes,
-                     mean_metrics(floor), 0.0, 0.0))
+                     floor, 0.0, 0.0))
     for k, (c, setting) in enumerate(plan):
         _check_cancel(cancel)
         codec = instances[c]
@@ -136,7 +136,7 @@ def evaluate(
                              error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
             continue
         total = sum(len(b) for b in blobs)
-        rows.append(_row(name, c, label, setting, "ok", total, source_bytes, meshes, mean_metrics(per), enc, dec_ms))
+        rows.append(_row(name, c, label, setting, "ok", total, source_bytes, meshes, per, enc, dec_ms))
         for m, metric, fl in zip(meshes, per, floor):
             shape_rows.append({"dataset": name, "codec": c, "label": label, "shape": m.name, **metric.to_dict(),
                                "floor_cd": fl.cd})
@@ -155,8 +155,10 @@ def _check_cancel(cancel: threading.Event | None) -> None:
         raise Cancelled("evaluation cancelled")
 
 
-def _row(dataset, codec, label, setting, status, total, source_bytes, meshes, metrics: MeshMetrics | None,
+def _row(dataset, codec, label, setting, status, total, source_bytes, meshes, per: list[MeshMetrics] | None,
          enc, dec_ms, error="") -> dict:
+    """One summary row; ``per`` holds the per-shape metrics (mean CD is inf if any shape decoded empty,
+    so the row also carries the median CD and the count of shapes without a surface)."""
     row = {"dataset": dataset, "codec": codec, "label": label, "setting": json.dumps(setting, sort_keys=True),
            "status": status, "error": error, "n_shapes": len(meshes), "encode_s": enc, "decode_ms_per_shape": dec_ms}
     if total:
@@ -166,8 +168,9 @@ def _row(dataset, codec, label, setting, status, total, source_bytes, meshes, me
     elif codec == "floor":
         r = rate_report(1, source_bytes, meshes)
         row.update(bytes=r.ply_bytes, ratio_files=source_bytes / r.ply_bytes, ratio_ply=1.0, bits_per_vertex=96.0)
-    if metrics is not None:
-        row.update(metrics.to_dict())
+    if per is not None:
+        cds = np.array([m.cd for m in per], dtype=np.float64)
+        row.update(mean_metrics(per).to_dict(), cd_median=float(np.median(cds)), empty_shapes=int((~np.isfinite(cds)).sum()))
     return row
 
 

@@ -61,3 +61,39 @@ def test_runner_rows_outputs_and_store(tmp_path, broken_codec, monkeypatch):
     assert store.list_runs("custom").id.tolist() == [run]
     fig = rd_figure(summary, "f1_005", highlight="draco", earlier=[summary])
     assert any(t.name == "draco" for t in fig.data)
+
+
+def three_tori() -> LoadedSet:
+    meshes = [Mesh(*(lambda t: (t.vertices, t.faces))(trimesh.creation.torus(1 + 0.2 * i, 0.3)), f"t{i}") for i in range(3)]
+    return LoadedSet(meshes, [], [], [50_000] * 3)
+
+
+@pytest.fixture
+def half_empty_codec():
+    @register_codec
+    class HalfEmpty(Codec):
+        """Decodes the three tori of :func:`three_tori`, the last one to nothing."""
+
+        name, label, knob = "half-empty", "HalfEmpty", "x"
+
+        def sweep(self):
+            return [{"x": 1}]
+
+        def encode(self, meshes, setting, progress=None):
+            return [b"x" * 100 for _ in meshes]
+
+        def decode(self, blobs, setting, progress=None):
+            meshes = three_tori().meshes
+            return meshes[:2] + [Mesh(meshes[2].vertices[:0], meshes[2].faces[:0], "t2")]
+
+    yield "half-empty"
+    _REGISTRY.pop("half-empty")
+
+
+def test_summary_counts_empty_decodes_and_keeps_a_median(half_empty_codec):
+    s = evaluate(three_tori(), ["half-empty"], n_samples=2000).summary
+    row = s[s.codec == "half-empty"].iloc[0]
+    assert row.cd == float("inf") and row.empty_shapes == 1
+    assert 0 < row.cd_median < 0.05  # the two exact shapes carry the median
+    floor = s[s.codec == "floor"].iloc[0]
+    assert floor.empty_shapes == 0 and 0 < floor.cd_median < 0.05
