@@ -54,6 +54,8 @@ class CompressResult:
         failures: Input files that could not be used, one line each.
         seconds: Wall time per stage ("fit", "train", "code").
         resumed_from_epoch: Training resumed from this checkpointed epoch (0: fresh).
+        empty_shapes: Shapes whose decoded TSDF has no zero crossing, so they decode to no
+            surface (a collapsed or undertrained decoder); the archive is still written.
     """
 
     path: Path
@@ -62,6 +64,7 @@ class CompressResult:
     failures: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     resumed_from_epoch: int = 0
+    empty_shapes: list[str] = field(default_factory=list)
 
 
 def _as_loaded(source) -> LoadedSet:
@@ -126,8 +129,28 @@ def compress(
     size = write_codec_archive(output, cfg, codec, shapes)
     seconds["code"] = time.perf_counter() - t
     _emit(progress, "code", 1, 1)
+    t = time.perf_counter()
+    empty = shapes_without_surface(output, device=cfg.train.device)
+    seconds["check"] = time.perf_counter() - t
     return CompressResult(Path(output), size, [m.name for m in loaded.meshes], [str(f) for f in loaded.failures],
-                          seconds, codec.resumed_from)
+                          seconds, codec.resumed_from, empty)
+
+
+def shapes_without_surface(archive: str | os.PathLike | bytes, device: str = "auto") -> list[str]:
+    """Names of the shapes of an archive whose decoded TSDF never changes sign (no surface).
+
+    Runs the decoder only (no marching cubes): one forward pass per shape.
+    """
+    dev = resolve_device(device)
+    empty = []
+    with open_archive(archive) as arc:
+        decoder = arc.decoder(dev)
+        for i, record in enumerate(arc.shapes):
+            with torch.no_grad():
+                tsdf = decoder(arc.feature(i)[None].to(dev))[0, 0]
+            if not (bool((tsdf < 0).any()) and bool((tsdf > 0).any())):
+                empty.append(str(record.get("name", i)))
+    return empty
 
 
 def _shape_record(mesh: Mesh, transform: Transform, source_bytes: int, batch: int) -> dict:

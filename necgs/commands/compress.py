@@ -41,4 +41,8 @@ def run(args) -> int:
         warn(f"skipped {failure}")
     print(f"{result.path}: {len(result.names)} shapes, {result.bytes} bytes "
           f"(fit {result.seconds['fit']:.0f} s, train {result.seconds['train']:.0f} s)")
+    if result.empty_shapes:
+        shown = ", ".join(result.empty_shapes[:5]) + (", ..." if len(result.empty_shapes) > 5 else "")
+        warn(f"{result.path}: {len(result.empty_shapes)} of {len(result.names)} shapes decode to no surface "
+             f"({shown}); training collapsed or is too short: try more --epochs, a smaller --width or --preset quick")
     return 0

@@ -5,14 +5,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import trimesh
 
 from necgs.config import NecgsConfig
 from necgs.errors import ArchiveError, NecgsError
 from necgs.geometry.fit import FitConfig
-from necgs.io.mesh import Mesh
+from necgs.io.mesh import Mesh, Transform
 from necgs.metrics import compare_meshes
-from necgs.pipeline import add_shapes, compress, decompress, describe
+from necgs.pipeline import (_shape_record, add_shapes, compress, decompress, describe, shapes_without_surface,
+                            write_codec_archive)
+from necgs.training.train import train_autodecoder
 from necgs.training.train import TrainConfig
 
 FIXTURE = Path(__file__).parent.parent / "data" / "v1_small.ncgs"
@@ -41,6 +44,7 @@ def archive(tmp_path_factory):
 def test_round_trip_quality_and_original_coordinates(archive):
     path, result = archive
     assert result.bytes == path.stat().st_size and result.names == ["torus0", "torus1", "torus2"]
+    assert result.empty_shapes == [] and result.seconds["check"] >= 0
     decoded = decompress(path)
     for rec, gt in zip(decoded, tori()):
         m = compare_meshes(rec, gt, 20_000)
@@ -122,3 +126,15 @@ def test_add_to_damaged_or_foreign_archive_fails_before_work(archive, tmp_path, 
     write_archive(foreign, {"format": "quantdeepsdf"}, [Section("x", b"1")])
     with pytest.raises(ArchiveError, match="not a necgs mesh-set archive"):
         add_shapes(foreign, tori(1), tmp_path / "out.ncgs")
+
+
+def test_surface_check_flags_a_decoder_trained_on_empty_volumes(tmp_path):
+    """Volumes with TSDF 0.5 everywhere (no surface): the trained archive decodes to nothing."""
+    volumes = torch.zeros(2, 4, 16, 16, 16)
+    volumes[:, 0] = 0.5
+    codec = train_autodecoder(volumes, TINY.decoder(), TrainConfig(epochs=60, lr=1e-2, checkpoint_every=0),
+                              progress=False)
+    shapes = [_shape_record(m, Transform(), 1000, batch=0) for m in tori(2)]
+    write_codec_archive(tmp_path / "empty.ncgs", TINY, codec, shapes)
+    assert shapes_without_surface(tmp_path / "empty.ncgs") == ["torus0", "torus1"]
+    assert all(len(m.faces) == 0 for m in decompress(tmp_path / "empty.ncgs"))
