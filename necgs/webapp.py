@@ -37,7 +37,7 @@ MAX_UPLOAD_FILES = 200
 MAX_UPLOAD_BYTES = 200 * 1024**2
 INITIAL_CONFIG = {"initial": 1, "dataset": DEFAULT_DATASET, "limit": 24, "width": "tiny", "epochs": 150}
 TABLE_COLUMNS = ["codec", "label", "ratio_ply", "ratio_files", "bytes", "bits_per_vertex", "cd", "nc", "f1_005",
-                 "f1_01", "encode_s", "decode_ms_per_shape", "status", "error"]
+                 "f1_01", "cd_median", "empty_shapes", "encode_s", "decode_ms_per_shape", "status", "error"]
 
 _SESSIONS: dict[str, dict[str, Any]] = {}
 _LOCK = threading.Lock()
