@@ -195,8 +195,12 @@ def rd_figure(summary: pd.DataFrame, metric: str = "cd", highlight: str | None =
             grp = grp.sort_values("ratio_ply")
             fig.add_trace(go.Scatter(x=grp.ratio_ply, y=grp[metric], mode="lines+markers", opacity=0.3,
                                      name=f"{codec} (earlier run {k + 1})", legendgroup=codec, line={"dash": "dot"}))
-    ok = summary[(summary.status == "ok") & (summary.codec != "floor")]
-    ok = ok[np.isfinite(ok[metric].astype(float))]  # a setting that decoded no surface has CD = inf: not drawn
+    ok = summary[(summary.status == "ok") & (summary.codec != "floor")].copy()
+    if metric == "cd" and "cd_median" in ok:  # some shapes decoded empty: the mean is inf, draw the median
+        partial = ~np.isfinite(ok.cd.astype(float)) & np.isfinite(ok.cd_median.astype(float))
+        ok.loc[partial, "cd"] = ok.loc[partial, "cd_median"]
+        ok.loc[partial, "label"] = [f"{r.label} (median; {int(r.empty_shapes)} shapes empty)" for r in ok[partial].itertuples()]
+    ok = ok[np.isfinite(ok[metric].astype(float))]  # a setting with no surface at all: not drawn
     for codec, grp in ok.groupby("codec", sort=False):
         grp = grp.sort_values("ratio_ply")
         size = 13 if codec == highlight else 8

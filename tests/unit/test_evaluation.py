@@ -97,3 +97,10 @@ def test_summary_counts_empty_decodes_and_keeps_a_median(half_empty_codec):
     assert 0 < row.cd_median < 0.05  # the two exact shapes carry the median
     floor = s[s.codec == "floor"].iloc[0]
     assert floor.empty_shapes == 0 and 0 < floor.cd_median < 0.05
+
+
+def test_rd_figure_draws_the_median_when_some_shapes_are_empty(half_empty_codec):
+    summary = evaluate(three_tori(), ["half-empty"], n_samples=2000).summary
+    fig = rd_figure(summary, "cd")
+    (trace,) = [t for t in fig.data if t.name == "half-empty"]
+    assert float(trace.y[0]) == summary.cd_median.iloc[1] and "1 shapes empty" in trace.text[0]
