@@ -1,7 +1,7 @@
 """The whole NeCGS configuration and its named presets.
 
 ``quick``    K = 32, a few minutes for ~16 shapes on 2 CPU cores.
-``standard`` K = 64, 40 epochs: about 30 minutes for 88 shapes on 2 CPU cores, but undertrained
+``standard`` K = 64, 40 epochs: 23 minutes for 88 AMA shapes on 2 CPU cores, but undertrained
              there (median CD 40-70e-3 on the Sumner animals, worse than ``quick``); give it
              more epochs (``epochs=``) where there is the compute, e.g. a GPU.
 ``paper``    K = 128, L = 5, the authors' widths, 500 fitting iterations and 400 epochs

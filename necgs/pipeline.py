@@ -52,7 +52,7 @@ class CompressResult:
         bytes: Its size (the whole file).
         names: Shape names, in archive order.
         failures: Input files that could not be used, one line each.
-        seconds: Wall time per stage ("fit", "train", "code").
+        seconds: Wall time per stage ("fit", "train", "code", "check": the empty-surface check).
         resumed_from_epoch: Training resumed from this checkpointed epoch (0: fresh).
         empty_shapes: Shapes whose decoded TSDF has no zero crossing, so they decode to no
             surface (a collapsed or undertrained decoder); the archive is still written.
