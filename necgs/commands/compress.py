@@ -33,7 +33,14 @@ def run(args) -> int:
     if args.nproc > 1:
         from necgs.distributed import launch_compress
 
-        return launch_compress(args.source, args.output, cfg, args.nproc)
+        from necgs.pipeline import open_archive, shapes_without_surface
+
+        code = launch_compress(args.source, args.output, cfg, args.nproc)
+        if code == 0:
+            with open_archive(args.output) as arc:
+                total = len(arc.shapes)
+            warn_empty(args.output, shapes_without_surface(args.output, device=args.device), total)
+        return code
     from necgs.pipeline import compress
 
     result = compress(args.source, args.output, cfg)
@@ -41,8 +48,13 @@ def run(args) -> int:
         warn(f"skipped {failure}")
     print(f"{result.path}: {len(result.names)} shapes, {result.bytes} bytes "
           f"(fit {result.seconds['fit']:.0f} s, train {result.seconds['train']:.0f} s)")
-    if result.empty_shapes:
-        shown = ", ".join(result.empty_shapes[:5]) + (", ..." if len(result.empty_shapes) > 5 else "")
-        warn(f"{result.path}: {len(result.empty_shapes)} of {len(result.names)} shapes decode to no surface "
-             f"({shown}); training collapsed or is too short: try more --epochs, a smaller --width or --preset quick")
+    warn_empty(result.path, result.empty_shapes, len(result.names))
     return 0
+
+
+def warn_empty(path, empty: list[str], total: int) -> None:
+    """One stderr line if shapes of the archive at ``path`` decode to no surface."""
+    if empty:
+        shown = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
+        warn(f"{path}: {len(empty)} of {total} shapes decode to no surface ({shown}); training collapsed or "
+             f"is too short: try more --epochs, a smaller --width or --preset quick")

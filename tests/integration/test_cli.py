@@ -72,3 +72,12 @@ def test_compress_info_decompress_view_round_trip(tmp_path, shared_data):
     damaged.write_bytes(archive.read_bytes()[:-10])
     bad = run_cli("decompress", str(damaged), "-o", str(out))
     assert bad.returncode == 2 and "early" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_empty_shapes_warning_is_one_line_naming_the_archive(capsys):
+    from necgs.commands.compress import warn_empty
+
+    warn_empty("set.ncgs", [f"s{i}" for i in range(7)], 88)
+    warn_empty("ok.ncgs", [], 88)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("set.ncgs: 7 of 88 shapes decode to no surface (s0, s1, s2, s3, s4, ...)")
