@@ -89,7 +89,7 @@ PRESETS: dict[str, NecgsConfig] = {
 def preset(name: str, *, width=None, device: str | None = None, epochs: int | None = None,
            ssim: bool | None = None, deform: bool | None = None, autoencoder: bool | None = None,
            resolution: int | None = None, weight_bits: int | None = None,
-           feature_bits: int | None = None) -> NecgsConfig:
+           feature_bits: int | None = None, train_mode: str | None = None) -> NecgsConfig:
     """A named preset with the common overrides applied (validated).
 
     Args:
@@ -104,6 +104,7 @@ def preset(name: str, *, width=None, device: str | None = None, epochs: int | No
         ssim: Switch the SSIM term (the Fig. 8b ablation).
         deform: Switch the deformation (False: plain TSDF, the Table 2 ablation).
         autoencoder: Use the auto-encoder instead of the auto-decoder (the Fig. 8a ablation).
+        train_mode: "patch" (blocks near the surface) or "dense" (whole volumes, the paper's).
     """
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
@@ -121,6 +122,8 @@ def preset(name: str, *, width=None, device: str | None = None, epochs: int | No
         train = replace(train, feature_bits=feature_bits)
     if ssim is not None:
         train = replace(train, use_ssim=ssim)
+    if train_mode is not None:
+        train = replace(train, mode=train_mode)
     if deform is False:
         fit = replace(fit, backend="none")
     cfg = replace(cfg, fit=fit, train=train, deform=cfg.deform if deform is None else deform,

@@ -18,6 +18,8 @@ def register(sub) -> None:
     p.add_argument("--resolution", type=int, help="volume resolution K, a power of two (overrides the preset)")
     p.add_argument("--weight-bits", type=int, help="quantization bits of the decoder parameters (2..16)")
     p.add_argument("--feature-bits", type=int, help="quantization bits of the embedded features (2..16)")
+    p.add_argument("--train-mode", choices=["patch", "dense"],
+                   help="patch: train on blocks near the surface (default); dense: whole volumes (the paper's)")
     p.add_argument("--nproc", type=int, default=1, help="processes for distributed training (torchrun on this machine)")
     add_device(p)
     p.set_defaults(func=run)
@@ -29,7 +31,7 @@ def run(args) -> int:
     cfg = preset(args.preset, width=parse_width(args.width), device=args.device, epochs=args.epochs,
                  ssim=False if args.no_ssim else None, deform=False if args.no_deform else None,
                  autoencoder=args.autoencoder or None, resolution=args.resolution,
-                 weight_bits=args.weight_bits, feature_bits=args.feature_bits)
+                 weight_bits=args.weight_bits, feature_bits=args.feature_bits, train_mode=args.train_mode)
     if args.nproc > 1:
         from necgs.distributed import launch_compress
 
