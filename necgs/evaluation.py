@@ -264,7 +264,7 @@ def rd_figure(summary: pd.DataFrame, metric: str = "cd", highlight: str | None =
                                      hovertemplate="%{text}<br>ratio %{x:.1f}x<br>" + metric + " %{y:.4g}"))
     ok = _drawable(summary, metric)
     keys = _series(ok)
-    variants = [k for k in dict.fromkeys(keys) if k not in CODEC_COLORS]
+    variants = [k for k in dict.fromkeys(_series(summary[summary.codec != "floor"])) if k not in CODEC_COLORS]
     for series, grp in ok.groupby(keys, sort=False):
         grp = grp.sort_values("ratio_ply")
         size = 13 if highlight in (series, grp.codec.iloc[0]) else 8
@@ -274,6 +274,11 @@ def rd_figure(summary: pd.DataFrame, metric: str = "cd", highlight: str | None =
                                  customdata=[f"{r.codec}::{r.label}" for r in grp.itertuples()],
                                  hovertemplate="%{text}<br>ratio %{x:.1f}x<br>" + metric + " %{y:.4g}<extra>"
                                  + str(series) + "</extra>"))
+    every = summary[(summary.status == "ok") & (summary.codec != "floor")]
+    for series in dict.fromkeys(_series(every)):
+        if series not in set(keys):  # decoded no surface at all: named in the legend, not drawn
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{series}: no surface decoded",
+                                     marker={"color": series_color(str(series), variants), "symbol": "x"}))
     floor = summary[summary.codec == "floor"]
     if len(floor) and metric in floor:
         fig.add_hline(y=float(floor[metric].iloc[0]), line_dash="dash", line_color="gray",

@@ -227,16 +227,21 @@ def on_view(run: int | None, shape: str | None, necgs_key: str | None, other_key
     vfiles = (views.viewer_files(run, shape, variant_keys[: views.MAX_VARIANT_VIEWERS], session, vmax=files.vmax)
               if variant_keys else None)
     out = [gr.update(value=files.original, label=f"original: {shape}" if shape else "original"),
-           gr.update(value=files.coloured[0], label=views.viewer_title(summary, necgs_key, "NeCGS")),
-           gr.update(value=files.coloured[1], label=views.viewer_title(summary, other_key, "baseline")),
-           files.legend, files.vmax]
+           _viewer(files.coloured[0], summary, necgs_key, "NeCGS"),
+           _viewer(files.coloured[1], summary, other_key, "baseline"), files.legend, files.vmax]
     for k in range(views.MAX_VARIANT_VIEWERS):
         if vfiles is not None and k < len(variant_keys):
-            out.append(gr.update(value=vfiles.coloured[k], visible=True,
-                                 label=views.viewer_title(summary, variant_keys[k], f"variant {k + 1}")))
+            out.append(_viewer(vfiles.coloured[k], summary, variant_keys[k], f"variant {k + 1}", visible=True))
         else:
             out.append(gr.update(value=None, visible=False))
     return out
+
+
+def _viewer(path: str | None, summary: pd.DataFrame, key: str | None, role: str, **extra) -> dict:
+    """A viewer's update: its file and a title saying what it shows (or that nothing decoded)."""
+    title = views.viewer_title(summary, key, role)
+    return gr.update(value=path, label=title if path or not key else f"{title} (no surface decoded for this shape)",
+                     **extra)
 
 
 def on_pick_row(necgs_key: str | None, other_key: str | None, evt: gr.SelectData) -> list:

@@ -97,7 +97,7 @@ def build_demo():
             view_other = gr.Model3D(label="baseline", elem_id="view_other", clear_color=[1, 1, 1, 1])
         legend = gr.HTML("", elem_id="legend")
         with gr.Row():
-            variant_views = [gr.Model3D(label=f"variant {k + 1}", visible=False, elem_id=f"view_variant_{k}",
+            variant_views = [gr.Model3D(label=f"variant {k + 1}", visible=False, elem_id=f"view_variant_{k}", height=320,
                                         clear_color=[1, 1, 1, 1]) for k in range(MAX_VARIANT_VIEWERS)]
         with gr.Accordion("inside NeCGS: fitted volume vs decoded volume", open=False, elem_id="teaching"):
             teach_md = gr.Markdown("", elem_id="breakdown")

@@ -103,4 +103,4 @@ class JobProgress:
         with self._lock:
             self.fraction = max(self.fraction, min(fraction, 1.0))
             value = self.fraction
-        self.report(value, f"{text} ({100 * value:.0f}%)")
+        self.report(value, text)

@@ -161,7 +161,14 @@ def viewer_title(summary: pd.DataFrame, key: str | None, role: str) -> str:
     if not len(row):
         return f"{role}: {codec} {label}"
     r = row.iloc[0]
-    return f"{role}: {codec} {label} | {float(r.ratio_ply):.0f}x, CD {1e3 * float(r.cd):.2f}e-3, F1 {float(r.f1_005):.3f}"
+    cd, median = float(r.cd), float(r.get("cd_median", np.nan))
+    if np.isfinite(cd):
+        quality = f"CD {1e3 * cd:.2f}e-3, F1 {float(r.f1_005):.3f}"
+    elif np.isfinite(median):
+        quality = f"median CD {1e3 * median:.2f}e-3 ({int(r.empty_shapes)} shapes empty)"
+    else:
+        quality = "no surface decoded"
+    return f"{role}: {codec} {label} | {float(r.ratio_ply):.0f}x, {quality}"
 
 
 @dataclass
@@ -211,7 +218,8 @@ def build_run_view(run: int, overlays: list[int] | None = None) -> RunView:
     index = run_index(run)
     label = run_label(run, config)
     keys = [k for k in index["decoded"]]
-    return RunView(run, label, summary, per_shape, _figures(summary, overlay_summaries(overlays or [], run), label),
+    title = f"run {run}: {config.get('dataset', '?')} x{config.get('shapes') or config.get('limit')}"
+    return RunView(run, label, summary, per_shape, _figures(summary, overlay_summaries(overlays or [], run), title),
                    metrics_table(summary), index["shapes"], [k for k in keys if k.startswith("necgs::")],
                    [k for k in keys if not k.startswith("necgs::")], config.get("ablation", ""))
 
@@ -220,7 +228,8 @@ def shipped_view(overlays: list[int] | None = None) -> RunView:
     """The benchmark shipped with the project (no meshes: figures and table only)."""
     summary = with_series(shipped_summary(), False)
     label = f"shipped benchmark: humans_ama, all {int(summary.n_shapes.max())} shapes ({SHIPPED_RESULTS.as_posix()})"
-    return RunView(None, label, summary, pd.DataFrame(), _figures(summary, overlay_summaries(overlays or [], None), label),
+    title = f"shipped: humans_ama x{int(summary.n_shapes.max())}"
+    return RunView(None, label, summary, pd.DataFrame(), _figures(summary, overlay_summaries(overlays or [], None), title),
                    metrics_table(summary))
 
 
