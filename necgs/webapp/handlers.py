@@ -214,27 +214,36 @@ def _summary(run: int | None) -> pd.DataFrame:
     return views.with_series(ResultsStore().load_run(run)[0], False)
 
 
+def _variant_keys(run: int | None) -> list[str]:
+    """The NeCGS variants of an ablation run (none for a single-setting run)."""
+    keys = [k for k in views.run_index(run)["decoded"] if k.startswith("necgs::")] if run is not None else []
+    return keys[: views.MAX_VARIANT_VIEWERS] if len(keys) > 1 else []
+
+
 def on_view(run: int | None, shape: str | None, necgs_key: str | None, other_key: str | None,
             request: gr.Request) -> list:
     """VIEWER_OUTPUTS: original, NeCGS and baseline (titled, one colour scale), the legend, the
-    scale, and the same shape under each NeCGS variant of an ablation."""
+    scale, and which variant viewers an ablation needs (shown first, filled by :func:`on_variants`:
+    a Model3D made visible and given a file in one update never draws)."""
     session = _session(request)
     summary = _summary(run)
     files = views.viewer_files(run, shape, [necgs_key, other_key], session)
-    variants = views.run_index(run)["decoded"] if run is not None else {}
-    variant_keys = [k for k in variants if k.startswith("necgs::")]
-    variant_keys = variant_keys if len(variant_keys) > 1 else []
-    vfiles = (views.viewer_files(run, shape, variant_keys[: views.MAX_VARIANT_VIEWERS], session, vmax=files.vmax)
-              if variant_keys else None)
+    n_variants = len(_variant_keys(run))
     out = [gr.update(value=files.original, label=f"original: {shape}" if shape else "original"),
            _viewer(files.coloured[0], summary, necgs_key, "NeCGS"),
            _viewer(files.coloured[1], summary, other_key, "baseline"), files.legend, files.vmax]
-    for k in range(views.MAX_VARIANT_VIEWERS):
-        if vfiles is not None and k < len(variant_keys):
-            out.append(_viewer(vfiles.coloured[k], summary, variant_keys[k], f"variant {k + 1}", visible=True))
-        else:
-            out.append(gr.update(value=None, visible=False))
-    return out
+    return out + [gr.update(visible=k < n_variants) for k in range(views.MAX_VARIANT_VIEWERS)]
+
+
+def on_variants(run: int | None, shape: str | None, vmax: float | None, request: gr.Request) -> list:
+    """The same shape under each NeCGS variant of an ablation, on the viewers' colour scale."""
+    keys = _variant_keys(run)
+    if not keys or not shape:
+        return [gr.update(value=None) for _ in range(views.MAX_VARIANT_VIEWERS)]
+    summary = _summary(run)
+    files = views.viewer_files(run, shape, keys, _session(request), vmax=vmax)
+    out = [_viewer(path, summary, key, f"variant {k + 1}") for k, (key, path) in enumerate(zip(keys, files.coloured))]
+    return out + [gr.update(value=None) for _ in range(views.MAX_VARIANT_VIEWERS - len(keys))]
 
 
 def _viewer(path: str | None, summary: pd.DataFrame, key: str | None, role: str, **extra) -> dict:

@@ -132,8 +132,9 @@ def build_demo():
         job = {"show_progress_on": [progress_box], "concurrency_limit": 1, "concurrency_id": "jobs"}
 
         def after_view(event, downloads: bool = True):
-            """The teaching view, then the downloads, after the viewers."""
-            chained = event.then(handlers.on_teach, [run_state, shape, necgs_variant, slice_k, vmax_state], teach,
+            """The variant viewers, the teaching view, then the downloads, after the viewers."""
+            chained = event.then(handlers.on_variants, [run_state, shape, vmax_state], variant_views,
+                                 show_progress="hidden").then(handlers.on_teach, [run_state, shape, necgs_variant, slice_k, vmax_state], teach,
                                  show_progress="hidden")
             if downloads:
                 chained.then(handlers.on_downloads, [run_state, necgs_variant], [archive_file, decoded_zip, csv_file],
@@ -156,7 +157,7 @@ def build_demo():
         upload.change(handlers.on_upload, [upload], [dataset], queue=False)
         after_view(shape.input(handlers.on_view, pick, viewers), downloads=False)
         refresh(necgs_variant.input(handlers.on_necgs_choice, [run_state, necgs_variant], [other_variant]))
-        other_variant.input(handlers.on_view, pick, viewers)
+        after_view(other_variant.input(handlers.on_view, pick, viewers), downloads=False)
         refresh(table.select(handlers.on_pick_row, [necgs_variant, other_variant], [necgs_variant, other_variant]))
         refresh(picked.change(handlers.pick_key, [picked], [necgs_variant, other_variant]))
         runs.select(handlers.on_pick_run, None, [run_id])

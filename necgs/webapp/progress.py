@@ -14,9 +14,11 @@ from typing import Callable, Sequence
 
 from necgs.evaluation import StageEvent
 
-#: Estimated seconds per shape on 2 CPU cores at K = 32 (measured on the built-in sets).
-FIT_S = 3.0            # TSDF-Def fitting (0 when cached; then the bar jumps ahead)
-TRAIN_S = 0.012        # per shape and epoch, width tiny; scaled by width and K^3
+#: Estimated seconds per shape on 2 shared CPU cores at K = 32 (measured on the built-in sets:
+#: 24 `figures` shapes, 150 epochs, width tiny took about 10 minutes, most of it training).
+FIT_S = 2.0            # TSDF-Def fitting, 50 iterations (0 when cached; then the bar jumps ahead)
+TRAIN_S = 0.15         # per shape and epoch, width tiny, with SSIM; scaled by width and K^3
+NO_SSIM = 0.5          # training without the SSIM term costs about half
 DECODE_S = 0.08        # decoder + DMC
 METRICS_S = 0.06       # CD / NC / F1 at 20k samples
 PEER_S = 0.05          # encode + decode of a classical codec
@@ -34,7 +36,7 @@ def necgs_weights(setting: dict, n_shapes: int) -> dict[str, float]:
 
     cfg = config_from_setting(setting)
     scale = (cfg.fit.resolution / 32) ** 3
-    width = WIDTH_COST.get(str(setting.get("width")), 2.0)
+    width = WIDTH_COST.get(str(setting.get("width")), 2.0) * (1.0 if cfg.train.use_ssim else NO_SSIM)
     return {"fit": FIT_S * n_shapes * (cfg.fit.resolution / 32) ** 2, "train": TRAIN_S * n_shapes * cfg.train.epochs * width * scale,
             "code": 0.5 + 0.02 * n_shapes, "decode": DECODE_S * n_shapes * scale, "metrics": METRICS_S * n_shapes}
 
