@@ -277,7 +277,7 @@ def rd_figure(summary: pd.DataFrame, metric: str = "cd", highlight: str | None =
     every = summary[(summary.status == "ok") & (summary.codec != "floor")]
     for series in dict.fromkeys(_series(every)):
         if series not in set(keys):  # decoded no surface at all: named in the legend, not drawn
-            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{series}: no surface decoded",
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{series} (no surface)",
                                      marker={"color": series_color(str(series), variants), "symbol": "x"}))
     floor = summary[summary.codec == "floor"]
     if len(floor) and metric in floor:
@@ -285,10 +285,12 @@ def rd_figure(summary: pd.DataFrame, metric: str = "cd", highlight: str | None =
                       annotation_text="metric floor (original vs itself)")
     fig.update_layout(xaxis_title="compression ratio vs binary PLY (log)", yaxis_title=titles.get(metric, metric),
                       xaxis_type="log", template="plotly_white", margin={"l": 60, "r": 20, "t": 40, "b": 50},
-                      legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
+                      legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0,
+                              "font": {"size": 11}},
                       title=titles.get(metric, metric))
     if metric == "cd":
-        values = [v for v in [*ok[metric].astype(float), *floor[metric].astype(float)] if np.isfinite(v) and v > 0]
+        drawn = [ok[metric], floor[metric], *(_drawable(old, metric)[metric] for _, old in named)]
+        values = [v for col in drawn for v in col.astype(float) if np.isfinite(v) and v > 0]
         if values:
             fig.update_yaxes(type="log", range=[np.log10(min(values) * 0.85), np.log10(max(values) * 1.2)])
     return fig

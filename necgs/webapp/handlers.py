@@ -66,7 +66,8 @@ def show_view(view: views.RunView, status: str, overlays: list[int] | None) -> l
 
 def cleared(status: str) -> list:
     """RESULT_OUTPUTS after a failed job: nothing of an earlier run stays on screen."""
-    return [None, None, None, pd.DataFrame(), pd.DataFrame(), _dropdown([]), _dropdown([]), _dropdown([]),
+    empty = pd.DataFrame(columns=["codec", "setting"])
+    return [None, None, None, empty, pd.DataFrame(columns=["shape"]), _dropdown([]), _dropdown([]), _dropdown([]),
             gr.update(choices=views.run_choices()), views.runs_table(), status]
 
 
@@ -172,7 +173,9 @@ def on_load_run(run_id: float | None, overlays: list[int] | None, request: gr.Re
 
 def on_overlay(run: int | None, overlays: list[int] | None) -> list:
     """Redraw the RD figures with the chosen past runs overlaid."""
-    view = views.build_run_view(run, overlays) if run is not None else views.shipped_view(overlays)
+    if run is None:
+        return [None, None]
+    view = views.build_run_view(run, overlays) if _stored(run) else views.shipped_view(overlays)
     return [view.figures[0], view.figures[1]]
 
 
@@ -190,7 +193,7 @@ def on_tick(request: gr.Request) -> list:
 def on_initial_ready(ready: int | None, shown: int | None, request: gr.Request) -> list:
     """Show the first-launch run when it is done, if the page still shows the shipped benchmark."""
     _session(request)
-    if ready is None or shown is not None:
+    if ready is None or _stored(shown):
         return unchanged(gr.update())
     view = views.build_run_view(int(ready))
     return show_view(view, info_html(f"The first-launch run is ready: showing {view.label}."), [])
@@ -208,15 +211,22 @@ def on_upload(files: list[str] | None) -> dict:
 
 
 # ---------------------------------------------------------------------------- viewers
+def _stored(run: int | None) -> bool:
+    """Whether ``run`` is a stored run (not nothing, not the shipped benchmark)."""
+    return run is not None and run != views.SHIPPED_RUN
+
+
 def _summary(run: int | None) -> pd.DataFrame:
     if run is None:
+        return pd.DataFrame(columns=["codec", "label"])
+    if run == views.SHIPPED_RUN:
         return views.shipped_view().summary
     return views.with_series(ResultsStore().load_run(run)[0], False)
 
 
 def _variant_keys(run: int | None) -> list[str]:
     """The NeCGS variants of an ablation run (none for a single-setting run)."""
-    keys = [k for k in views.run_index(run)["decoded"] if k.startswith("necgs::")] if run is not None else []
+    keys = [k for k in views.run_index(run)["decoded"] if k.startswith("necgs::")] if _stored(run) else []
     return keys[: views.MAX_VARIANT_VIEWERS] if len(keys) > 1 else []
 
 
@@ -278,7 +288,7 @@ def pick_key(key: str | None) -> list:
 
 def on_necgs_choice(run: int | None, necgs_key: str | None) -> dict:
     """Choosing a NeCGS variant moves the baseline to the peer nearest in bytes."""
-    if run is None or not necgs_key:
+    if not _stored(run) or not necgs_key:
         return gr.update()
     peer = views.matched_peer(_summary(run), necgs_key)
     return gr.update(value=peer) if peer else gr.update()
@@ -293,7 +303,9 @@ def on_downloads(run: int | None, necgs_key: str | None, request: gr.Request) ->
 def on_pngs(run: int | None, overlays: list[int] | None, request: gr.Request) -> list:
     """The RD figures as PNG files (and a status line if the renderer is missing)."""
     session = _session(request)
-    view = views.build_run_view(run, overlays) if run is not None else views.shipped_view(overlays)
+    if run is None:
+        return [None, problem_html("Nothing to export: run something or load a run first.")]
+    view = views.build_run_view(run, overlays) if _stored(run) else views.shipped_view(overlays)
     try:
         return [views.figure_pngs(view, session), gr.update()]
     except NecgsError as exc:
@@ -311,7 +323,7 @@ def on_teach(run: int | None, shape: str | None, necgs_key: str | None, k: float
              request: gr.Request) -> list:
     """TEACH_OUTPUTS: slice figure, slider range, the fitted volume's mesh and the CD breakdown."""
     session = _session(request)
-    if run is None or not shape or not necgs_key:
+    if not _stored(run) or not shape or not necgs_key:
         return [None, gr.update(), gr.update(value=None), "Run NeCGS (or load a run) to look inside it."]
     per_shape = ResultsStore().load_run(run)[1]
     try:
@@ -341,7 +353,7 @@ def _fitted_glb(run: int, shape: str, necgs_key: str, session: str, vmax: float 
 
 def on_slice(run: int | None, shape: str | None, necgs_key: str | None, k: float):
     """Redraw the slice figure at another slice."""
-    if run is None or not shape or not necgs_key:
+    if not _stored(run) or not shape or not necgs_key:
         return None
     try:
         fitted, decoded = teaching.teaching_volumes(run, necgs_key, shape)

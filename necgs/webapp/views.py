@@ -35,6 +35,8 @@ TABLE_COLUMNS = {"codec": "codec", "label": "setting", "ratio_ply": "ratio vs PL
                  "d_ratio": "ratio vs ref", "d_cd_1e3": "dCD vs ref x1e-3", "d_f1": "dF1 vs ref",
                  "encode_s": "encode s", "decode_ms_per_shape": "decode ms/shape", "status": "status", "error": "error"}
 MAX_VARIANT_VIEWERS = 4
+#: The run id the page holds while it shows the shipped benchmark (stored runs count from 1).
+SHIPPED_RUN = -1
 
 
 # ---------------------------------------------------------------------------- labels
@@ -173,9 +175,9 @@ def viewer_title(summary: pd.DataFrame, key: str | None, role: str) -> str:
 
 @dataclass
 class RunView:
-    """What the page shows of one run (or of the shipped benchmark, ``run`` None)."""
+    """What the page shows of one run (or of the shipped benchmark, ``run`` = :data:`SHIPPED_RUN`)."""
 
-    run: int | None
+    run: int
     label: str
     summary: pd.DataFrame
     per_shape: pd.DataFrame
@@ -229,7 +231,7 @@ def shipped_view(overlays: list[int] | None = None) -> RunView:
     summary = with_series(shipped_summary(), False)
     label = f"shipped benchmark: humans_ama, all {int(summary.n_shapes.max())} shapes ({SHIPPED_RESULTS.as_posix()})"
     title = f"shipped: humans_ama x{int(summary.n_shapes.max())}"
-    return RunView(None, label, summary, pd.DataFrame(), _figures(summary, overlay_summaries(overlays or [], None), title),
+    return RunView(SHIPPED_RUN, label, summary, pd.DataFrame(), _figures(summary, overlay_summaries(overlays or [], None), title),
                    metrics_table(summary))
 
 
@@ -270,7 +272,7 @@ def viewer_files(run: int | None, shape: str | None, keys: list[str | None], ses
     The scale (``vmax``) is the one given, else set by the first mesh (the NeCGS one), so
     colours compare.
     """
-    if run is None or not shape:
+    if run is None or run == SHIPPED_RUN or not shape:
         return ViewerFiles(coloured=[None] * len(keys))
     original = load_run_mesh(run, "original", None, shape)
     if original is None:
@@ -292,7 +294,7 @@ def viewer_files(run: int | None, shape: str | None, keys: list[str | None], ses
 def reviewer_figure(run: int | None, shape: str | None, necgs_key: str | None, session: str,
                     vmax: float | None = None) -> str | None:
     """Polyscope (EGL off-screen) PNG of original vs NeCGS, titled, with the page's colour bar."""
-    if run is None or not shape or not necgs_key:
+    if run is None or run == SHIPPED_RUN or not shape or not necgs_key:
         return None
     original, decoded = load_run_mesh(run, "original", None, shape), load_run_mesh(run, "decoded", necgs_key, shape)
     if original is None or decoded is None or decoded.n_faces == 0:
@@ -306,15 +308,17 @@ def reviewer_figure(run: int | None, shape: str | None, necgs_key: str | None, s
 
 # ---------------------------------------------------------------------------- downloads
 def downloads(run: int | None, necgs_key: str | None, summary: pd.DataFrame, session: str
-              ) -> tuple[str | None, str | None, str]:
+              ) -> tuple[str | None, str | None, str | None]:
     """The shown NeCGS archive and a zip of its decoded meshes, copied into the session
     folder (which the server may serve), and the metrics as CSV."""
+    if run is None:
+        return None, None, None
     folder = session_dir(session) / "downloads"
     folder.mkdir(parents=True, exist_ok=True)
-    tag = f"run{run}" if run is not None else "shipped"
+    tag = f"run{run}" if run != SHIPPED_RUN else "shipped"
     csv = folder / f"necgs_{tag}_metrics.csv"
     summary.drop(columns=["series"], errors="ignore").to_csv(csv, index=False)
-    if run is None:
+    if run == SHIPPED_RUN:
         return None, None, str(csv)
     index = run_index(run)
     key = necgs_key if necgs_key in index["archives"] else next(iter(index["archives"]), None)
@@ -334,8 +338,8 @@ def figure_pngs(view: RunView, session: str) -> list[str]:
     """The two RD figures as PNG, rendered by Debian chromium (the shipped benchmark's own PNGs when shown)."""
     folder = session_dir(session) / "downloads"
     folder.mkdir(parents=True, exist_ok=True)
-    tag = f"run{view.run}" if view.run is not None else "shipped"
-    if view.run is None:
+    tag = f"run{view.run}" if view.run != SHIPPED_RUN else "shipped"
+    if view.run == SHIPPED_RUN:
         out = []
         for name in ("rd_cd", "rd_f1"):
             target = folder / f"necgs_{tag}_{name}.png"

@@ -58,6 +58,7 @@ def download(page, elem_id: str, dest: Path) -> Path:
     return path
 
 
+@pytest.mark.timeout(1500)  # five jobs' worth of clicking on 2 shared cores
 def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
     from playwright.sync_api import sync_playwright
 
