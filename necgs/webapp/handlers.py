@@ -171,6 +171,38 @@ def on_load_run(run_id: float | None, overlays: list[int] | None, request: gr.Re
     return show_view(view, info_html(f"Showing {view.label}."), overlays)
 
 
+def on_restore(run: int | None) -> list:
+    """CONTROL_OUTPUTS set to a loaded run's settings (data set, shapes, NeCGS switches, peers, ablation)."""
+    keep = [gr.update() for _ in range(12)]
+    if not _stored(run):
+        return keep
+    config = jobs.run_config(int(run))
+    settings = config.get("necgs") or [{}]
+    base = settings[0]
+    factor = config.get("ablation", "")
+    chosen = []
+    if factor in jobs.ABLATIONS:
+        for name, overrides in jobs.ABLATIONS[factor].items():
+            if any(all(s.get(k) == v for k, v in overrides.items()) for s in settings):
+                chosen.append(name)
+    dataset = config.get("dataset")
+    return [gr.update(value=dataset) if dataset in _dataset_names() else gr.update(),
+            gr.update(value=config.get("shapes") or config.get("limit")),
+            gr.update(value=str(base.get("width", "small"))), gr.update(value=base.get("preset", "quick")),
+            gr.update(value=base.get("epochs")), gr.update(value=base.get("ssim", True)),
+            gr.update(value=base.get("deform", True)), gr.update(value=base.get("autoencoder", False)),
+            gr.update(value=[c for c in config.get("codecs", []) if c != "necgs"]),
+            gr.update(value=factor) if factor in jobs.ABLATIONS else gr.update(),
+            gr.update(choices=list(jobs.ABLATIONS[factor]), value=chosen) if factor in jobs.ABLATIONS else gr.update(),
+            gr.update(selected="ablation" if factor else "one run")]
+
+
+def _dataset_names() -> list[str]:
+    from necgs.io.datasets import list_datasets
+
+    return [d.name for d in list_datasets()]
+
+
 def on_overlay(run: int | None, overlays: list[int] | None) -> list:
     """Redraw the RD figures with the chosen past runs overlaid."""
     if run is None:

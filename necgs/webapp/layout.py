@@ -63,10 +63,10 @@ def build_demo():
                 peers = gr.CheckboxGroup(available, value=[b for b in ("draco", "decimate-draco") if b in available],
                                          label="baseline codecs", elem_id="baselines")
                 gr.Markdown(unavailable_note)
-                with gr.Tabs():
-                    with gr.Tab("one run"):
+                with gr.Tabs() as mode:
+                    with gr.Tab("one run", id="one run"):
                         run_btn = gr.Button("Run", variant="primary", elem_id="run")
-                    with gr.Tab("ablation", elem_id="ablation_tab"):
+                    with gr.Tab("ablation", id="ablation", elem_id="ablation_tab"):
                         factors = list(jobs.ABLATIONS)
                         factor = gr.Dropdown(factors, value=factors[0], label="factor", elem_id="factor")
                         values = gr.CheckboxGroup(list(jobs.ABLATIONS[factors[0]]),
@@ -150,7 +150,10 @@ def build_demo():
         refresh(run_btn.click(handlers.on_run, controls, results, **job))
         refresh(ablation_btn.click(handlers.on_ablation, [*controls, factor, values], results, **job))
         cancel_btn.click(handlers.on_cancel, None, status, queue=False)
-        refresh(load_btn.click(handlers.on_load_run, [run_id, overlay], results))
+        restore = [dataset, limit, width, preset, epochs, ssim, deform, autoencoder, peers, factor, values, mode]
+        loaded = load_btn.click(handlers.on_load_run, [run_id, overlay], results)
+        refresh(loaded)
+        loaded.then(handlers.on_restore, [run_state], restore, show_progress="hidden")
         refresh(shipped_btn.click(handlers.on_shipped, [overlay], results))
         overlay.input(handlers.on_overlay, [run_state, overlay], [plot_cd, plot_f1])
         factor.input(handlers.on_factor, [factor], [values])

@@ -116,6 +116,8 @@ def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
         page.click("#load_run")
         wait_status(page, f"Showing run {run_id}:")
         page.wait_for_selector("#view_necgs canvas", timeout=120_000)
+        page.wait_for_selector("#run", state="visible")  # its switches are restored: a single-setting run
+        assert page.locator("#epochs input").input_value() == "15"
         assert_clean(page, capfd, "4_after_load_run", tmp_path)
         set_number(page, "#run_id input", "0")
         page.click("#load_run")
