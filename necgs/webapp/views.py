@@ -12,7 +12,6 @@ import json
 import shutil
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
