@@ -136,8 +136,8 @@ def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
         page.wait_for_function("() => document.querySelector('#dataset input').value === '(my upload)'")
         page.get_by_role("tab", name="one run").click()
         page.click("#run")
+        wait_status(page, "broken_part.obj", timeout=120_000)
         alert = page.locator("#status [role=alert]")
-        alert.wait_for(timeout=60_000)
         text = alert.inner_text()
         assert "broken_part.obj" in text and "no usable mesh" in text and "/tmp" not in text, text
         assert alert.is_visible() and "necgs" not in page.inner_text("#summary")
