@@ -110,11 +110,12 @@ def run_choices() -> list[tuple[str, int]]:
 
 
 # ---------------------------------------------------------------------------- tables and figures
-def with_series(summary: pd.DataFrame, ablation: bool) -> pd.DataFrame:
-    """Add the ``series`` each row is drawn in: one per NeCGS variant in an ablation, else per codec."""
+def with_series(summary: pd.DataFrame, per_setting: bool) -> pd.DataFrame:
+    """Add the ``series`` each row is drawn in: each NeCGS setting its own, named by it
+    (``per_setting``; a stored run), or one per codec (a sweep drawn as a curve)."""
     out = summary.copy()
     out["series"] = out.codec
-    if ablation:
+    if per_setting:
         nec = out.codec == "necgs"
         out.loc[nec, "series"] = "necgs " + out.loc[nec, "label"].astype(str)
     return out
@@ -205,8 +206,7 @@ def overlay_summaries(runs: list[int], exclude: int | None) -> list[tuple[str, p
     for other in runs or []:
         if other == exclude:
             continue
-        config = run_config(int(other))
-        summary = with_series(store.load_run(int(other))[0], len(config.get("necgs", [])) > 1)
+        summary = with_series(store.load_run(int(other))[0], True)
         out.append((f"run {other}", summary))
     return out
 
@@ -215,7 +215,7 @@ def build_run_view(run: int, overlays: list[int] | None = None) -> RunView:
     """The figures, tables and choices of a stored run, with past runs overlaid."""
     config = run_config(run)
     summary, per_shape = ResultsStore().load_run(run)
-    summary = with_series(summary, bool(config.get("ablation")) or len(config.get("necgs", [])) > 1)
+    summary = with_series(summary, True)
     index = run_index(run)
     label = run_label(run, config)
     keys = [k for k in index["decoded"]]

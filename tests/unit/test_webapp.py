@@ -104,7 +104,7 @@ def test_variants_get_stable_named_colours_deltas_and_a_matched_peer():
                         ("necgs", "quick tiny (no ssim)", "ok", 90, 11.0, 0.015, 0.4, 0.015, 0),
                         ("draco", "q8", "ok", 500, 2.0, 0.003, 0.8, 0.003, 0),
                         ("draco", "q6", "ok", 120, 8.0, 0.006, 0.6, 0.006, 0)])
-    drawn = views.with_series(summary, ablation=True)
+    drawn = views.with_series(summary, per_setting=True)
     figs = [rd_figure(drawn, m, overlays=[("run 3", drawn)]) for m in ("cd", "f1_005")]
     colours = [{t.name: t.marker.color for t in f.data} for f in figs]
     assert colours[0] == colours[1]
