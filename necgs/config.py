@@ -70,7 +70,7 @@ PRESETS: dict[str, NecgsConfig] = {
     "quick": NecgsConfig(
         fit=FitConfig(resolution=32, iterations=50, samples=10_000),
         width="small",
-        train=TrainConfig(epochs=200),
+        train=TrainConfig(epochs=200, mode="dense"),
     ),
     "standard": NecgsConfig(
         fit=FitConfig(resolution=64, iterations=100),
