@@ -128,7 +128,7 @@ def main() -> None:
     p.add_argument("--fit-iterations", type=int, default=100)
     p.add_argument("--samples", type=int, default=100_000)
     args = p.parse_args()
-    torch.set_num_threads(2)
+
     tag = args.tag or args.mode
     loaded = evenly_spaced(args.dataset, args.shapes)
     floors = [sampling_floor(m, args.samples) for m in loaded.meshes]
