@@ -330,9 +330,9 @@ def decompress(
         fmt: Output format suffix (ply, obj, off, stl, glb).
         device: "auto", "cpu" or "cuda".
         progress: Stage callback ("decode", i, n).
-        sparse: Run the fine decoder levels only near the surface, when the archive's
-            decoder has a coarse head (:func:`necgs.model.blocks.decode_sparse`); ``False``
-            decodes every voxel.
+        sparse: Run the fine decoder levels only near the surface where that is faster
+            (K >= 128 and a decoder with a coarse head, :func:`necgs.model.blocks.decode_volume`);
+            ``False`` decodes every voxel.
 
     Returns:
         The decoded meshes, in archive order (or the order of ``shapes``).
