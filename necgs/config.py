@@ -32,7 +32,7 @@ class NecgsConfig:
         train: The auto-decoder training.
         deform: Use the deformation channels (False: the TSDF-only ablation).
         autoencoder: Features from an encoder of the volumes (the Fig. 8a ablation).
-        coder: Entropy coder: "auto" (smallest per section), "rans", "huffman" or "raw".
+        coder: Entropy coder: "auto" (smallest per section), "rans", "huffman", "raw" or "laplace".
     """
 
     fit: FitConfig = field(default_factory=FitConfig)
@@ -53,8 +53,8 @@ class NecgsConfig:
         self.fit.validate()
         self.train.validate()
         self.decoder()
-        if self.coder not in ("auto", "rans", "huffman", "raw"):
-            raise ConfigError(f"coder must be auto, rans, huffman or raw, got {self.coder!r}")
+        if self.coder not in ("auto", "rans", "huffman", "raw", "laplace"):
+            raise ConfigError(f"coder must be auto, rans, huffman, raw or laplace, got {self.coder!r}")
         if not self.deform and self.fit.backend != "none":
             raise ConfigError("deform=False needs the fit backend 'none' (plain TSDF volumes)")
         return self
