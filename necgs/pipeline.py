@@ -32,6 +32,7 @@ import torch
 from necgs import __version__
 from necgs.coding.archive import MINOR, ArchiveReader, Section, write_archive
 from necgs.coding.entropy import _get_varints, _put_varints, decode_symbols, encode_with_model, shared_model
+from necgs.coding.rate_model import codec_estimate_bytes
 from necgs.coding.shape_table import pack_shapes, unpack_shapes
 from necgs.coding.streams import (batch_feature_model, best_chunk, decode_stream, encode_stream, model_from_bytes, read_chunk,
                                   tensor_candidates)
@@ -171,7 +172,9 @@ def _shape_record(mesh: Mesh, transform: Transform, source_bytes: int, batch: in
 def _weight_sections(codec: TrainedCodec, coder: str) -> tuple[dict, Section]:
     """The ``weights`` section: a chunk per tensor, or one shared chunk when that is smaller.
 
-    Any set of named tensors works; their order is stored in the metadata.
+    Any set of named tensors works; their order is stored in the metadata. ``coder``
+    "laplace" always codes a Laplace per tensor: exactly the models the rate term of
+    training estimates.
     """
     names = list(codec.weights)
     tensors = [codec.weights[n] for n in names]
@@ -179,7 +182,7 @@ def _weight_sections(codec: TrainedCodec, coder: str) -> tuple[dict, Section]:
     per_tensor = b"".join(blob for _, blob in chunks)
     symbols = np.concatenate([q.symbols for q in tensors])
     joint_model, joint = None, None
-    if len({q.spec.bits for q in tensors}) == 1:  # one alphabet: one shared model is an option
+    if coder != "laplace" and len({q.spec.bits for q in tensors}) == 1:  # one alphabet: one shared model is an option
         joint_model, joint = best_chunk(symbols, tensor_candidates(symbols, tensors[0].spec.bits, (symbols.size,), coder))
     meta = {
         "order": names,
@@ -221,6 +224,13 @@ def _legacy_feature_sections(features: QuantizedTensor, first_index: int, batch:
     return meta, sections
 
 
+def _rate_estimate(codec: TrainedCodec) -> dict[str, float]:
+    """The training rate term's estimate of the payload bytes, reported beside the real ones."""
+    f = codec.features
+    return codec_estimate_bytes({n: (q.symbols, q.spec) for n, q in codec.weights.items()},
+                                f.symbols.reshape(f.shape[0], f.shape[1], -1), f.spec)
+
+
 def write_codec_archive(output, cfg: NecgsConfig, codec: TrainedCodec, shapes: list[dict]) -> int:
     """Entropy-code a trained codec and write a format 1.2 archive; returns its size."""
     wmeta, wsection = _weight_sections(codec, cfg.coder)
@@ -233,6 +243,7 @@ def write_codec_archive(output, cfg: NecgsConfig, codec: TrainedCodec, shapes: l
         "weights": wmeta,
         "batches": [{"batch": 0, "mode": "initial", "features": fmeta}],
         "train_seconds": round(codec.seconds, 3),
+        "rate_estimate": _rate_estimate(codec),
     }
     return write_archive(output, metadata, [Section("shapes", pack_shapes(shapes)), wsection, *fsections])
 

@@ -4,7 +4,9 @@ A quantized tensor with ``2**N + 1`` levels has unsigned symbols ``s`` in [0, 2R
 R = 2**(N - 1), and signed symbols ``q = s - R`` (0 is the level 0.0). The model gives
 symbol q the mass of a zero-mean Laplace distribution of scale b on [q - 1/2, q + 1/2]:
 
-    p(0) = 1 - exp(-1 / (2b)),    p(q) = 1/2 exp(-(|q| - 1/2) / b) (1 - exp(-1/b))  (q != 0).
+    p(0) = 1 - exp(-1 / (2b)),    p(q) = 1/2 exp(-(|q| - 1/2) / b) (1 - exp(-1/b))  (0 < |q| < R),
+
+and the two end symbols also the tails beyond them: p(+-R) = 1/2 exp(-(R - 1/2) / b).
 
 A stream is split into G equal consecutive groups with a scale each: G = 1 codes a tensor
 with one model, G = C codes a (C, K', K', K') feature with a model per channel, G = O
@@ -46,57 +48,60 @@ def scale_of(codes: np.ndarray) -> np.ndarray:
     return np.exp2(np.asarray(codes, dtype=np.float64) / SCALE_STEPS_PER_OCTAVE + SCALE_LOG2_MIN)
 
 
-def _nll_bits_grid(n_zero: np.ndarray, n_nonzero: np.ndarray, excess: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """Bits of G groups under each of S scales, from sufficient statistics.
+def _nll_bits_grid(stats: tuple[np.ndarray, ...], scales: np.ndarray) -> np.ndarray:
+    """Bits of G groups under each of S scales, from their sufficient statistics.
 
     Args:
-        n_zero: (G,) count of zero symbols per group.
-        n_nonzero: (G,) count of nonzero symbols.
-        excess: (G,) sum over nonzero symbols of |q| - 1/2.
+        stats: (n_zero, n_inner, n_end, excess), each (G,): counts of zero symbols, of
+            symbols with 0 < |q| < R and with |q| = R, and the sum of |q| - 1/2 over all
+            nonzero symbols.
         scales: (S,) candidate scales b.
 
     Returns:
         (G, S) bits.
     """
+    n_zero, n_inner, n_end, excess = (x[:, None] for x in stats)
     inv = 1.0 / scales[None, :]
-    log_p0 = np.log(-np.expm1(-0.5 * inv))
-    log_tail = np.log(0.5) + np.log(-np.expm1(-inv))
-    nats = -(n_zero[:, None] * log_p0 + n_nonzero[:, None] * log_tail - excess[:, None] * inv)
+    nats = -(n_zero * np.log(-np.expm1(-0.5 * inv)) + (n_inner + n_end) * np.log(0.5) - excess * inv
+             + n_inner * np.log(-np.expm1(-inv)))
     return nats / np.log(2.0)
 
 
-def group_stats(signed: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(n_zero, n_nonzero, excess) of each of ``groups`` equal consecutive groups of ``signed``."""
+def group_stats(signed: np.ndarray, groups: int, half_range: int) -> tuple[np.ndarray, ...]:
+    """(n_zero, n_inner, n_end, excess) of each of ``groups`` equal consecutive groups of ``signed``."""
     a = np.abs(np.asarray(signed, dtype=np.int64)).reshape(groups, -1)
-    nz = a > 0
-    return (~nz).sum(1).astype(np.float64), nz.sum(1).astype(np.float64), np.where(nz, a - 0.5, 0.0).sum(1)
+    nz, end = a > 0, a >= half_range
+    return ((~nz).sum(1).astype(np.float64), (nz & ~end).sum(1).astype(np.float64), end.sum(1).astype(np.float64),
+            np.where(nz, a - 0.5, 0.0).sum(1))
 
 
-def fit_scale_codes(signed: np.ndarray, groups: int) -> np.ndarray:
+def fit_scale_codes(signed: np.ndarray, groups: int, half_range: int) -> np.ndarray:
     """Per group, the scale code whose model codes the group's symbols in the fewest bits.
 
     Args:
-        signed: (n,) signed symbols, n a multiple of ``groups``.
+        signed: (n,) signed symbols in -R .. R, n a multiple of ``groups``.
         groups: G.
+        half_range: R.
 
     Returns:
         (G,) uint8 scale codes.
     """
-    stats = group_stats(signed, groups)
-    bits = _nll_bits_grid(*stats, scale_of(np.arange(SCALE_CODES)))
+    bits = _nll_bits_grid(group_stats(signed, groups, half_range), scale_of(np.arange(SCALE_CODES)))
     return bits.argmin(1).astype(np.uint8)
 
 
-def laplace_bits(signed: np.ndarray, scales: np.ndarray) -> np.ndarray:
+def laplace_bits(signed: np.ndarray, scales: np.ndarray, half_range: int) -> np.ndarray:
     """Bits of every signed symbol under the Laplace of its scale (the estimate).
 
     Args:
-        signed: (n,) signed symbols.
+        signed: (n,) signed symbols in -R .. R.
         scales: (n,) scale b of each symbol's model.
+        half_range: R.
     """
     a = np.abs(np.asarray(signed, dtype=np.float64))
     inv = 1.0 / np.asarray(scales, dtype=np.float64)
-    log_p = np.where(a == 0, np.log(-np.expm1(-0.5 * inv)), np.log(0.5) - (a - 0.5) * inv + np.log(-np.expm1(-inv)))
+    tail = np.log(0.5) - (a - 0.5) * inv
+    log_p = np.where(a == 0, np.log(-np.expm1(-0.5 * inv)), np.where(a >= half_range, tail, tail + np.log(-np.expm1(-inv))))
     return np.minimum(-log_p / np.log(2.0), MAX_SYMBOL_BITS)
 
 
@@ -143,7 +148,8 @@ class LaplaceModel:
         s = np.asarray(symbols, dtype=np.int64).reshape(-1)
         if groups < 1 or s.size % groups:
             raise ValueError(f"{s.size} symbols do not split into {groups} equal groups")
-        return cls(half_range, fit_scale_codes(s - half_range, groups) if s.size else np.zeros(groups, np.uint8))
+        codes = fit_scale_codes(s - half_range, groups, half_range) if s.size else np.zeros(groups, np.uint8)
+        return cls(half_range, codes)
 
     def symbol_scales(self, count: int) -> np.ndarray:
         """(count,) float64 scale of every symbol of a stream of ``count`` symbols."""
@@ -154,7 +160,7 @@ class LaplaceModel:
     def estimate_bits(self, symbols: np.ndarray) -> float:
         """Estimated payload bits of unsigned ``symbols`` (the formula training uses)."""
         s = np.asarray(symbols, dtype=np.int64).reshape(-1)
-        return float(laplace_bits(s - self.half_range, self.symbol_scales(s.size)).sum())
+        return float(laplace_bits(s - self.half_range, self.symbol_scales(s.size), self.half_range).sum())
 
     def _family(self):
         import constriction

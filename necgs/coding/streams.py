@@ -59,14 +59,14 @@ def tensor_candidates(symbols: np.ndarray, bits: int, shape: tuple[int, ...], co
         bits: Quantization bits N of the tensor.
         shape: The tensor's shape; a tensor with more than one dimension also gets a
             Laplace model per output channel (its first dimension).
-        coder: "auto" (all), a categorical coder name, or "laplace".
+        coder: "auto" (all), a categorical coder name, or "laplace" (one Laplace for the
+            tensor: exactly the model the training rate term estimates).
     """
     out: list[AnyModel] = [build_model(symbols, c) for c in _categorical_coders(coder)]
     if coder in ("auto", "laplace"):
-        half = 2 ** (bits - 1)
-        out.append(LaplaceModel.fit(symbols, half, 1))
-        if len(shape) > 1 and shape[0] > 1:
-            out.append(LaplaceModel.fit(symbols, half, shape[0]))
+        out.append(LaplaceModel.fit(symbols, 2 ** (bits - 1), 1))
+    if coder == "auto" and len(shape) > 1 and shape[0] > 1:
+        out.append(LaplaceModel.fit(symbols, 2 ** (bits - 1), shape[0]))
     return out
 
 
@@ -101,16 +101,17 @@ def batch_feature_model(streams: np.ndarray, bits: int, coder: str) -> AnyModel:
     Args:
         streams: (M, C, P) unsigned feature symbols of M shapes (P = K'^3 per channel).
         bits: Quantization bits of the features.
-        coder: "auto", a categorical coder name, or "laplace".
+        coder: "auto", a categorical coder name, or "laplace" (a Laplace per channel:
+            exactly the models the training rate term estimates).
     """
     m, c, p = streams.shape
     flat = list(streams.reshape(m, c * p))
     candidates: list[AnyModel] = [shared_model(flat, name) for name in _categorical_coders(coder)]
+    per_channel = streams.transpose(1, 0, 2).reshape(-1)  # (C, M * P): one group per channel
     if coder in ("auto", "laplace"):
-        half = 2 ** (bits - 1)
-        per_channel = streams.transpose(1, 0, 2).reshape(-1)  # (C, M * P): one group per channel
-        candidates.append(LaplaceModel.fit(per_channel, half, c))
-        candidates.append(LaplaceModel.fit(per_channel, half, 1))
+        candidates.append(LaplaceModel.fit(per_channel, 2 ** (bits - 1), c))
+    if coder == "auto":
+        candidates.append(LaplaceModel.fit(per_channel, 2 ** (bits - 1), 1))
     if not candidates:
         raise ValueError(f"unknown coder {coder!r}")
     sizes = [len(mod.to_bytes()) + sum(len(encode_stream(s, mod)) for s in flat) for mod in candidates]
