@@ -89,7 +89,7 @@ PRESETS: dict[str, NecgsConfig] = {
 def preset(name: str, *, width=None, device: str | None = None, epochs: int | None = None,
            ssim: bool | None = None, deform: bool | None = None, autoencoder: bool | None = None,
            resolution: int | None = None, weight_bits: int | None = None,
-           feature_bits: int | None = None) -> NecgsConfig:
+           feature_bits: int | None = None, lambda_rate: float | None = None) -> NecgsConfig:
     """A named preset with the common overrides applied (validated).
 
     Args:
@@ -99,6 +99,7 @@ def preset(name: str, *, width=None, device: str | None = None, epochs: int | No
             the number of upsampling modules that K needs.
         weight_bits: Quantization bits of the decoder parameters.
         feature_bits: Quantization bits of the embedded features.
+        lambda_rate: lambda_R, weight of the rate term in training (0: none).
         device: "auto", "cpu" or "cuda" for both stages.
         epochs: Training epochs override.
         ssim: Switch the SSIM term (the Fig. 8b ablation).
@@ -119,6 +120,8 @@ def preset(name: str, *, width=None, device: str | None = None, epochs: int | No
         train = replace(train, weight_bits=weight_bits)
     if feature_bits is not None:
         train = replace(train, feature_bits=feature_bits)
+    if lambda_rate is not None:
+        train = replace(train, lambda_rate=lambda_rate)
     if ssim is not None:
         train = replace(train, use_ssim=ssim)
     if deform is False:

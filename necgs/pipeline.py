@@ -24,7 +24,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ from necgs.paths import cache_dir
 from necgs.rate import binary_ply_bytes
 from necgs.training.train import QuantizedTensor, TrainConfig, TrainedCodec, build_decoder, fit_features, train_autodecoder
 
+if TYPE_CHECKING:
+    from necgs.rate_control import RatePlan
+
 FORMAT = "necgs"
 #: progress(stage, done, total, detail) — stages: fit, train, code, decode.
 StageProgress = Callable[[str, int, int, str], None]
@@ -66,6 +69,8 @@ class CompressResult:
         resumed_from_epoch: Training resumed from this checkpointed epoch (0: fresh).
         empty_shapes: Shapes whose decoded TSDF has no zero crossing, so they decode to no
             surface (a collapsed or undertrained decoder); the archive is still written.
+        ratio_ply: The meshes as binary PLY over the archive (what rate control targets).
+        rate_plan: The setting rate control chose, when a target was given.
     """
 
     path: Path
@@ -75,6 +80,8 @@ class CompressResult:
     seconds: dict[str, float] = field(default_factory=dict)
     resumed_from_epoch: int = 0
     empty_shapes: list[str] = field(default_factory=list)
+    ratio_ply: float | None = None
+    rate_plan: "RatePlan | None" = None
 
 
 def _as_loaded(source) -> LoadedSet:
@@ -102,6 +109,8 @@ def compress(
     progress: StageProgress | None = None,
     cancel: Callable[[], bool] | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
+    target_ratio: float | None = None,
+    target_bytes: int | None = None,
 ) -> CompressResult:
     """Compress a set of meshes into one ``.ncgs`` archive.
 
@@ -113,6 +122,10 @@ def compress(
         cancel: Polled during training; True stops with KeyboardInterrupt.
         checkpoint_dir: Training checkpoints (default: a cache folder keyed by the run),
             so an interrupted run resumes.
+        target_ratio: Rate control: wanted ratio of the meshes as binary PLY to the archive;
+            the width, bits and lambda_R of ``config`` are replaced by a measured table's
+            choice (:mod:`necgs.rate_control`).
+        target_bytes: Rate control: wanted archive size (exclusive with ``target_ratio``).
 
     Returns:
         The :class:`CompressResult`.
@@ -122,6 +135,12 @@ def compress(
     if not loaded.meshes:
         reasons = "; ".join(str(f) for f in loaded.failures[:3])
         raise NecgsError(f"{source}: no usable mesh" + (f" ({reasons})" if reasons else ""))
+    plan = None
+    if target_ratio is not None or target_bytes is not None:
+        from necgs.rate_control import plan_rate
+
+        plan = plan_rate(cfg, loaded.meshes, target_ratio=target_ratio, target_bytes=target_bytes)
+        cfg = plan.config
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     fit_cb = (lambda d, n: _emit(progress, "fit", d, n)) if progress else True
@@ -142,8 +161,9 @@ def compress(
     t = time.perf_counter()
     empty = shapes_without_surface(output, device=cfg.train.device)
     seconds["check"] = time.perf_counter() - t
+    ply = sum(binary_ply_bytes(m) for m in loaded.meshes)
     return CompressResult(Path(output), size, [m.name for m in loaded.meshes], [str(f) for f in loaded.failures],
-                          seconds, codec.resumed_from, empty)
+                          seconds, codec.resumed_from, empty, ply / size, plan)
 
 
 def shapes_without_surface(archive: str | os.PathLike | bytes, device: str = "auto") -> list[str]:
