@@ -62,6 +62,8 @@ def measure(loaded, setting: dict, base: dict, samples: int) -> dict:
         path = Path(tmp) / "set.ncgs"
         result = compress(loaded, path, cfg, checkpoint_dir=Path(tmp) / "ckpt", progress=lambda *a: None)
         d = describe(path)
+        with open_archive(path) as arc:
+            table_bytes = arc.reader.section_info("shapes").length
         t = time.perf_counter()
         decoded = decompress(path, device="cpu")
         decode_s = time.perf_counter() - t
@@ -71,6 +73,7 @@ def measure(loaded, setting: dict, base: dict, samples: int) -> dict:
     return {
         **setting, "bytes": d["bytes"], "header_bytes": d["header_bytes"], "weights_bytes": d["weights_bytes"],
         "feature_model_bytes": d["feature_model_bytes"], "feature_bytes": d["feature_bytes"],
+        "shape_table_bytes": table_bytes, "n_shapes": len(decoded),
         "weights_coders": json.dumps(d["coders"]), "est_weights_bytes": est.get("weights_bytes"),
         "est_features_bytes": est.get("features_bytes"), "params": d["decoder_parameters"],
         "weight_bits_per_param": 8 * d["weights_bytes"] / d["decoder_parameters"],
@@ -79,6 +82,13 @@ def measure(loaded, setting: dict, base: dict, samples: int) -> dict:
         "cd_mean": float(np.mean(cds)), "cd_median": float(np.median(cds)), "empty": len(result.empty_shapes),
         "train_s": result.seconds["train"], "decode_ms_per_shape": 1000 * decode_s / len(decoded),
     }
+
+
+def table_point(row: dict) -> str:
+    """The row as a ``RatePoint(...)`` line of :data:`necgs.rate_control.RATE_TABLE`."""
+    per_shape = (row["feature_bytes"] + row["feature_model_bytes"]) / row["n_shapes"]
+    return (f"    RatePoint({row['width']!r}, {row['bits']}, {row['lambda']}, {row['weight_bits_per_param']:.3f}, "
+            f"{per_shape:.1f}, {row['cd_mean']:.3e}),")
 
 
 def main() -> None:
@@ -106,6 +116,9 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 write_json(name, {"args": vars(args), "n_shapes": len(loaded.meshes), "rows": rows})
     pd.DataFrame(rows).to_csv(RESULTS / f"{name}.csv", index=False)
+    print("rate table points (necgs/rate_control.py RATE_TABLE):")
+    for r in rows:
+        print(table_point(r))
     print(pd.DataFrame(rows)[["width", "bits", "lambda", "bytes", "v11_bytes", "weights_bytes", "est_weights_bytes",
                               "feature_bytes", "est_features_bytes", "header_bytes", "cd_mean", "decode_ms_per_shape"]])
 
