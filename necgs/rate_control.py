@@ -48,13 +48,18 @@ class RatePoint:
     cd: float
 
 
-#: JSON metadata header (config, decoder, specs, batches), zlib'd, measured: about 1.1 kB.
-FIXED_HEADER_BYTES = 1150
+#: JSON metadata header (config, decoder, specs, batches), zlib'd: 1.0 kB measured (8 AMA shapes).
+FIXED_HEADER_BYTES = 1010
 #: Container prefix, CRC and per-section table entries.
 FRAMING_BYTES = 24
 
-#: Measured on 16 evenly spaced AMA bodies, preset quick (K = 32, 200 epochs); see the module doc.
-RATE_TABLE: tuple[RatePoint, ...] = ()
+#: Measured on 8 evenly spaced AMA bodies, preset quick (K = 32, 200 epochs), by
+#: ``benchmarks/bench_rate.py`` (results/rate_ama8_*.json); see the module doc.
+RATE_TABLE: tuple[RatePoint, ...] = (
+    RatePoint("small", 6, 0.0, 4.911, 350.0, 1.007e-02),
+    RatePoint("small", 6, 0.05, 4.964, 338.0, 9.875e-03),
+    RatePoint("small", 6, 1.0, 4.396, 339.5, 1.055e-02),
+)
 
 
 @dataclass(frozen=True)
