@@ -102,11 +102,13 @@ def landing(loaded, ratio: float, base: dict, samples: int) -> dict:
         result = compress(loaded, path, cfg, checkpoint_dir=Path(tmp) / "ckpt", progress=lambda *a: None,
                           target_ratio=ratio)
         decoded = decompress(path, device="cpu")
+        _, old = legacy_archive(path)
     plan = result.rate_plan
     cds = [compare_meshes(rec, gt, samples).cd for rec, gt in zip(decoded, loaded.meshes)]
     return {"target_ratio": ratio, "reached_ratio": result.ratio_ply, "error": result.ratio_ply / ratio - 1,
             "width": plan.point.width, "bits": plan.point.bits, "lambda": plan.point.lambda_rate,
-            "predicted_bytes": plan.predicted_bytes, "bytes": result.bytes, "cd_mean": float(np.mean(cds))}
+            "predicted_bytes": plan.predicted_bytes, "bytes": result.bytes, "v11_bytes": old["bytes"],
+            "cd_mean": float(np.mean(cds)), "empty": len(result.empty_shapes)}
 
 
 def table_point(row: dict) -> str:

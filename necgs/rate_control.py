@@ -59,6 +59,7 @@ RATE_TABLE: tuple[RatePoint, ...] = (
     RatePoint("small", 6, 0.0, 4.911, 350.0, 1.007e-02),
     RatePoint("small", 6, 0.05, 4.964, 338.0, 9.875e-03),
     RatePoint("small", 6, 1.0, 4.396, 339.5, 1.055e-02),
+    RatePoint("small", 5, 0.0, 4.023, 272.5, 1.020e-02),
 )
 
 
