@@ -1,14 +1,20 @@
-"""necgs web app: `python app.py` (binds 127.0.0.1:7860; NECGS_HOST / NECGS_PORT change that)."""
+"""necgs web app: `python app.py`.
+
+Binds GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860). The server answers at
+once: the page shows the benchmark shipped with the project while the first-launch run on
+the built-in set computes in the background (cached after the first time; NECGS_SKIP_INITIAL=1
+skips it).
+"""
 
 import os
 
-from necgs.webapp import build_demo, ensure_initial_run
+from necgs.webapp import INITIAL_RUN, build_demo, start_sweeper
 
 if __name__ == "__main__":
     if not os.environ.get("NECGS_SKIP_INITIAL"):
-        print("preparing the first-launch results (cached after the first time)...", flush=True)
-        ensure_initial_run(progress=lambda stage, frac: print(f"  [{100 * frac:5.1f}%] {stage}", flush=True))
+        INITIAL_RUN.start()
+    start_sweeper()
     build_demo().queue(default_concurrency_limit=1).launch(
-        server_name=os.environ.get("NECGS_HOST", "127.0.0.1"),
-        server_port=int(os.environ.get("NECGS_PORT", "7860")),
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
     )

@@ -32,6 +32,32 @@ from necgs.rate import rate_report
 #: progress(stage text, fraction of the whole run done)
 RunProgress = Callable[[str, float], None]
 
+
+@dataclass(frozen=True)
+class StageEvent:
+    """Where a run is, for progress displays that weight the stages by their cost.
+
+    Attributes:
+        index: Position of the (codec, setting) in the run's plan; -1 for the metric floor.
+        codec: Codec name ("floor" for the metric floor).
+        label: The setting's label.
+        phase: "encode", "decode" or "metrics".
+        stage: The codec's own stage within the phase (NeCGS encodes through "fit", "train",
+            "code"); the phase name when the codec reports none.
+        fraction: Done fraction of that stage, in [0, 1].
+    """
+
+    index: int
+    codec: str
+    label: str
+    phase: str
+    stage: str
+    fraction: float
+
+
+#: on_stage(event): structured progress, beside the plain ``progress`` callback.
+StageCallback = Callable[[StageEvent], None]
+
 SUMMARY_COLUMNS = [
     "dataset", "codec", "label", "setting", "status", "bytes", "ratio_files", "ratio_ply", "bits_per_vertex",
     "cd", "nc", "f1_005", "f1_01", "cd_median", "empty_shapes", "encode_s", "decode_ms_per_shape", "n_shapes", "error",
@@ -75,6 +101,7 @@ def evaluate(
     progress: RunProgress | None = None,
     cancel: threading.Event | None = None,
     keep_decoded: bool = False,
+    on_stage: StageCallback | None = None,
 ) -> EvaluationResult:
     """Run the rate-distortion sweep of several codecs on one set.
 
@@ -88,6 +115,8 @@ def evaluate(
         progress: Callback (stage text, fraction done).
         cancel: Set it to stop between stages (raises :class:`Cancelled`).
         keep_decoded: Keep the decoded meshes and blobs (for viewers and downloads).
+        on_stage: Structured progress (:class:`StageEvent`), e.g. for a display weighting
+            the stages by their cost.
 
     Returns:
         The :class:`EvaluationResult`.
@@ -107,26 +136,29 @@ def evaluate(
             plan += [(c, s) for s in (settings or {}).get(c, codec.sweep())]
     rows, shape_rows = [], []
     result = EvaluationResult(name, pd.DataFrame(), pd.DataFrame(), statuses, meshes=meshes)
+    emit = on_stage or (lambda event: None)
+    emit(StageEvent(-1, "floor", "", "metrics", "metrics", 0.0))
     floor = [sampling_floor(m, n_samples, seed) for m in meshes]
+    emit(StageEvent(-1, "floor", "", "metrics", "metrics", 1.0))
     rows.append(_row(name, "floor", "metric floor (original vs itself)", {}, "ok", None, source_bytes, meshes,
                      floor, 0.0, 0.0))
     for k, (c, setting) in enumerate(plan):
         _check_cancel(cancel)
         codec = instances[c]
         label = codec.setting_label(setting)
-        step = lambda stage, frac, k=k, c=c, label=label: progress and progress(  # noqa: E731
-            f"{c} [{label}] {stage}", (k + min(max(frac, 0), 1)) / max(len(plan), 1))
-        step("encode", 0.0)
+        step = _stepper(progress, emit, k, len(plan), c, label)
+        step("encode", "encode", 0.0, 0.0)
         try:
             t = time.perf_counter()
-            blobs = codec.encode(meshes, setting, progress=lambda st, f: step(st, 0.7 * f))
+            blobs = codec.encode(meshes, setting, progress=lambda st, f: step("encode", st, f, 0.7 * f))
             enc = time.perf_counter() - t
             _check_cancel(cancel)
             t = time.perf_counter()
-            decoded = codec.decode(blobs, setting, progress=lambda st, f: step(st, 0.7 + 0.2 * f))
+            decoded = codec.decode(blobs, setting, progress=lambda st, f: step("decode", st, f, 0.7 + 0.2 * f))
             dec_ms = 1000 * (time.perf_counter() - t) / len(meshes)
-            step("metrics", 0.9)
+            step("metrics", "metrics", 0.0, 0.9)
             per = [compare_meshes(r, g, n_samples, seed) for r, g in zip(decoded, meshes)]
+            step("metrics", "metrics", 1.0, 1.0)
         except Cancelled:
             raise
         except KeyboardInterrupt:
@@ -148,6 +180,18 @@ def evaluate(
     if progress:
         progress("done", 1.0)
     return result
+
+
+def _stepper(progress: RunProgress | None, emit: StageCallback, k: int, n_plan: int, codec: str, label: str):
+    """step(phase, stage text, stage fraction, fraction of this setting) -> both callbacks."""
+
+    def step(phase: str, stage: str, frac: float, setting_frac: float) -> None:
+        words = str(stage).split()
+        emit(StageEvent(k, codec, label, phase, words[0] if words else phase, min(max(float(frac), 0.0), 1.0)))
+        if progress is not None:
+            progress(f"{codec} [{label}] {stage}", (k + min(max(setting_frac, 0.0), 1.0)) / max(n_plan, 1))
+
+    return step
 
 
 def _check_cancel(cancel: threading.Event | None) -> None:
@@ -175,50 +219,97 @@ def _row(dataset, codec, label, setting, status, total, source_bytes, meshes, pe
 
 
 # ---------------------------------------------------------------------------- outputs
+#: Fixed colours of the codecs (the page legend, the figures and every view use these).
+CODEC_COLORS = {"necgs": "#1f77b4", "draco": "#ff7f0e", "decimate-draco": "#2ca02c", "pointcloud-spsr": "#9467bd",
+                "quantdeepsdf": "#8c564b", "gpcc": "#e377c2", "vpcc": "#bcbd22", "pcgcv2": "#17becf"}
+#: Colours of NeCGS variants in an ablation, in variant order (the reference first).
+VARIANT_COLORS = ("#1f77b4", "#d62728", "#9467bd", "#17becf", "#e377c2", "#8c564b", "#bcbd22", "#7f7f7f")
+
+
+def series_color(series: str, order: Sequence[str] = ()) -> str:
+    """The stable colour of a plotted series: a codec's own colour, or a variant's by its position in ``order``."""
+    if series in order:
+        return VARIANT_COLORS[list(order).index(series) % len(VARIANT_COLORS)]
+    return CODEC_COLORS.get(series, "#7f7f7f")
+
+
 def rd_figure(summary: pd.DataFrame, metric: str = "cd", highlight: str | None = None,
-              earlier: Sequence[pd.DataFrame] = ()):
+              earlier: Sequence[pd.DataFrame] = (), overlays: Sequence[tuple[str, pd.DataFrame]] = ()):
     """Plotly RD figure: ``metric`` (cd or f1_005) against the ratio vs binary PLY, log x.
+
+    Rows are drawn one trace per ``series`` when the summary has that column (e.g. one per
+    ablation variant), else one per codec; each series keeps one colour
+    (:func:`series_color`, variants in order of appearance) in every figure.
 
     Args:
         summary: Summary rows of one run (the ``floor`` row becomes a dashed line).
         metric: "cd" or "f1_005" (also "nc", "f1_01").
         highlight: A codec whose points are marked larger (this run's point).
         earlier: Summaries of earlier runs of the same set, drawn faintly.
+        overlays: (name, summary) of other runs, drawn dotted and faint, named by ``name``.
     """
     import plotly.graph_objects as go
 
     titles = {"cd": "Chamfer distance (lower is better)", "f1_005": "F1@0.005 (higher is better)",
               "nc": "normal consistency", "f1_01": "F1@0.01"}
     fig = go.Figure()
-    for k, old in enumerate(earlier):
-        for codec, grp in old[(old.status == "ok") & (old.codec != "floor")].groupby("codec"):
+    named = [*((f"earlier run {k + 1}", old) for k, old in enumerate(earlier)), *overlays]
+    for name, old in named:
+        old = _drawable(old, metric)
+        for series, grp in old.groupby(_series(old), sort=False):
             grp = grp.sort_values("ratio_ply")
-            fig.add_trace(go.Scatter(x=grp.ratio_ply, y=grp[metric], mode="lines+markers", opacity=0.3,
-                                     name=f"{codec} (earlier run {k + 1})", legendgroup=codec, line={"dash": "dot"}))
-    ok = summary[(summary.status == "ok") & (summary.codec != "floor")].copy()
-    if metric == "cd" and "cd_median" in ok:  # some shapes decoded empty: the mean is inf, draw the median
-        partial = ~np.isfinite(ok.cd.astype(float)) & np.isfinite(ok.cd_median.astype(float))
-        ok.loc[partial, "cd"] = ok.loc[partial, "cd_median"]
-        ok.loc[partial, "label"] = [f"{r.label} (median; {int(r.empty_shapes)} shapes empty)" for r in ok[partial].itertuples()]
-    ok = ok[np.isfinite(ok[metric].astype(float))]  # a setting with no surface at all: not drawn
-    for codec, grp in ok.groupby("codec", sort=False):
+            fig.add_trace(go.Scatter(x=grp.ratio_ply, y=grp[metric], mode="lines+markers", opacity=0.45,
+                                     name=f"{series} ({name})", text=grp.label, line={"dash": "dot"},
+                                     marker={"symbol": "diamond-open", "color": series_color(str(series))},
+                                     hovertemplate="%{text}<br>ratio %{x:.1f}x<br>" + metric + " %{y:.4g}"))
+    ok = _drawable(summary, metric)
+    keys = _series(ok)
+    variants = [k for k in dict.fromkeys(_series(summary[summary.codec != "floor"])) if k not in CODEC_COLORS]
+    for series, grp in ok.groupby(keys, sort=False):
         grp = grp.sort_values("ratio_ply")
-        size = 13 if codec == highlight else 8
-        fig.add_trace(go.Scatter(x=grp.ratio_ply, y=grp[metric], mode="lines+markers", name=codec,
-                                 marker={"size": size}, text=grp.label,
-                                 hovertemplate="%{text}<br>ratio %{x:.1f}x<br>" + metric + " %{y:.4g}<extra>" + codec + "</extra>"))
+        size = 13 if highlight in (series, grp.codec.iloc[0]) else 8
+        color = series_color(str(series), variants)
+        fig.add_trace(go.Scatter(x=grp.ratio_ply, y=grp[metric], mode="lines+markers", name=str(series),
+                                 marker={"size": size, "color": color}, line={"color": color}, text=grp.label,
+                                 customdata=[f"{r.codec}::{r.label}" for r in grp.itertuples()],
+                                 hovertemplate="%{text}<br>ratio %{x:.1f}x<br>" + metric + " %{y:.4g}<extra>"
+                                 + str(series) + "</extra>"))
+    every = summary[(summary.status == "ok") & (summary.codec != "floor")]
+    for series in dict.fromkeys(_series(every)):
+        if series not in set(keys):  # decoded no surface at all: named in the legend, not drawn
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{series} (no surface)",
+                                     marker={"color": series_color(str(series), variants), "symbol": "x"}))
     floor = summary[summary.codec == "floor"]
     if len(floor) and metric in floor:
         fig.add_hline(y=float(floor[metric].iloc[0]), line_dash="dash", line_color="gray",
                       annotation_text="metric floor (original vs itself)")
     fig.update_layout(xaxis_title="compression ratio vs binary PLY (log)", yaxis_title=titles.get(metric, metric),
                       xaxis_type="log", template="plotly_white", margin={"l": 60, "r": 20, "t": 40, "b": 50},
-                      legend={"orientation": "h", "y": -0.25}, title=titles.get(metric, metric))
+                      legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0,
+                              "font": {"size": 11}},
+                      title=titles.get(metric, metric))
     if metric == "cd":
-        values = [v for v in [*ok[metric].astype(float), *floor[metric].astype(float)] if np.isfinite(v) and v > 0]
+        drawn = [ok[metric], floor[metric], *(_drawable(old, metric)[metric] for _, old in named)]
+        values = [v for col in drawn for v in col.astype(float) if np.isfinite(v) and v > 0]
         if values:
             fig.update_yaxes(type="log", range=[np.log10(min(values) * 0.85), np.log10(max(values) * 1.2)])
     return fig
+
+
+def _series(rows: pd.DataFrame) -> pd.Series:
+    """The series each row is drawn in: its ``series`` column, else its codec."""
+    return rows["series"] if "series" in rows else rows["codec"]
+
+
+def _drawable(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The rows a figure draws: successful codec rows with a finite ``metric`` (a partly empty
+    decode is drawn at its median CD, labelled with the count of empty shapes)."""
+    ok = summary[(summary.status == "ok") & (summary.codec != "floor")].copy()
+    if metric == "cd" and "cd_median" in ok:  # some shapes decoded empty: the mean is inf, draw the median
+        partial = ~np.isfinite(ok.cd.astype(float)) & np.isfinite(ok.cd_median.astype(float))
+        ok.loc[partial, "cd"] = ok.loc[partial, "cd_median"]
+        ok.loc[partial, "label"] = [f"{r.label} (median; {int(r.empty_shapes)} shapes empty)" for r in ok[partial].itertuples()]
+    return ok[np.isfinite(ok[metric].astype(float))]  # a setting with no surface at all: not drawn
 
 
 def write_results(result: EvaluationResult, out_dir: str | Path) -> Path:
@@ -282,10 +373,12 @@ class ResultsStore:
         return df
 
     def load_run(self, run: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Summary and per-shape rows of a run."""
+        """Summary and per-shape rows of a run (with any extra columns stored with them)."""
         with self._connect() as db:
             rows = [json.loads(r[0]) for r in db.execute("SELECT data FROM rows WHERE run = ?", (run,))]
             shapes = [json.loads(r[0]) for r in db.execute("SELECT data FROM shape_rows WHERE run = ?", (run,))]
         if not rows:
             raise NecgsError(f"no run {run} in {self.path}")
-        return pd.DataFrame(rows, columns=SUMMARY_COLUMNS), pd.DataFrame(shapes)
+        summary = pd.DataFrame(rows)  # the standard columns first, then any a caller added
+        summary = summary.reindex(columns=[*SUMMARY_COLUMNS, *(c for c in summary if c not in SUMMARY_COLUMNS)])
+        return summary, pd.DataFrame(shapes)

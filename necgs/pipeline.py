@@ -42,6 +42,7 @@ from necgs.geometry.dmc import mesh_from_volume
 from necgs.geometry.fit import FitConfig, fit_volumes, resolve_device
 from necgs.io.loading import LoadedSet, load_meshes, save_mesh
 from necgs.io.mesh import Mesh, Transform
+from necgs.model.blocks import decode_volume
 from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.quant import QuantSpec
 from necgs.paths import cache_dir
@@ -436,6 +437,7 @@ def decompress(
     fmt: str = "ply",
     device: str = "auto",
     progress: StageProgress | None = None,
+    sparse: bool = True,
 ) -> list[Mesh]:
     """Decode meshes (original coordinates) from an archive; optionally write them.
 
@@ -446,6 +448,9 @@ def decompress(
         fmt: Output format suffix (ply, obj, off, stl, glb).
         device: "auto", "cpu" or "cuda".
         progress: Stage callback ("decode", i, n).
+        sparse: Run the fine decoder levels only near the surface where that is faster
+            (K >= 128 and a decoder with a coarse head, :func:`necgs.model.blocks.decode_volume`);
+            ``False`` decodes every voxel.
 
     Returns:
         The decoded meshes, in archive order (or the order of ``shapes``).
@@ -456,7 +461,7 @@ def decompress(
         decoder = arc.decoder(dev)
         out = []
         for k, i in enumerate(indices):
-            out.append(_decode_shape(arc, decoder, i, dev))
+            out.append(_decode_shape(arc, decoder, i, dev, sparse))
             _emit(progress, "decode", k + 1, len(indices))
     if output_dir is not None:
         for mesh in out:
@@ -464,15 +469,14 @@ def decompress(
     return out
 
 
-def _decode_shape(arc: OpenedArchive, decoder: Decoder, index: int, device) -> Mesh:
+def _decode_shape(arc: OpenedArchive, decoder: Decoder, index: int, device, sparse: bool) -> Mesh:
     record = arc.shapes[index]
     try:
         transform = Transform.from_dict(record["transform"])
         name = str(record["name"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptArchiveError(f"{arc.reader.name}: shape {index} has a malformed record ({exc})") from None
-    with torch.no_grad():
-        volume = decoder(arc.feature(index)[None].to(device))[0].cpu()
+    volume = decode_volume(decoder, arc.feature(index)[None].to(device), sparse)[0].cpu()
     return mesh_from_volume(volume, name, deform=arc.deform).transformed(transform, inverse=True)
 
 

@@ -69,10 +69,21 @@ def legend_html(vmax: float) -> str:
     )
 
 
-def render_comparison_png(original: Mesh, decoded: Mesh, path: str | Path, title: str = "") -> Path:
+def render_comparison_png(original: Mesh, decoded: Mesh, path: str | Path, title: str = "",
+                          vmax: float | None = None) -> Path:
     """Polyscope rendering of original (left) and error-coloured decoded (right) to PNG.
 
-    Uses a display when there is one, else polyscope's EGL backend (Mesa, off-screen).
+    The decoded mesh is coloured with the same ramp and scale as the page's GLB viewers
+    (:func:`colormap`, distance / ``vmax``); the image gets a title, a caption over each
+    mesh and the colour bar. Uses a display when there is one, else polyscope's EGL
+    backend (Mesa, off-screen).
+
+    Args:
+        original: The ground truth.
+        decoded: The reconstruction.
+        path: The PNG to write.
+        title: A line above the rendering.
+        vmax: Distance mapped to the top colour (default: the 98th percentile, as the GLB).
     """
     try:
         import polyscope as ps
@@ -92,9 +103,38 @@ def render_comparison_png(original: Mesh, decoded: Mesh, path: str | Path, title
     shift = np.array([2.3, 0, 0])
     ps.register_surface_mesh("original", a.vertices - shift / 2, a.faces, color=(0.8, 0.8, 0.82))
     err = vertex_errors(decoded, original)
+    if vmax is None:
+        vmax = float(max(np.percentile(err, 98), 1e-4))
     m = ps.register_surface_mesh("decoded", b.vertices + shift / 2, b.faces)
-    m.add_scalar_quantity("error", err, enabled=True, cmap="coolwarm", vminmax=(0, float(max(np.percentile(err, 98), 1e-4))))
+    m.add_color_quantity("error", colormap(err / vmax)[:, :3] / 255.0, defined_on="vertices", enabled=True)
     ps.reset_camera_to_home_view()
     path = Path(path)
     ps.screenshot(str(path), transparent_bg=False)
+    annotate_comparison(path, title, ("original", "decoded (distance to the original)"), vmax)
     return path
+
+
+def annotate_comparison(path: Path, title: str, captions: tuple[str, str], vmax: float) -> None:
+    """Add a title, a caption over each half and the colour bar (0 .. vmax) to a rendering."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    shot = Image.open(path).convert("RGB")
+    w, h = shot.size
+    font = ImageFont.load_default(size=max(14, w // 70))
+    small = ImageFont.load_default(size=max(12, w // 90))
+    top, bottom = 3 * font.size, 4 * small.size + 24
+    canvas = Image.new("RGB", (w, h + top + bottom), "white")
+    canvas.paste(shot, (0, top))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((w // 2, 4), title, fill="black", font=font, anchor="ma")
+    for k, caption in enumerate(captions):
+        draw.text((w // 4 + k * w // 2, font.size + 10), caption, fill="black", font=small, anchor="ma")
+    x0, x1, y0 = w // 4, 3 * w // 4, h + top + 8
+    bar = colormap(np.linspace(0, 1, x1 - x0))[:, :3]
+    for i, rgb in enumerate(bar):
+        draw.line([(x0 + i, y0), (x0 + i, y0 + small.size)], fill=tuple(int(c) for c in rgb))
+    for frac, text in ((0.0, "0"), (0.5, f"{vmax / 2:.4f}"), (1.0, f">= {vmax:.4f}")):
+        draw.text((x0 + frac * (x1 - x0), y0 + small.size + 4), text, fill="black", font=small, anchor="ma")
+    draw.text((w // 2, y0 + 2 * small.size + 10), "distance to the original surface (shape scaled to [-1, 1])",
+              fill="black", font=small, anchor="ma")
+    canvas.save(path)

@@ -18,6 +18,8 @@ def register(sub) -> None:
     p.add_argument("--resolution", type=int, help="volume resolution K, a power of two (overrides the preset)")
     p.add_argument("--weight-bits", type=int, help="quantization bits of the decoder parameters (2..16)")
     p.add_argument("--feature-bits", type=int, help="quantization bits of the embedded features (2..16)")
+    p.add_argument("--train-mode", choices=["patch", "dense"],
+                   help="patch: train on blocks near the surface (default); dense: whole volumes (the paper's)")
     p.add_argument("--lambda-rate", type=float, help="lambda_R: weight of the rate term in training (default 0; "
                    "e.g. 0.02 for smaller archives)")
     target = p.add_mutually_exclusive_group()
@@ -35,7 +37,8 @@ def run(args) -> int:
     cfg = preset(args.preset, width=parse_width(args.width), device=args.device, epochs=args.epochs,
                  ssim=False if args.no_ssim else None, deform=False if args.no_deform else None,
                  autoencoder=args.autoencoder or None, resolution=args.resolution,
-                 weight_bits=args.weight_bits, feature_bits=args.feature_bits, lambda_rate=args.lambda_rate)
+                 weight_bits=args.weight_bits, feature_bits=args.feature_bits, train_mode=args.train_mode,
+                 lambda_rate=args.lambda_rate)
     targets = {"target_ratio": args.target_ratio, "target_bytes": args.target_bytes}
     if args.nproc > 1 and any(v is not None for v in targets.values()):
         from necgs.pipeline import _as_loaded

@@ -5,6 +5,16 @@ features (B, C, K', K', K') -> head Conv3d (C -> w0) -> L x [Conv3d(w_l -> 8 w_{
 with K = K' * 2^L. Every weight and bias can be passed through the quantizer in the
 forward pass (quantization-aware training), so the decoder rebuilt from the archive's
 integer symbols computes exactly what was trained.
+
+Two ways of computing less than the whole volume (:mod:`necgs.model.blocks`):
+
+- **Blocks.** An output block of side P at origin a needs, at each coarser level, a window
+  of the level's input with a halo of 2 voxels; the coarse levels run whole and the fine
+  levels run as valid convolutions on halo-padded crops, with every position outside the
+  grid set to zero level by level, so a block equals the same block of the dense decode.
+- **A coarse head** (``DecoderConfig.coarse_head``): one 3^3 conv to 1 channel at the level
+  of resolution K/4, trained against the target TSDF average-pooled to that level. It tells
+  sparse decoding which blocks hold the surface and the sign of the others.
 """
 
 from __future__ import annotations
@@ -45,17 +55,34 @@ class DecoderConfig:
         feature_channels: C, channels of each embedded feature (paper: 16).
         widths: Channels after the head and after each upsampling module
             (L + 1 values, L = log2(K / K')).
+        coarse_head: Whether the decoder has the coarse TSDF head (archives before
+            format 1.2 have none and always decode densely).
     """
 
     resolution: int = 64
     feature_resolution: int = 4
     feature_channels: int = 16
     widths: tuple[int, ...] = width_schedule(16, 4)
+    coarse_head: bool = False
 
     @property
     def modules(self) -> int:
         """L, the number of upsampling modules."""
         return int(round(math.log2(self.resolution / self.feature_resolution)))
+
+    @property
+    def coarse_level(self) -> int:
+        """Index of the level the coarse head reads: resolution K/4 (or K' for small L)."""
+        return max(self.modules - 2, 0)
+
+    @property
+    def coarse_resolution(self) -> int:
+        """Side of the coarse head's output grid."""
+        return self.feature_resolution * 2**self.coarse_level
+
+    def level_resolution(self, level: int) -> int:
+        """Side of the grid of level ``level`` (0: K', L: K)."""
+        return self.feature_resolution * 2**level
 
     def validate(self) -> "DecoderConfig":
         """Raise :class:`ConfigError` on inconsistent settings; returns self."""
@@ -77,6 +104,7 @@ class DecoderConfig:
             "feature_resolution": self.feature_resolution,
             "feature_channels": self.feature_channels,
             "widths": list(self.widths),
+            "coarse_head": self.coarse_head,
         }
 
     @classmethod
@@ -87,11 +115,12 @@ class DecoderConfig:
             int(data["feature_resolution"]),
             int(data["feature_channels"]),
             tuple(int(w) for w in data["widths"]),
+            bool(data.get("coarse_head", False)),
         ).validate()
 
 
 def decoder_config(resolution: int, width: int | str | tuple[int, ...], feature_channels: int = 16,
-                   feature_resolution: int = 4) -> DecoderConfig:
+                   feature_resolution: int = 4, coarse_head: bool = True) -> DecoderConfig:
     """Build a :class:`DecoderConfig` from a named size, a base width or explicit widths."""
     modules = int(round(math.log2(max(resolution // max(feature_resolution, 1), 1))))
     if isinstance(width, str):
@@ -107,7 +136,7 @@ def decoder_config(resolution: int, width: int | str | tuple[int, ...], feature_
         widths = width_schedule(width, modules)
     else:
         widths = tuple(int(w) for w in width)
-    return DecoderConfig(resolution, feature_resolution, feature_channels, tuple(widths)).validate()
+    return DecoderConfig(resolution, feature_resolution, feature_channels, tuple(widths), coarse_head).validate()
 
 
 def pixel_shuffle_3d(x: torch.Tensor, scale: int = 2) -> torch.Tensor:
@@ -121,9 +150,9 @@ def pixel_shuffle_3d(x: torch.Tensor, scale: int = 2) -> torch.Tensor:
     return x.reshape(b, c // s3, d * scale, h * scale, w * scale)
 
 
-def _conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """3x3x3 convolution with zero padding 1 (shape-preserving)."""
-    return F.conv3d(x, weight, bias, padding=1)
+def _conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding: int = 1) -> torch.Tensor:
+    """3x3x3 convolution; padding 1 keeps the shape, 0 is the valid convolution of a crop."""
+    return F.conv3d(x, weight, bias, padding=padding)
 
 
 def _use_onednn(x: torch.Tensor) -> bool:
@@ -136,10 +165,34 @@ def _use_onednn(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and not torch.is_grad_enabled() and torch.backends.mkldnn.is_available()
 
 
-def _inference_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def _inference_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding: int = 1) -> torch.Tensor:
     """:func:`_conv3d` computed by oneDNN on CPU; dense in, dense out."""
-    out = F.conv3d(x.contiguous().to_mkldnn(), weight.contiguous().to_mkldnn(), bias.contiguous().to_mkldnn(), padding=1)
+    out = F.conv3d(x.contiguous().to_mkldnn(), weight.contiguous().to_mkldnn(), bias.contiguous().to_mkldnn(),
+                   padding=padding)
     return out.to_dense()
+
+
+def convolution_for(x: torch.Tensor):
+    """The 3^3 convolution to use on ``x``: oneDNN for CPU inference, else the plain one."""
+    return _inference_conv3d if _use_onednn(x) else _conv3d
+
+
+@dataclass(frozen=True)
+class BlockBatch:
+    """Output blocks to decode: block b is ``[o, o + size)^3`` of shape ``shape_index[b]``.
+
+    Attributes:
+        shape_index: (nb,) int64, index into the batch of features.
+        origins: (nb, 3) int64, block origins at resolution K; multiples of
+            ``2 ** (L - crop_level)``.
+        size: P, the block side; a multiple of ``2 ** (L - crop_level)``.
+        crop_level: The level from which the decoder runs on crops (levels below run whole).
+    """
+
+    shape_index: torch.Tensor
+    origins: torch.Tensor
+    size: int
+    crop_level: int
 
 
 class Decoder(nn.Module):
@@ -153,26 +206,75 @@ class Decoder(nn.Module):
         self.head = nn.Conv3d(cfg.feature_channels, w[0], 3, padding=1)
         self.ups = nn.ModuleList(nn.Conv3d(w[i], w[i + 1] * 8, 3, padding=1) for i in range(cfg.modules))
         self.tail = nn.Conv3d(w[-1], 4, 3, padding=1)
+        if cfg.coarse_head:
+            self.coarse = nn.Conv3d(w[cfg.coarse_level], 1, 3, padding=1)
 
-    def forward(self, features: torch.Tensor, specs: dict[str, QuantSpec] | None = None) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, specs: dict[str, QuantSpec] | None = None,
+                blocks: BlockBatch | None = None, with_coarse: bool = False):
         """Decode features; with ``specs`` every parameter is quantized first (QAT).
 
         Args:
             features: (B, C, K', K', K').
             specs: Per-parameter :class:`QuantSpec` keyed by parameter name, or ``None``.
+            blocks: Decode only these output blocks instead of the whole volume.
+            with_coarse: Also return the coarse head's prediction (needs ``coarse_head``).
 
         Returns:
-            (B, 4, K, K, K).
+            (B, 4, K, K, K), or (nb, 4, P, P, P) with ``blocks``; with ``with_coarse`` a pair
+            (that, coarse (B, 1, Kc, Kc, Kc)).
         """
-        p = self._params(specs)
-        conv = _inference_conv3d if _use_onednn(features) else _conv3d
+        p = self.effective_params(specs)
+        conv = convolution_for(features)
+        stop = self.cfg.modules if blocks is None else blocks.crop_level
+        levels = self.run_levels(features, p, conv, stop, with_coarse)
+        if blocks is None:
+            out = conv(levels[-1], p["tail.weight"], p["tail.bias"])
+        else:
+            out = self.run_blocks(levels[-1], blocks, p, conv)
+        if not with_coarse:
+            return out
+        return out, self.coarse_prediction(levels, p, conv)
+
+    def run_levels(self, features: torch.Tensor, p: dict[str, torch.Tensor], conv, stop: int,
+                   keep_coarse: bool = False) -> list[torch.Tensor]:
+        """The whole-grid levels: head, then modules up to level ``stop``.
+
+        Returns:
+            [x_stop] or, with ``keep_coarse``, [x_coarse, x_stop] (the same tensor twice
+            when the levels coincide); x_l is (B, w_l, r_l, r_l, r_l).
+        """
+        if keep_coarse and stop < self.cfg.coarse_level:
+            raise ValueError(f"the coarse head reads level {self.cfg.coarse_level}, crops start at {stop}")
         x = conv(features, p["head.weight"], p["head.bias"])
-        for i in range(self.cfg.modules):
+        kept = [x] if keep_coarse and self.cfg.coarse_level == 0 else []
+        for i in range(stop):
             x = conv(x, p[f"ups.{i}.weight"], p[f"ups.{i}.bias"])
             x = F.gelu(pixel_shuffle_3d(x, 2))
-        return conv(x, p["tail.weight"], p["tail.bias"])
+            if keep_coarse and i + 1 == self.cfg.coarse_level:
+                kept.append(x)
+        return kept + [x]
 
-    def _params(self, specs: dict[str, QuantSpec] | None) -> dict[str, torch.Tensor]:
+    def coarse_prediction(self, levels: list[torch.Tensor], p: dict[str, torch.Tensor], conv) -> torch.Tensor:
+        """The coarse head on the kept coarse level: (B, 1, Kc, Kc, Kc)."""
+        if not self.cfg.coarse_head:
+            raise ValueError("this decoder has no coarse head")
+        return conv(levels[0], p["coarse.weight"], p["coarse.bias"])
+
+    def run_blocks(self, x: torch.Tensor, blocks: BlockBatch, p: dict[str, torch.Tensor], conv) -> torch.Tensor:
+        """The fine levels on crops of ``x`` (B, w, r_c, r_c, r_c): returns (nb, 4, P, P, P)."""
+        from necgs.model.blocks import crop_windows, outside_mask
+
+        L, c = self.cfg.modules, blocks.crop_level
+        x = crop_windows(x, blocks.shape_index, blocks.origins // 2 ** (L - c), blocks.size // 2 ** (L - c), halo=2)
+        for i in range(c, L):
+            x = conv(x, p[f"ups.{i}.weight"], p[f"ups.{i}.bias"], 0)
+            x = F.gelu(pixel_shuffle_3d(x, 2))
+            scale = 2 ** (L - i - 1)
+            x = x * outside_mask(blocks.origins // scale - 2, x.shape[-1], self.cfg.level_resolution(i + 1)).to(x.dtype)
+        return conv(x[..., 1:-1, 1:-1, 1:-1], p["tail.weight"], p["tail.bias"], 0)
+
+    def effective_params(self, specs: dict[str, QuantSpec] | None) -> dict[str, torch.Tensor]:
+        """Every parameter by name, quantized on ``specs`` when given (QAT)."""
         params = dict(self.named_parameters())
         if specs is None:
             return params

@@ -22,7 +22,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -32,9 +32,11 @@ import torch.distributed as dist
 
 from necgs.coding.rate_model import rate_term
 from necgs.errors import ConfigError
+from necgs.model.blocks import best_crop_level
 from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.quant import QuantSpec, from_symbols, quantize, symmetric_spec, to_symbols
 from necgs.training.losses import LossWeights, volume_loss
+from necgs.training.patches import BlockSampler, block_targets, coarse_targets
 
 #: progress(epoch_done, epochs, mean_loss, eta_seconds)
 TrainProgress = Callable[[int, int, float, float], None]
@@ -69,6 +71,14 @@ class TrainConfig:
         checkpoint_every: Epochs between checkpoints (0: never).
         seed: Seed of initialization and batch order.
         device: "auto", "cpu" or "cuda".
+        mode: "patch" (each step decodes ``blocks_per_shape`` output blocks of each of its
+            ``batch_size`` shapes, see :mod:`necgs.training.patches`) or "dense" (whole
+            volumes, the paper's training, kept as the reference).
+        block_size: Side P of a training block at resolution K.
+        blocks_per_shape: Blocks drawn from each shape of a step.
+        band_fraction: Share of the blocks drawn from positions touching the band
+            |TSDF| < tau; the rest come from the far field.
+        coarse_weight: Weight of the coarse head's L1 loss against the average-pooled TSDF.
     """
 
     epochs: int = 60
@@ -89,6 +99,11 @@ class TrainConfig:
     checkpoint_every: int = 5
     seed: int = 0
     device: str = "auto"
+    mode: str = "patch"
+    block_size: int = 16
+    blocks_per_shape: int = 4
+    band_fraction: float = 0.85
+    coarse_weight: float = 1.0
 
     def validate(self) -> "TrainConfig":
         """Raise :class:`ConfigError` on any out-of-range setting; returns self."""
@@ -113,6 +128,16 @@ class TrainConfig:
             raise ConfigError("loss weights, tau and checkpoint_every must be non-negative")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.mode not in ("patch", "dense"):
+            raise ConfigError(f"training mode must be patch or dense, got {self.mode!r}")
+        if self.block_size not in (4, 8, 16, 32, 64):
+            raise ConfigError(f"block size must be 4, 8, 16, 32 or 64, got {self.block_size}")
+        if not 1 <= self.blocks_per_shape <= 512:
+            raise ConfigError(f"blocks per shape must be in [1, 512], got {self.blocks_per_shape}")
+        if not 0 <= self.band_fraction <= 1:
+            raise ConfigError(f"band fraction must be in [0, 1], got {self.band_fraction}")
+        if self.coarse_weight < 0:
+            raise ConfigError(f"coarse weight must be non-negative, got {self.coarse_weight}")
         return self
 
     @property
@@ -230,6 +255,46 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
+class StepObjective:
+    """The loss of one training step, dense or on blocks (shared by training and ``add``).
+
+    Args:
+        volumes: (N, 4, K, K, K) target volumes (CPU).
+        dcfg: The decoder architecture.
+        tcfg: The training settings (mode, blocks, loss weights).
+    """
+
+    def __init__(self, volumes: torch.Tensor, dcfg: DecoderConfig, tcfg: TrainConfig) -> None:
+        self.volumes, self.tcfg = volumes, tcfg
+        self.coarse = dcfg.coarse_head and tcfg.coarse_weight > 0
+        self.coarse_targets = coarse_targets(volumes, dcfg.coarse_resolution) if self.coarse else None
+        self.weights = tcfg.loss_weights
+        self.sampler = None
+        if tcfg.mode == "patch":
+            size = min(tcfg.block_size, dcfg.resolution)
+            self.crop_level = best_crop_level(dcfg, size, tcfg.batch_size, tcfg.batch_size * tcfg.blocks_per_shape,
+                                              need_coarse=self.coarse)
+            self.sampler = BlockSampler(volumes, size, 2 ** (dcfg.modules - self.crop_level), self.weights.tau)
+            self.weights = replace(self.weights, ssim_crop=1.0)  # SSIM on each whole block (valid window)
+
+    def __call__(self, model, features: torch.Tensor, specs: dict[str, QuantSpec] | None, idx: list[int],
+                 generator: torch.Generator) -> torch.Tensor:
+        """Eq. 3 (+ the coarse head's L1) for the shapes ``idx`` decoded from ``features`` (B, C, K'^3)."""
+        device = features.device
+        if self.sampler is None:
+            blocks, target = None, self.volumes[idx]
+        else:
+            blocks = self.sampler.sample(idx, self.tcfg.blocks_per_shape, self.tcfg.band_fraction, self.crop_level,
+                                         generator)
+            target = block_targets(self.volumes, idx, blocks)
+        out = model(features, specs, blocks=blocks, with_coarse=self.coarse)
+        pred, coarse = out if self.coarse else (out, None)
+        loss = volume_loss(pred, target.to(device), self.weights, generator)
+        if coarse is not None:
+            loss = loss + self.tcfg.coarse_weight * (coarse - self.coarse_targets[idx].to(device)).abs().mean()
+        return loss
+
+
 def train_autodecoder(
     volumes: torch.Tensor,
     dcfg: DecoderConfig,
@@ -296,7 +361,7 @@ def train_autodecoder(
     steps_per_epoch = max(math.ceil(math.ceil(n / world) / tcfg.batch_size), 1)
     total = steps_per_epoch * tcfg.epochs
     bar = _progress_bar(progress, tcfg.epochs, start_epoch, rank)
-    weights = tcfg.loss_weights
+    objective = StepObjective(volumes, dcfg, tcfg)
     t0 = time.perf_counter()
     for epoch in range(start_epoch, tcfg.epochs):
         order = torch.randperm(len(mine), generator=torch.Generator().manual_seed(tcfg.seed * 100_003 + epoch))
@@ -312,8 +377,7 @@ def train_autodecoder(
             specs = decoder.quant_specs(tcfg.weight_bits, tcfg.per_tensor_ranges)
             batch_features = features[idx] if encoder is None else encoder(volumes[idx].to(device))
             fspec = symmetric_spec(batch_features if encoder is not None else features, tcfg.feature_bits, tcfg.per_tensor_ranges)
-            pred = model(quantize(batch_features, fspec), specs)
-            loss = volume_loss(pred, volumes[idx].to(device), weights, crops)
+            loss = objective(model, quantize(batch_features, fspec), specs, idx, crops)
             if tcfg.lambda_rate > 0:
                 loss = loss + tcfg.lambda_rate * rate_term(dict(decoder.named_parameters()), specs, batch_features, fspec,
                                                            n_shapes=n, resolution=dcfg.resolution)
@@ -425,16 +489,16 @@ def fit_features(
     opt = torch.optim.Adam([features], lr=tcfg.lr * tcfg.feature_lr_scale)
     steps = max(math.ceil(m / tcfg.batch_size), 1)
     total = steps * tcfg.epochs
-    weights = tcfg.loss_weights
+    objective = StepObjective(volumes, cfg, tcfg)
     t0 = time.perf_counter()
     for epoch in range(tcfg.epochs):
         order = torch.randperm(m, generator=torch.Generator().manual_seed(tcfg.seed + epoch))
         crops = torch.Generator().manual_seed(tcfg.seed * 100_019 + epoch)
         epoch_loss = 0.0
         for s in range(steps):
-            idx = order[s * tcfg.batch_size : (s + 1) * tcfg.batch_size]
+            idx = order[s * tcfg.batch_size : (s + 1) * tcfg.batch_size].tolist()
             opt.param_groups[0]["lr"] = _lr_at(epoch * steps + s, total, tcfg) * tcfg.feature_lr_scale
-            loss = volume_loss(decoder(quantize(features[idx], spec)), volumes[idx].to(device), weights, crops)
+            loss = objective(decoder, quantize(features[idx], spec), None, idx, crops)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -152,3 +152,23 @@ def test_surface_check_flags_a_decoder_trained_on_empty_volumes(tmp_path):
     write_codec_archive(tmp_path / "empty.ncgs", TINY, codec, shapes)
     assert shapes_without_surface(tmp_path / "empty.ncgs") == ["torus0", "torus1"]
     assert all(len(m.faces) == 0 for m in decompress(tmp_path / "empty.ncgs"))
+
+
+def test_block_sparse_decode_of_a_trained_archive_gives_the_dense_mesh(archive):
+    from necgs.geometry.dmc import mesh_from_volume
+    from necgs.model.blocks import decode_sparse
+    from necgs.pipeline import open_archive
+
+    path, _ = archive
+    with open_archive(path) as arc:
+        decoder = arc.decoder("cpu")
+        for i, gt in enumerate(tori()):
+            features = arc.feature(i)[None]
+            back = Transform.from_dict(arc.shapes[i]["transform"])
+            with torch.no_grad():
+                dense = mesh_from_volume(decoder(features)[0]).transformed(back, inverse=True)
+            sparse = mesh_from_volume(decode_sparse(decoder, features, size=4)[0]).transformed(back, inverse=True)
+            assert sparse.n_faces > 100
+            cd_dense = compare_meshes(dense, gt, 20_000).cd
+            cd_sparse = compare_meshes(sparse, gt, 20_000).cd
+            assert cd_dense < 0.03 and abs(cd_dense - cd_sparse) < 1e-4, (cd_dense, cd_sparse)

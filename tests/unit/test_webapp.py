@@ -1,17 +1,21 @@
-"""App handlers called directly on tiny data; importing and building the page does no work."""
+"""App parts called directly on tiny data; importing and building the page does no work."""
 
+import time
 import zipfile
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from necgs import webapp
 from necgs.errors import NecgsError
-from necgs.evaluation import ResultsStore
+from necgs.evaluation import ResultsStore, StageEvent, rd_figure
+from necgs.webapp import build_demo, jobs, sessions, teaching, views
+from necgs.webapp.progress import JobProgress
 
 
 def test_build_demo_has_no_side_effects():
     before = len(ResultsStore().list_runs())
-    demo = webapp.build_demo()
+    demo = build_demo()
     assert demo is not None and len(ResultsStore().list_runs()) == before
 
 
@@ -21,40 +25,145 @@ def test_upload_staging_confines_zips_and_skips_non_meshes(tmp_path, shared_data
     with zipfile.ZipFile(zpath, "w") as zf:
         zf.write(good, "parts/featuretype.stl")
         zf.writestr("notes.txt", "hello")
-    folder, notes = webapp.stage_upload([str(zpath), str(good)], tmp_path / "session")
+    folder, notes = jobs.stage_upload([str(zpath), str(good)], tmp_path / "session")
     assert (folder / "featuretype.STL").is_file() and (folder / "up" / "parts" / "featuretype.stl").is_file()
     assert any("notes.txt" in n for n in notes)
     evil = tmp_path / "evil.zip"
     with zipfile.ZipFile(evil, "w") as zf:
         zf.writestr("../../escape.obj", "v 0 0 0\n")
     with pytest.raises(NecgsError, match="outside"):
-        webapp.stage_upload([str(evil)], tmp_path / "session2")
+        jobs.stage_upload([str(evil)], tmp_path / "session2")
     assert not (tmp_path / "escape.obj").exists()
     with pytest.raises(NecgsError, match="no files"):
-        webapp.stage_upload([], tmp_path / "s3")
+        jobs.stage_upload([], tmp_path / "s3")
+
+
+def test_a_bad_upload_names_the_file_and_the_reason_without_server_paths(tmp_path):
+    bad = tmp_path / "incoming" / "broken_part.obj"
+    bad.parent.mkdir()
+    bad.write_text("this is not a mesh\n")
+    with pytest.raises(jobs.UploadError) as info:
+        jobs.load_upload([str(bad)], tmp_path / "session")
+    assert info.value.title == "no usable mesh in the upload"
+    (detail,) = info.value.details
+    assert detail.startswith("skipped broken_part.obj: ") and len(detail) > len("skipped broken_part.obj: ")
+    assert str(tmp_path) not in str(info.value)
+    assert jobs.scrub_paths("/tmp/gradio/abc123/x.obj: no faces") == "x.obj: no faces"
+
+
+def test_ablation_variants_keep_the_reference_first_and_refuse_a_single_value():
+    base = jobs.necgs_settings("tiny", "quick", True, True, False, 20)
+    variants = jobs.ablation_variants("bits (weights and features)", ["8 bits", "6 bits"], base)
+    assert [(v["weight_bits"], v["feature_bits"]) for v in variants] == [(6, 6), (8, 8)]
+    labels = [views.variant_label(v) for v in variants]
+    assert len(set(labels)) == 2
+    with pytest.raises(NecgsError, match="at least two"):
+        jobs.ablation_variants("SSIM term", ["with SSIM"], base)
+    with pytest.raises(NecgsError, match="unknown ablation factor"):
+        jobs.ablation_variants("colour", ["a", "b"], base)
+
+
+def test_progress_is_monotone_and_weighted_by_stage_cost():
+    reports = []
+    setting = {"preset": "quick", "width": "tiny", "epochs": 100}
+    tracker = JobProgress.for_run(["necgs", "draco"], {"necgs": [setting], "draco": [{"bits": 8}]}, 4,
+                                  lambda f, t: reports.append((f, t)))
+    for stage, phase in (("fit", "encode"), ("train", "encode"), ("code", "encode"), ("decode", "decode")):
+        for frac in (0.0, 0.5, 1.0):  # every stage restarts at 0: the bar must not
+            tracker.on_stage(StageEvent(0, "necgs", "quick tiny", phase, stage, frac))
+    train_share = [f for f, t in reports if "train" in t]
+    tracker.on_stage(StageEvent(1, "draco", "q8", "encode", "encode", 0.5))
+    tracker.finishing(1.0, "saved")
+    fractions = [f for f, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert train_share[-1] - train_share[0] > 0.5  # training dominates a NeCGS run
+
+
+def test_sessions_are_removed_on_close_and_when_stale():
+    folder = sessions.session_dir("closing")
+    (folder / "f.txt").write_text("x")
+    sessions.end_session("closing")
+    assert not folder.exists() and "closing" not in sessions.active_sessions()
+    quiet = sessions.session_dir("quiet")
+    busy = sessions.session_dir("busy")
+    time.sleep(0.3)
+    sessions.touch("busy")
+    assert sessions.sweep_stale(max_idle_s=0.2) == ["quiet"]
+    assert not quiet.exists() and busy.exists()
+    sessions.end_session("busy")
+
+
+def _summary(rows):
+    cols = ["codec", "label", "status", "bytes", "ratio_ply", "cd", "f1_005", "cd_median", "empty_shapes"]
+    return pd.DataFrame([dict(zip(cols, r)) for r in rows])
+
+
+def test_variants_get_stable_named_colours_deltas_and_a_matched_peer():
+    summary = _summary([("floor", "metric floor", "ok", 1000, 1.0, 0.002, 0.9, 0.002, 0),
+                        ("necgs", "quick tiny", "ok", 100, 10.0, 0.010, 0.5, 0.010, 0),
+                        ("necgs", "quick tiny (no ssim)", "ok", 90, 11.0, 0.015, 0.4, 0.015, 0),
+                        ("draco", "q8", "ok", 500, 2.0, 0.003, 0.8, 0.003, 0),
+                        ("draco", "q6", "ok", 120, 8.0, 0.006, 0.6, 0.006, 0)])
+    drawn = views.with_series(summary, per_setting=True)
+    figs = [rd_figure(drawn, m, overlays=[("run 3", drawn)]) for m in ("cd", "f1_005")]
+    colours = [{t.name: t.marker.color for t in f.data} for f in figs]
+    assert colours[0] == colours[1]
+    assert colours[0]["necgs quick tiny"] != colours[0]["necgs quick tiny (no ssim)"]
+    assert "necgs quick tiny (no ssim) (run 3)" in colours[0] and not any("earlier" in n for n in colours[0])
+    table = views.metrics_table(summary)
+    no_ssim = table[table.setting == "quick tiny (no ssim)"].iloc[0]
+    assert no_ssim["dCD vs ref x1e-3"] == pytest.approx(5.0) and no_ssim["dF1 vs ref"] == pytest.approx(-0.1)
+    assert views.matched_peer(summary, "necgs::quick tiny") == "draco::q6"
+    assert "10x, CD 10.00e-3, F1 0.500" in views.viewer_title(summary, "necgs::quick tiny", "NeCGS")
 
 
 @pytest.fixture(scope="module")
 def run():
-    setting = webapp.necgs_settings("tiny", "quick", True, True, False, 120)
-    return webapp.execute_run("cad", ["necgs", "draco"], setting, limit=2, n_samples=3000)
+    setting = jobs.necgs_settings("tiny", "quick", True, True, False, 30)
+    return jobs.execute_run("cad", ["necgs", "draco"], [setting], limit=2, n_samples=3000)
 
 
 def test_a_tiny_run_fills_every_view(run):
-    fig_cd, fig_f1, table, per_shape, shapes, nec, others = webapp.run_views(run)
-    assert set(table.codec) == {"floor", "necgs", "draco"} and len(per_shape) == 2 * (1 + len(others))
-    assert len(fig_cd.data) >= 2 and shapes == ["cad_000", "cad_001"] and nec == ["necgs::quick tiny"]
-    orig, necgs_glb, other_glb, legend = webapp.viewer_files(run, shapes[0], nec[0], others[0], "t")
-    for path in (orig, necgs_glb, other_glb):
+    view = views.build_run_view(run)
+    assert set(view.table.codec) == {"floor", "necgs", "draco"} and "CD fitted x1e-3" in view.table
+    assert view.shapes == ["cad_000", "cad_001"] and view.necgs_keys == ["necgs::quick tiny"]
+    assert view.label.startswith(f"run {run}: cad x2, necgs quick tiny")
+    assert views.runs_table().iloc[0][["id", "width", "epochs", "SSIM"]].tolist() == [run, "tiny", "30", "on"]
+    peer = views.matched_peer(view.summary, view.necgs_keys[0])
+    files = views.viewer_files(run, "cad_000", [view.necgs_keys[0], peer], "t")
+    for path in (files.original, *files.coloured):
         assert path and open(path, "rb").read(4) == b"glTF"
-    assert "distance" in legend
-    archive, decoded = webapp.downloads(run, "t")
-    assert archive.endswith(".ncgs") and zipfile.ZipFile(decoded).namelist() == ["cad_000.ply", "cad_001.ply"]
-    webapp.end_session("t")
-    assert "t" not in webapp._SESSIONS
+    assert "distance" in files.legend
+    archive, decoded, csv = views.downloads(run, view.necgs_keys[0], view.summary, "t")
+    root = sessions.session_dir("t")
+    assert all(str(p).startswith(str(root)) for p in (archive, decoded, csv))
+    assert open(archive, "rb").read(5) == b"\x89NCGS"
+    assert zipfile.ZipFile(decoded).namelist() == ["cad_000.ply", "cad_001.ply"]
+    assert pd.read_csv(csv).codec.tolist()[:2] == ["floor", "necgs"]
+    sessions.end_session("t")
+    assert not root.exists()
 
 
-def test_reviewer_figure_renders_offscreen(run):
-    png = webapp.reviewer_figure(run, "cad_000", "necgs::quick tiny", "fig")
-    data = open(png, "rb").read()
-    assert data[:4] == b"\x89PNG" and len(data) > 5000
+def test_the_teaching_view_separates_representation_and_coding(run):
+    fitted, decoded = teaching.teaching_volumes(run, "necgs::quick tiny", "cad_000")
+    assert fitted.shape == decoded.shape == (4, 32, 32, 32) and not np.allclose(fitted, decoded)
+    fig = teaching.slice_figure(fitted, decoded, 16)
+    assert np.allclose(np.asarray(fig.data[2].z), (decoded[0, :, :, 16] - fitted[0, :, :, 16]).T)
+    per_shape = ResultsStore().load_run(run)[1]
+    text = teaching.cd_breakdown(per_shape, "necgs::quick tiny", "cad_000")
+    row = per_shape[(per_shape.codec == "necgs") & (per_shape["shape"] == "cad_000")].iloc[0]
+    assert f"{1e3 * row.cd_fitted:.2f}" in text and f"{1e3 * row.cd:.2f}" in text
+    assert 0 < row.cd_fitted < 0.05
+
+
+def test_reviewer_figure_renders_offscreen_with_titles_and_colour_bar(run):
+    from PIL import Image
+
+    png = views.reviewer_figure(run, "cad_000", "necgs::quick tiny", "fig", vmax=0.05)
+    image = np.asarray(Image.open(png).convert("RGB"))
+    assert open(png, "rb").read(4) == b"\x89PNG"
+    from necgs.visualize import colormap
+
+    top = colormap(np.array([1.0]))[0, :3]  # the bar's right end is the ramp's top colour, as on the page
+    assert (np.abs(image.astype(int) - top).sum(axis=2) < 10).sum() > 50
+    sessions.end_session("fig")

@@ -1,0 +1,179 @@
+"""Decoding blocks of the output volume instead of all of it: crops, costs, sparse decoding.
+
+The decoder's coarse levels are cheap and its last two convolutions (the last upsampling
+module at K/2 and the tail at K) cost about 90% of a dense decode at K = 64. Training on a
+budget of output blocks near the surface and decoding only the blocks that hold it both
+run the coarse levels whole and the fine ones on halo-padded crops
+(:meth:`necgs.model.decoder.Decoder.run_blocks`). A crop starting at level ``c`` needs the
+block origins and side to be multiples of ``2 ** (L - c)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from necgs.model.decoder import BlockBatch, Decoder, DecoderConfig, convolution_for
+
+
+def crop_windows(x: torch.Tensor, shape_index: torch.Tensor, starts: torch.Tensor, size: int,
+                 halo: int) -> torch.Tensor:
+    """Cut ``[s - halo, s + size + halo)^3`` windows out of zero-padded whole-grid tensors.
+
+    Args:
+        x: (S, C, r, r, r) one level of S shapes.
+        shape_index: (nb,) which shape each window comes from.
+        starts: (nb, 3) window cores' first voxel, in level coordinates.
+        size: Side of each window's core.
+        halo: Voxels added on each side (zeros outside the grid).
+
+    Returns:
+        (nb, C, size + 2 halo, ...).
+    """
+    padded = F.pad(x, (halo,) * 6)
+    side = size + 2 * halo
+    crops = [padded[int(s), :, a:a + side, b:b + side, c:c + side]
+             for s, (a, b, c) in zip(shape_index.tolist(), starts.tolist())]
+    return torch.stack(crops)
+
+
+def outside_mask(starts: torch.Tensor, side: int, resolution: int) -> torch.Tensor:
+    """(nb, 1, side, side, side) bool: which positions of each window lie inside the grid.
+
+    Args:
+        starts: (nb, 3) first voxel of each window (may be negative).
+        side: Window side.
+        resolution: Side of the grid.
+    """
+    pos = starts[:, :, None] + torch.arange(side, device=starts.device)  # (nb, 3, side)
+    inside = (pos >= 0) & (pos < resolution)
+    m = inside[:, 0, :, None, None] & inside[:, 1, None, :, None] & inside[:, 2, None, None, :]
+    return m[:, None]
+
+
+def block_macs(cfg: DecoderConfig, crop_level: int, shapes: int, blocks: int, size: int) -> int:
+    """Multiply-accumulates of one forward pass: ``shapes`` whole up to ``crop_level``, then blocks."""
+    w, L = cfg.widths, cfg.modules
+    macs = shapes * cfg.feature_resolution**3 * cfg.feature_channels * w[0] * 27
+    for i in range(L):
+        out = 8 * w[i + 1] * w[i] * 27
+        if i < crop_level:
+            macs += shapes * cfg.level_resolution(i) ** 3 * out
+        else:
+            macs += blocks * (size // 2 ** (L - i) + 2) ** 3 * out
+    return macs + blocks * size**3 * w[-1] * 4 * 27
+
+
+def crop_levels(cfg: DecoderConfig, size: int, need_coarse: bool) -> list[int]:
+    """Levels a crop of blocks of side ``size`` may start from."""
+    L = cfg.modules
+    first = cfg.coarse_level if need_coarse else 0
+    return [c for c in range(first, L) if size % 2 ** (L - c) == 0 and size // 2 ** (L - c) >= 1]
+
+
+def best_crop_level(cfg: DecoderConfig, size: int, shapes: int, blocks: int, need_coarse: bool) -> int:
+    """The crop level with the fewest multiply-accumulates for this budget."""
+    levels = crop_levels(cfg, size, need_coarse)
+    if not levels:
+        raise ValueError(f"block side {size} does not divide the decoder's levels at K={cfg.resolution}")
+    return min(levels, key=lambda c: block_macs(cfg, c, shapes, blocks, size))
+
+
+def active_blocks(coarse: torch.Tensor, cfg: DecoderConfig, size: int, margin: int,
+                  threshold: float) -> torch.Tensor:
+    """Which output blocks may hold surface, from the coarse TSDF.
+
+    Args:
+        coarse: (1, 1, Kc, Kc, Kc) coarse head prediction.
+        cfg: The decoder's architecture.
+        size: Output block side P (a multiple of K / Kc).
+        margin: Coarse cells of dilation around the near-surface cells.
+        threshold: Coarse cells with |TSDF| below this count as near the surface.
+
+    Returns:
+        (K/P, K/P, K/P) bool.
+    """
+    f = cfg.resolution // cfg.coarse_resolution
+    near = (coarse.abs() < threshold).float()
+    if margin:
+        near = F.max_pool3d(near, 2 * margin + 1, stride=1, padding=margin)
+    return F.max_pool3d(near, size // f, stride=size // f)[0, 0] > 0
+
+
+def decode_sparse(decoder: Decoder, features: torch.Tensor, size: int = 16, margin: int = 1,
+                  threshold: float = 0.9, chunk: int = 16) -> torch.Tensor:
+    """Decode one shape, running the fine levels only on blocks near the coarse surface.
+
+    Blocks far from the surface get the coarse sign as their TSDF (+-1) and no deformation.
+
+    Args:
+        decoder: A decoder with a coarse head (dequantized weights, inference).
+        features: (1, C, K', K', K').
+        size: Output block side P (a multiple of K / Kc and dividing K).
+        margin: Coarse cells of dilation (safety margin) around the near-surface cells.
+        threshold: Coarse |TSDF| below which a cell counts as near the surface.
+        chunk: Blocks decoded per forward pass.
+
+    Returns:
+        (1, 4, K, K, K).
+    """
+    cfg = decoder.cfg
+    K = cfg.resolution
+    if not cfg.coarse_head:
+        raise ValueError("sparse decoding needs a decoder with a coarse head")
+    if K % size or size % (K // cfg.coarse_resolution):
+        raise ValueError(f"block side {size} must divide K={K} and be a multiple of {K // cfg.coarse_resolution}")
+    p = decoder.effective_params(None)
+    conv = convolution_for(features)
+    with torch.no_grad():
+        first = min(crop_levels(cfg, size, need_coarse=True))
+        levels = decoder.run_levels(features, p, conv, first, keep_coarse=True)
+        coarse = decoder.coarse_prediction(levels, p, conv)
+        active = active_blocks(coarse, cfg, size, margin, threshold)
+        idx = active.nonzero()
+        n_active = len(idx)
+        crop = best_crop_level(cfg, size, 1, n_active, need_coarse=True)
+        x = levels[-1] if crop == first else decoder.run_levels(features, p, conv, crop)[-1]
+        sign = torch.where(coarse >= 0, 1.0, -1.0)
+        tsdf = F.interpolate(sign, scale_factor=K // cfg.coarse_resolution, mode="nearest")
+        out = torch.cat([tsdf, torch.zeros((1, 3, K, K, K), dtype=tsdf.dtype, device=tsdf.device)], 1)
+        origins = idx * size
+        for k in range(0, n_active, chunk):
+            o = origins[k:k + chunk]
+            blocks = BlockBatch(torch.zeros(len(o), dtype=torch.long), o, size, crop)
+            dec = decoder.run_blocks(x, blocks, p, conv)
+            for b, (i, j, l) in enumerate(o.tolist()):
+                out[0, :, i:i + size, j:j + size, l:l + size] = dec[b]
+    return out
+
+
+def decode_volume(decoder: Decoder, features: torch.Tensor, sparse: bool = True) -> torch.Tensor:
+    """Decode one shape: block-sparse when asked and the decoder has a coarse head, else dense.
+
+    Args:
+        decoder: The (dequantized) decoder.
+        features: (1, C, K', K', K').
+        sparse: Prefer block-sparse decoding.
+
+    Returns:
+        (1, 4, K, K, K).
+    """
+    size = sparse_block_size(decoder.cfg)
+    if sparse and size is not None:
+        return decode_sparse(decoder, features, size)
+    with torch.no_grad():
+        return decoder(features)
+
+
+def sparse_block_size(cfg: DecoderConfig) -> int | None:
+    """The output block side sparse decoding uses (K/8), or None where dense decoding is faster.
+
+    Each block recomputes a halo at the fine levels (a 16^3 block needs a 12^3 window at K/2,
+    3.4x its core), so skipping the far field pays only where the surface is a small share of
+    the blocks. Measured on 8 AMA bodies at K = 64 (8^3 blocks, 1 thread): sparse 146 ms per
+    shape against dense 78 ms, so K = 64 decodes densely; from K = 128 on, 9-12% of the 16^3
+    blocks touch the band.
+    """
+    if cfg.resolution < 128 or not cfg.coarse_head:
+        return None
+    return max(cfg.resolution // 8, cfg.resolution // cfg.coarse_resolution)

@@ -1,0 +1,125 @@
+"""Per-browser-session folders and cancel flags, removed when the tab closes or goes quiet.
+
+Every session works in its own folder under the system temp directory (which Gradio
+serves, so files placed there download). A tab removes its folder when it closes
+(``demo.unload``); a page heartbeat touches it while the tab is open, and
+:func:`sweep_stale` removes folders whose session has been quiet longer than a timeout,
+so nothing outlives its session by more than a few minutes even if the unload is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: A session with no heartbeat or request for this long is removed.
+IDLE_TIMEOUT_S = 180.0
+#: How often the sweeper looks for quiet sessions.
+SWEEP_INTERVAL_S = 30.0
+
+
+@dataclass
+class _Session:
+    folder: Path
+    cancel: threading.Event = field(default_factory=threading.Event)
+    seen: float = field(default_factory=time.monotonic)
+
+
+_SESSIONS: dict[str, _Session] = {}
+_LOCK = threading.Lock()
+
+
+def sessions_root() -> Path:
+    """This server's parent of every session folder (in the temp directory Gradio serves from)."""
+    root = Path(tempfile.gettempdir()) / "necgs-sessions" / str(os.getpid())
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _entry(session: str) -> _Session:
+    with _LOCK:
+        entry = _SESSIONS.get(session)
+        if entry is None or not entry.folder.is_dir():
+            folder = Path(tempfile.mkdtemp(prefix="s-", dir=sessions_root()))
+            entry = _SESSIONS[session] = _Session(folder, entry.cancel if entry else threading.Event())
+        entry.seen = time.monotonic()
+        return entry
+
+
+def session_dir(session: str) -> Path:
+    """The session's private folder (created on first use; marks the session as active)."""
+    return _entry(session).folder
+
+
+def touch(session: str) -> None:
+    """Mark a session as active (the page's heartbeat)."""
+    _entry(session)
+
+
+def cancel_event(session: str) -> threading.Event:
+    """The session's cancel flag."""
+    return _entry(session).cancel
+
+
+def end_session(session: str) -> None:
+    """Remove a session's folder and state."""
+    with _LOCK:
+        entry = _SESSIONS.pop(session, None)
+    if entry is not None:
+        shutil.rmtree(entry.folder, ignore_errors=True)
+
+
+def active_sessions() -> list[str]:
+    """Ids of the sessions that hold a folder."""
+    with _LOCK:
+        return list(_SESSIONS)
+
+
+def sweep_stale(max_idle_s: float = IDLE_TIMEOUT_S) -> list[str]:
+    """Remove sessions quiet for longer than ``max_idle_s``, and orphaned folders of servers that are gone.
+
+    Returns:
+        The ids of the sessions removed.
+    """
+    now = time.monotonic()
+    with _LOCK:
+        stale = [s for s, e in _SESSIONS.items() if now - e.seen > max_idle_s]
+        known = {e.folder for e in _SESSIONS.values()}
+    for session in stale:
+        end_session(session)
+    root = sessions_root()
+    for folder in root.iterdir():  # this server's folders whose session was dropped
+        if folder not in known and time.time() - folder.stat().st_mtime > max_idle_s:
+            shutil.rmtree(folder, ignore_errors=True)
+    for other in root.parent.iterdir():  # left by a server that was killed
+        if other.name.isdigit() and not _pid_alive(int(other.name)):
+            shutil.rmtree(other, ignore_errors=True)
+    return stale
+
+
+def start_sweeper(interval_s: float = SWEEP_INTERVAL_S, max_idle_s: float = IDLE_TIMEOUT_S) -> threading.Thread:
+    """A daemon thread calling :func:`sweep_stale` every ``interval_s`` seconds."""
+
+    def loop() -> None:
+        while True:
+            time.sleep(interval_s)
+            sweep_stale(max_idle_s)
+
+    thread = threading.Thread(target=loop, name="necgs-session-sweeper", daemon=True)
+    thread.start()
+    return thread

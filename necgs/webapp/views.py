@@ -1,0 +1,351 @@
+"""Views built from a stored run: labels, tables, RD figures, 3D viewer files and downloads.
+
+Everything here reads the runs registry and a run's folder; nothing trains. Runs are named
+by their id and their settings (never by a position), NeCGS variants and codecs keep one
+colour in every figure, and the baseline shown beside NeCGS defaults to the peer setting
+nearest in bytes (a matched-rate comparison).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from necgs.baselines.base import get_codec
+from necgs.errors import NecgsError
+from necgs.evaluation import ResultsStore, rd_figure
+from necgs.io.loading import load_meshes
+from necgs.io.mesh import Mesh
+from necgs.paths import REPO_ROOT
+from necgs.visualize import error_colored_glb, legend_html, plain_glb, render_comparison_png, vertex_errors
+from necgs.webapp.jobs import SHIPPED_RESULTS, _slug, run_config, run_dir, run_index, shipped_summary
+from necgs.webapp.sessions import session_dir
+
+#: Columns of the metrics table, in order (those a run lacks are left out).
+TABLE_COLUMNS = {"codec": "codec", "label": "setting", "ratio_ply": "ratio vs PLY", "bytes": "bytes",
+                 "bits_per_vertex": "bits/vertex", "cd_1e3": "CD x1e-3", "cd_fitted_1e3": "CD fitted x1e-3",
+                 "cd_compression_1e3": "CD from coding x1e-3", "f1_005": "F1@0.005", "f1_fitted": "F1 fitted",
+                 "nc": "NC", "f1_01": "F1@0.01", "cd_median_1e3": "CD median x1e-3", "empty_shapes": "empty shapes",
+                 "d_ratio": "ratio vs ref", "d_cd_1e3": "dCD vs ref x1e-3", "d_f1": "dF1 vs ref",
+                 "encode_s": "encode s", "decode_ms_per_shape": "decode ms/shape", "status": "status", "error": "error"}
+MAX_VARIANT_VIEWERS = 4
+#: The run id the page holds while it shows the shipped benchmark (stored runs count from 1).
+SHIPPED_RUN = -1
+
+
+# ---------------------------------------------------------------------------- labels
+def variant_label(setting: dict) -> str:
+    """A NeCGS setting's label (e.g. ``quick tiny (no ssim)``)."""
+    return get_codec("necgs").setting_label(setting)
+
+
+def run_label(run: int, config: dict | None = None) -> str:
+    """A run named by its id and its settings: ``run 7: cad x2, necgs quick tiny | quick tiny (no ssim); draco``."""
+    config = config if config is not None else run_config(run)
+    variants = " | ".join(variant_label(s) for s in config.get("necgs", []))
+    peers = ", ".join(c for c in config.get("codecs", []) if c != "necgs")
+    shapes = config.get("shapes") or config.get("limit")
+    text = f"run {run}: {config.get('dataset', '?')} x{shapes}, necgs {variants or '-'}"
+    if config.get("ablation"):
+        text += f" [ablation: {config['ablation']}]"
+    return text + (f"; {peers}" if peers else "")
+
+
+def _setting_columns(settings: list[dict]) -> dict[str, str]:
+    """Every NeCGS setting of a run, one column each (variants joined by ' / ')."""
+    from necgs.baselines.necgs_codec import config_from_setting
+
+    values: dict[str, list[str]] = {}
+    for s in settings:
+        try:
+            cfg = config_from_setting(s)
+        except NecgsError:
+            continue
+        row = {"preset": s.get("preset", "quick"), "width": str(cfg.width), "K": str(cfg.fit.resolution),
+               "epochs": str(cfg.train.epochs), "SSIM": "on" if cfg.train.use_ssim else "off",
+               "deformation": "on" if cfg.deform else "off",
+               "model": "auto-encoder" if cfg.autoencoder else "auto-decoder",
+               "bits w/f": f"{cfg.train.weight_bits}/{cfg.train.feature_bits}"}
+        for k, v in row.items():
+            values.setdefault(k, [])
+            if v not in values[k]:
+                values[k].append(v)
+    return {k: " / ".join(v) for k, v in values.items()}
+
+
+def runs_table() -> pd.DataFrame:
+    """The runs registry with every setting of each run."""
+    runs = ResultsStore().list_runs()
+    rows = []
+    for r in runs.itertuples():
+        config = json.loads(r.config)
+        settings = config.get("necgs") or []
+        settings = [settings] if isinstance(settings, dict) else settings
+        rows.append({"id": int(r.id), "created": r.created, "dataset": r.dataset,
+                     "shapes": config.get("shapes") or config.get("limit"),
+                     "variants": " | ".join(variant_label(s) for s in settings),
+                     **_setting_columns(settings), "ablation": config.get("ablation", ""),
+                     "peers": ", ".join(c for c in config.get("codecs", []) if c != "necgs"),
+                     "first launch": "yes" if config.get("initial") else ""})
+    columns = ["id", "created", "dataset", "shapes", "variants", "preset", "width", "K", "epochs", "SSIM",
+               "deformation", "model", "bits w/f", "ablation", "peers", "first launch"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def run_choices() -> list[tuple[str, int]]:
+    """(label, id) of every stored run, newest first, for the overlay picker."""
+    runs = ResultsStore().list_runs()
+    out = []
+    for r in runs.itertuples():
+        config = json.loads(r.config)
+        if isinstance(config.get("necgs"), dict):
+            config["necgs"] = [config["necgs"]]
+        out.append((run_label(int(r.id), config), int(r.id)))
+    return out
+
+
+# ---------------------------------------------------------------------------- tables and figures
+def with_series(summary: pd.DataFrame, per_setting: bool) -> pd.DataFrame:
+    """Add the ``series`` each row is drawn in: each NeCGS setting its own, named by it
+    (``per_setting``; a stored run), or one per codec (a sweep drawn as a curve)."""
+    out = summary.copy()
+    out["series"] = out.codec
+    if per_setting:
+        nec = out.codec == "necgs"
+        out.loc[nec, "series"] = "necgs " + out.loc[nec, "label"].astype(str)
+    return out
+
+
+def metrics_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The metrics of every codec and setting, CD split into representation and coding, and the
+    NeCGS variants' differences to the reference (the first variant)."""
+    s = summary.copy()
+    for col in ("cd", "cd_fitted", "cd_median"):
+        if col in s:
+            s[f"{col}_1e3"] = s[col].astype(float) * 1e3
+    if "cd_fitted" in s:
+        s["cd_compression_1e3"] = (s.cd.astype(float) - s.cd_fitted.astype(float)) * 1e3
+    nec = s[(s.codec == "necgs") & (s.status == "ok")]
+    if len(nec) > 1:
+        ref = nec.iloc[0]
+        sel = (s.codec == "necgs") & (s.status == "ok")
+        s.loc[sel, "d_ratio"] = s.loc[sel, "ratio_ply"].astype(float) / float(ref.ratio_ply)
+        s.loc[sel, "d_cd_1e3"] = (s.loc[sel, "cd"].astype(float) - float(ref.cd)) * 1e3
+        s.loc[sel, "d_f1"] = s.loc[sel, "f1_005"].astype(float) - float(ref.f1_005)
+    cols = [c for c in TABLE_COLUMNS if c in s and (c not in ("error",) or s[c].astype(str).str.len().gt(0).any())]
+    table = s[cols].rename(columns=TABLE_COLUMNS)
+    return table.round(4).replace([np.inf, -np.inf], np.nan)
+
+
+def matched_peer(summary: pd.DataFrame, necgs_key: str | None) -> str | None:
+    """The peer setting nearest in bytes to a NeCGS variant (``codec::label``)."""
+    ok = summary[(summary.status == "ok") & (summary.codec != "floor")]
+    peers = ok[ok.codec != "necgs"]
+    target = ok[(ok.codec == "necgs") & (ok.label == (necgs_key or "").partition("::")[2])]
+    if not len(peers) or not len(target):
+        return None
+    gap = (np.log(peers.bytes.astype(float)) - np.log(float(target.bytes.iloc[0]))).abs()
+    best = peers.loc[gap.idxmin()]
+    return f"{best.codec}::{best.label}"
+
+
+def viewer_title(summary: pd.DataFrame, key: str | None, role: str) -> str:
+    """A viewer's title: codec, setting, ratio, CD and F1 of the shown setting."""
+    if not key:
+        return role
+    codec, _, label = key.partition("::")
+    row = summary[(summary.codec == codec) & (summary.label == label)]
+    if not len(row):
+        return f"{role}: {codec} {label}"
+    r = row.iloc[0]
+    cd, median = float(r.cd), float(r.get("cd_median", np.nan))
+    if np.isfinite(cd):
+        quality = f"CD {1e3 * cd:.2f}e-3, F1 {float(r.f1_005):.3f}"
+    elif np.isfinite(median):
+        quality = f"median CD {1e3 * median:.2f}e-3 ({int(r.empty_shapes)} shapes empty)"
+    else:
+        quality = "no surface decoded"
+    return f"{role}: {codec} {label} | {float(r.ratio_ply):.0f}x, {quality}"
+
+
+@dataclass
+class RunView:
+    """What the page shows of one run (or of the shipped benchmark, ``run`` = :data:`SHIPPED_RUN`)."""
+
+    run: int
+    label: str
+    summary: pd.DataFrame
+    per_shape: pd.DataFrame
+    figures: tuple
+    table: pd.DataFrame
+    shapes: list[str] = field(default_factory=list)
+    necgs_keys: list[str] = field(default_factory=list)
+    peer_keys: list[str] = field(default_factory=list)
+    ablation: str = ""
+
+
+def _figures(summary: pd.DataFrame, overlays: list[tuple[str, pd.DataFrame]], title: str) -> tuple:
+    figs = []
+    for metric in ("cd", "f1_005"):
+        fig = rd_figure(summary, metric, highlight="necgs", overlays=overlays)
+        fig.update_layout(title=f"{title}<br><sub>{fig.layout.title.text}</sub>", height=430,
+                          margin={"l": 60, "r": 10, "t": 70, "b": 50})
+        figs.append(fig)
+    return tuple(figs)
+
+
+def overlay_summaries(runs: list[int], exclude: int | None) -> list[tuple[str, pd.DataFrame]]:
+    """(label, summary) of the chosen past runs, named by id and settings."""
+    store = ResultsStore()
+    out = []
+    for other in runs or []:
+        if other == exclude:
+            continue
+        summary = with_series(store.load_run(int(other))[0], True)
+        out.append((f"run {other}", summary))
+    return out
+
+
+def build_run_view(run: int, overlays: list[int] | None = None) -> RunView:
+    """The figures, tables and choices of a stored run, with past runs overlaid."""
+    config = run_config(run)
+    summary, per_shape = ResultsStore().load_run(run)
+    summary = with_series(summary, True)
+    index = run_index(run)
+    label = run_label(run, config)
+    keys = [k for k in index["decoded"]]
+    title = f"run {run}: {config.get('dataset', '?')} x{config.get('shapes') or config.get('limit')}"
+    return RunView(run, label, summary, per_shape, _figures(summary, overlay_summaries(overlays or [], run), title),
+                   metrics_table(summary), index["shapes"], [k for k in keys if k.startswith("necgs::")],
+                   [k for k in keys if not k.startswith("necgs::")], config.get("ablation", ""))
+
+
+def shipped_view(overlays: list[int] | None = None) -> RunView:
+    """The benchmark shipped with the project (no meshes: figures and table only)."""
+    summary = with_series(shipped_summary(), False)
+    label = f"shipped benchmark: humans_ama, all {int(summary.n_shapes.max())} shapes ({SHIPPED_RESULTS.as_posix()})"
+    title = f"shipped: humans_ama x{int(summary.n_shapes.max())}"
+    return RunView(SHIPPED_RUN, label, summary, pd.DataFrame(), _figures(summary, overlay_summaries(overlays or [], None), title),
+                   metrics_table(summary))
+
+
+# ---------------------------------------------------------------------------- meshes
+def load_run_mesh(run: int, kind: str, key: str | None, shape: str) -> Mesh | None:
+    """A stored mesh of a run: ``original``, ``decoded`` (of ``key``) or ``fitted`` (of a NeCGS ``key``)."""
+    index = run_index(run)
+    if kind == "original":
+        path = run_dir(run) / "original" / f"{_slug(shape)}.ply"
+    elif key in index.get(kind, {}):
+        path = run_dir(run) / kind / index[kind][key] / f"{_slug(shape)}.ply"
+    else:
+        return None
+    if not path.is_file():
+        return None
+    loaded = load_meshes([path])
+    return loaded.meshes[0] if loaded.meshes else Mesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), shape)
+
+
+@dataclass
+class ViewerFiles:
+    """GLB files for the viewers and the colour scale they share."""
+
+    original: str | None = None
+    coloured: list[str | None] = field(default_factory=list)
+    vmax: float | None = None
+
+    @property
+    def legend(self) -> str:
+        """The HTML colour bar of the shared scale."""
+        return legend_html(self.vmax) if self.vmax else ""
+
+
+def viewer_files(run: int | None, shape: str | None, keys: list[str | None], session: str,
+                 kinds: list[str] | None = None, vmax: float | None = None) -> ViewerFiles:
+    """The original as grey GLB and each key's mesh error-coloured on one shared scale.
+
+    The scale (``vmax``) is the one given, else set by the first mesh (the NeCGS one), so
+    colours compare.
+    """
+    if run is None or run == SHIPPED_RUN or not shape:
+        return ViewerFiles(coloured=[None] * len(keys))
+    original = load_run_mesh(run, "original", None, shape)
+    if original is None:
+        return ViewerFiles(coloured=[None] * len(keys))
+    out = session_dir(session) / "view"
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"{run}_{_slug(shape)}"
+    files = ViewerFiles(str(plain_glb(original, out / f"orig_{tag}.glb")), vmax=vmax)
+    for key, kind in zip(keys, kinds or ["decoded"] * len(keys)):
+        rec = load_run_mesh(run, kind, key, shape) if key else None
+        if rec is None or rec.n_faces == 0:
+            files.coloured.append(None)
+            continue
+        path, files.vmax = error_colored_glb(rec, original, out / f"{kind}_{_slug(key)}_{tag}.glb", files.vmax)
+        files.coloured.append(str(path))
+    return files
+
+
+def reviewer_figure(run: int | None, shape: str | None, necgs_key: str | None, session: str,
+                    vmax: float | None = None) -> str | None:
+    """Polyscope (EGL off-screen) PNG of original vs NeCGS, titled, with the page's colour bar."""
+    if run is None or run == SHIPPED_RUN or not shape or not necgs_key:
+        return None
+    original, decoded = load_run_mesh(run, "original", None, shape), load_run_mesh(run, "decoded", necgs_key, shape)
+    if original is None or decoded is None or decoded.n_faces == 0:
+        return None
+    if vmax is None:
+        vmax = float(max(np.percentile(vertex_errors(decoded, original), 98), 1e-4))
+    path = session_dir(session) / f"reviewer_{run}_{_slug(shape)}_{_slug(necgs_key)}.png"
+    title = f"run {run}, {shape}: original (left) vs {necgs_key.replace('::', ' ')} (right)"
+    return str(render_comparison_png(original, decoded, path, title=title, vmax=vmax))
+
+
+# ---------------------------------------------------------------------------- downloads
+def downloads(run: int | None, necgs_key: str | None, summary: pd.DataFrame, session: str
+              ) -> tuple[str | None, str | None, str | None]:
+    """The shown NeCGS archive and a zip of its decoded meshes, copied into the session
+    folder (which the server may serve), and the metrics as CSV."""
+    if run is None:
+        return None, None, None
+    folder = session_dir(session) / "downloads"
+    folder.mkdir(parents=True, exist_ok=True)
+    tag = f"run{run}" if run != SHIPPED_RUN else "shipped"
+    csv = folder / f"necgs_{tag}_metrics.csv"
+    summary.drop(columns=["series"], errors="ignore").to_csv(csv, index=False)
+    if run == SHIPPED_RUN:
+        return None, None, str(csv)
+    index = run_index(run)
+    key = necgs_key if necgs_key in index["archives"] else next(iter(index["archives"]), None)
+    if key is None:
+        return None, None, str(csv)
+    name = f"necgs_{tag}_{_slug(key.partition('::')[2])}"
+    archive = folder / f"{name}.ncgs"
+    shutil.copyfile(run_dir(run) / index["archives"][key], archive)
+    zpath = folder / f"{name}_decoded.zip"
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted((run_dir(run) / "decoded" / index["decoded"][key]).glob("*.ply")):
+            zf.write(p, p.name)
+    return str(archive), str(zpath), str(csv)
+
+
+def figure_pngs(view: RunView, session: str) -> list[str]:
+    """The two RD figures as PNG, rendered by Debian chromium (the shipped benchmark's own PNGs when shown)."""
+    folder = session_dir(session) / "downloads"
+    folder.mkdir(parents=True, exist_ok=True)
+    tag = f"run{view.run}" if view.run != SHIPPED_RUN else "shipped"
+    if view.run == SHIPPED_RUN:
+        out = []
+        for name in ("rd_cd", "rd_f1"):
+            target = folder / f"necgs_{tag}_{name}.png"
+            shutil.copyfile(REPO_ROOT / SHIPPED_RESULTS / f"{name}.png", target)
+            out.append(str(target))
+        return out
+    from necgs.webapp.export import plotly_pngs
+
+    targets = [folder / f"necgs_{tag}_{name}.png" for name in ("rd_cd", "rd_f1")]
+    return [str(p) for p in plotly_pngs(list(view.figures), targets)]

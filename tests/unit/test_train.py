@@ -1,0 +1,63 @@
+"""The auto-decoder training on analytic volumes: patch and dense modes, the auto-encoder
+ablation and feature-only fitting all learn, and bad settings are refused."""
+
+import pytest
+import torch
+
+from necgs.errors import ConfigError
+from necgs.model.decoder import decoder_config
+from necgs.training.train import TrainConfig, fit_features, train_autodecoder
+
+
+def spheres(K: int, radii) -> torch.Tensor:
+    g = torch.linspace(-1, 1, K)
+    x, y, z = torch.meshgrid(g, g, g, indexing="ij")
+    r = torch.sqrt(x**2 + y**2 + z**2)
+    h = 2 / (K - 1)
+    return torch.stack([torch.cat([((r - a) / (2 * h)).clamp(-1, 1)[None], torch.zeros(3, K, K, K)]) for a in radii])
+
+
+def sign_accuracy(codec, volumes) -> float:
+    with torch.no_grad():
+        pred = codec.decoder()(codec.features.value())
+    return float(((pred[:, 0] > 0) == (volumes[:, 0] > 0)).float().mean())
+
+
+@pytest.mark.parametrize("mode", ["patch", "dense"])
+def test_both_modes_learn_the_spheres(mode):
+    vols = spheres(16, [0.4, 0.55, 0.7])
+    tcfg = TrainConfig(epochs=60, lr=1e-2, batch_size=3, checkpoint_every=0, device="cpu", mode=mode,
+                       block_size=8, blocks_per_shape=4)
+    codec = train_autodecoder(vols, decoder_config(16, 6, feature_channels=4), tcfg, progress=False)
+    assert codec.losses[-1] < 0.5 * codec.losses[0]
+    assert sign_accuracy(codec, vols) > 0.97
+    assert {"coarse.weight", "coarse.bias"} <= set(codec.weights)  # the coarse head is trained and stored
+
+
+def test_autoencoder_ablation_trains_on_blocks():
+    vols = spheres(16, [0.4, 0.6])
+    tcfg = TrainConfig(epochs=40, lr=1e-2, batch_size=2, checkpoint_every=0, device="cpu", block_size=8)
+    codec = train_autodecoder(vols, decoder_config(16, 6, feature_channels=4), tcfg, progress=False,
+                              autoencoder=True)
+    assert codec.features.shape == (2, 4, 4, 4, 4) and codec.losses[-1] < codec.losses[0]
+
+
+def test_feature_fitting_against_a_frozen_decoder_improves_the_new_shape():
+    vols = spheres(16, [0.4, 0.55, 0.7])
+    tcfg = TrainConfig(epochs=60, lr=1e-2, batch_size=3, checkpoint_every=0, device="cpu", block_size=8)
+    codec = train_autodecoder(vols, decoder_config(16, 6, feature_channels=4), tcfg, progress=False)
+    new = spheres(16, [0.62])
+    before = codec.features.value().mean(0, keepdim=True)  # where fitting starts
+    fitted = fit_features(codec, new, TrainConfig(epochs=30, lr=1e-3, device="cpu", block_size=8))
+    decoder = codec.decoder()
+    with torch.no_grad():
+        err_before = (decoder(before)[:, 0] - new[:, 0]).abs().mean()
+        err_after = (decoder(fitted.value())[:, 0] - new[:, 0]).abs().mean()
+    assert err_after < 0.85 * err_before
+
+
+@pytest.mark.parametrize("field, value", [("mode", "sparse"), ("block_size", 12), ("band_fraction", 1.5),
+                                          ("blocks_per_shape", 0)])
+def test_bad_patch_settings_are_refused(field, value):
+    with pytest.raises(ConfigError):
+        TrainConfig(**{field: value}).validate()
