@@ -60,6 +60,7 @@ RATE_TABLE: tuple[RatePoint, ...] = (
     RatePoint("small", 6, 0.05, 4.964, 338.0, 9.875e-03),
     RatePoint("small", 6, 1.0, 4.396, 339.5, 1.055e-02),
     RatePoint("small", 5, 0.0, 4.023, 272.5, 1.020e-02),
+    RatePoint("tiny", 6, 0.0, 5.071, 338.0, 1.178e-02),
 )
 
 
