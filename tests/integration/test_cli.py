@@ -68,7 +68,7 @@ def test_compress_info_decompress_view_round_trip(tmp_path, shared_data):
     assert r.returncode == 0, r.stderr[-400:]
     info = run_cli("info", str(archive))
     assert info.returncode == 0 and "vs binary PLY" in info.stdout and "K=16 " in info.stdout
-    assert "v1.1," in info.stdout
+    assert "v1.2," in info.stdout
     out = tmp_path / "out"
     d = run_cli("decompress", str(archive), "-o", str(out), "--format", "obj")
     assert d.returncode == 0 and len(list(out.glob("*.obj"))) == len(list(src.iterdir()))
