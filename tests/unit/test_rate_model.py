@@ -44,12 +44,14 @@ def test_torch_bits_equal_numpy_bits_and_pull_towards_zero():
     q = torch.tensor([-32.0, -5.0, -1.0, 0.0, 1.0, 2.0, 30.0, 32.0], dtype=torch.float64)
     b = torch.full_like(q, 1.7)
     assert np.allclose(laplace_bits_torch(q, b, 32).numpy(), laplace_bits(q.numpy(), b.numpy(), 32))
-    x = torch.randn(2000, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2000, dtype=torch.float64, generator=torch.Generator().manual_seed(5)).requires_grad_()
     spec = symmetric_spec(x, 6, True)
     tensor_bits(x, spec).backward()
     moved = x.detach() - 1e-3 * x.grad
     assert tensor_bits(moved, spec) < tensor_bits(x.detach(), spec)
-    assert torch.all(x.grad[x.detach().abs() > spec.step] * x.detach()[x.detach().abs() > spec.step] > 0)
+    a = x.detach().abs()
+    inside = (a > spec.step) & (a < spec.hi)  # the float32-rounded range may clip the largest element
+    assert torch.all(x.grad[inside] * x.detach()[inside] > 0)
 
 
 def test_signed_symbols_are_the_archive_symbols():
