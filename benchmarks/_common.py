@@ -36,12 +36,12 @@ def write_json(name: str, payload: dict) -> Path:
     return path
 
 
-def evenly_spaced(dataset: str, n: int | None) -> LoadedSet:
-    """The whole set, or ``n`` shapes spread evenly over it (every k-th, in set order)."""
+def evenly_spaced(dataset: str, n: int | None, offset: int = 0) -> LoadedSet:
+    """The whole set, or ``n`` shapes spread evenly over it (every k-th, in set order, from ``offset``)."""
     loaded = load_meshes(resolve_dataset(dataset))
     if not n or n >= len(loaded.meshes):
         return loaded
-    picks = [round(i * len(loaded.meshes) / n) for i in range(n)]
+    picks = [(offset + round(i * len(loaded.meshes) / n)) % len(loaded.meshes) for i in range(n)]
     return LoadedSet([loaded.meshes[i] for i in picks], [], [loaded.sources[i] for i in picks],
                      [loaded.source_bytes[i] for i in picks])
 

@@ -33,7 +33,7 @@ class NecgsConfig:
         train: The auto-decoder training.
         deform: Use the deformation channels (False: the TSDF-only ablation).
         autoencoder: Features from an encoder of the volumes (the Fig. 8a ablation).
-        coder: Entropy coder: "auto" (smallest per section), "rans", "huffman" or "raw".
+        coder: Entropy coder: "auto" (smallest per section), "rans", "huffman", "raw" or "laplace".
     """
 
     fit: FitConfig = field(default_factory=FitConfig)
@@ -54,8 +54,8 @@ class NecgsConfig:
         self.fit.validate()
         self.train.validate()
         self.decoder()
-        if self.coder not in ("auto", "rans", "huffman", "raw"):
-            raise ConfigError(f"coder must be auto, rans, huffman or raw, got {self.coder!r}")
+        if self.coder not in ("auto", "rans", "huffman", "raw", "laplace"):
+            raise ConfigError(f"coder must be auto, rans, huffman, raw or laplace, got {self.coder!r}")
         if not self.deform and self.fit.backend != "none":
             raise ConfigError("deform=False needs the fit backend 'none' (plain TSDF volumes)")
         return self
@@ -90,7 +90,8 @@ PRESETS: dict[str, NecgsConfig] = {
 def preset(name: str, *, width=None, device: str | None = None, epochs: int | None = None,
            ssim: bool | None = None, deform: bool | None = None, autoencoder: bool | None = None,
            resolution: int | None = None, weight_bits: int | None = None,
-           feature_bits: int | None = None, train_mode: str | None = None) -> NecgsConfig:
+           feature_bits: int | None = None, train_mode: str | None = None,
+           lambda_rate: float | None = None) -> NecgsConfig:
     """A named preset with the common overrides applied (validated).
 
     Args:
@@ -100,6 +101,7 @@ def preset(name: str, *, width=None, device: str | None = None, epochs: int | No
             the number of upsampling modules that K needs.
         weight_bits: Quantization bits of the decoder parameters.
         feature_bits: Quantization bits of the embedded features.
+        lambda_rate: lambda_R, weight of the rate term in training (0: none).
         device: "auto", "cpu" or "cuda" for both stages.
         epochs: Training epochs override.
         ssim: Switch the SSIM term (the Fig. 8b ablation).
@@ -121,6 +123,8 @@ def preset(name: str, *, width=None, device: str | None = None, epochs: int | No
         train = replace(train, weight_bits=weight_bits)
     if feature_bits is not None:
         train = replace(train, feature_bits=feature_bits)
+    if lambda_rate is not None:
+        train = replace(train, lambda_rate=lambda_rate)
     if ssim is not None:
         train = replace(train, use_ssim=ssim)
     if train_mode is not None:

@@ -1,9 +1,10 @@
 """NeCGS itself behind the codec interface, so the evaluation runner treats it like any peer.
 
 A set codec: :meth:`encode` returns ONE blob, the whole ``.ncgs`` archive.
-Settings: ``preset`` (quick|standard|paper), ``width`` (the rate knob), ``epochs``,
-``resolution``, ``weight_bits``, ``feature_bits``, ``train_mode`` (patch or dense), and
-``ssim``, ``deform`` and ``autoencoder`` (the ablations).
+Settings: ``preset`` (quick|standard|paper), ``width`` and ``lambda_rate`` (the rate
+knobs: decoder size and lambda_R of the rate term), ``epochs``, ``resolution``,
+``weight_bits``, ``feature_bits``, ``train_mode`` (patch or dense), and ``ssim``, ``deform``
+and ``autoencoder`` (the ablations).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def config_from_setting(setting: dict):
         weight_bits=setting.get("weight_bits"),
         feature_bits=setting.get("feature_bits"),
         train_mode=setting.get("train_mode"),
+        lambda_rate=setting.get("lambda_rate"),
     )
 
 
@@ -73,6 +75,6 @@ class NecgsCodec(Codec):
             extras.append("auto-encoder")
         tail = f" ({', '.join('no ' + e if e != 'auto-encoder' else e for e in extras)})" if extras else ""
         overrides = "".join(f" {short}{setting[key]}" for key, short in
-                            (("resolution", "K"), ("weight_bits", "w"), ("feature_bits", "f"),
-                             ("train_mode", "")) if key in setting)
+                            (("resolution", "K"), ("weight_bits", "w"), ("feature_bits", "f"), ("lambda_rate", "λ"),
+                             ("train_mode", "")) if setting.get(key) is not None)
         return f"{setting.get('preset', 'quick')} {setting.get('width', '')}{overrides}{tail}"

@@ -27,7 +27,9 @@ allocate more than the file holds; a compressed header is inflated to at most
 
 Versions: 1.0 stores the header as plain JSON (flags 0). 1.1 writes it zlib-compressed
 (flag bit 0): with one record and one section entry per shape, the plain JSON header of an
-88-shape set was about a fifth of a 110 kB archive. Readers of this version read both.
+88-shape set was about a fifth of a 110 kB archive. 1.2 keeps this container and changes
+what the mesh-set writer puts in it (:mod:`necgs.pipeline`): a binary shape table, one
+feature section per batch, a model per decoder tensor. Readers of this version read all.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from necgs.errors import (
 )
 
 MAGIC = b"\x89NCGS\r\n\x1a"
-MAJOR, MINOR = 1, 1
+MAJOR, MINOR = 1, 2
 #: Flag bit: the JSON header is stored zlib-compressed (written from version 1.1 on).
 FLAG_HEADER_ZLIB = 0x1
 KNOWN_FLAGS = FLAG_HEADER_ZLIB
@@ -100,10 +102,17 @@ def archive_bytes(metadata: dict, sections: list[Section], minor: int = MINOR, c
     return out.getvalue()
 
 
-def write_archive(path: str | os.PathLike, metadata: dict, sections: list[Section]) -> int:
-    """Write an archive atomically (temporary file + rename); returns its size in bytes."""
+def write_archive(path: str | os.PathLike, metadata: dict, sections: list[Section], minor: int = MINOR) -> int:
+    """Write an archive atomically (temporary file + rename); returns its size in bytes.
+
+    Args:
+        path: The file to write.
+        metadata: JSON-ready description stored in the header.
+        sections: The binary sections, in file order.
+        minor: Minor format version written (an older layout's number when growing an old archive).
+    """
     path = Path(path)
-    blob = archive_bytes(metadata, sections)
+    blob = archive_bytes(metadata, sections, minor)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:

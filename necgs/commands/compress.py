@@ -20,6 +20,12 @@ def register(sub) -> None:
     p.add_argument("--feature-bits", type=int, help="quantization bits of the embedded features (2..16)")
     p.add_argument("--train-mode", choices=["patch", "dense"],
                    help="patch: train on blocks near the surface (default); dense: whole volumes (the paper's)")
+    p.add_argument("--lambda-rate", type=float, help="lambda_R: weight of the rate term in training (default 0; "
+                   "e.g. 0.02 for smaller archives)")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--target-ratio", type=float, metavar="R",
+                        help="rate control: aim at R times smaller than the meshes as binary PLY (picks width, bits, lambda_R)")
+    target.add_argument("--target-bytes", type=int, metavar="B", help="rate control: aim at an archive of at most B bytes")
     p.add_argument("--nproc", type=int, default=1, help="processes for distributed training (torchrun on this machine)")
     add_device(p)
     p.set_defaults(func=run)
@@ -31,7 +37,16 @@ def run(args) -> int:
     cfg = preset(args.preset, width=parse_width(args.width), device=args.device, epochs=args.epochs,
                  ssim=False if args.no_ssim else None, deform=False if args.no_deform else None,
                  autoencoder=args.autoencoder or None, resolution=args.resolution,
-                 weight_bits=args.weight_bits, feature_bits=args.feature_bits, train_mode=args.train_mode)
+                 weight_bits=args.weight_bits, feature_bits=args.feature_bits, train_mode=args.train_mode,
+                 lambda_rate=args.lambda_rate)
+    targets = {"target_ratio": args.target_ratio, "target_bytes": args.target_bytes}
+    if args.nproc > 1 and any(v is not None for v in targets.values()):
+        from necgs.pipeline import _as_loaded
+        from necgs.rate_control import plan_rate
+
+        plan = plan_rate(cfg, _as_loaded(args.source).meshes, **targets)
+        print(plan.describe())
+        cfg = plan.config
     if args.nproc > 1:
         from necgs.distributed import launch_compress
 
@@ -45,10 +60,12 @@ def run(args) -> int:
         return code
     from necgs.pipeline import compress
 
-    result = compress(args.source, args.output, cfg)
+    result = compress(args.source, args.output, cfg, **targets)
     for failure in result.failures:
         warn(f"skipped {failure}")
-    print(f"{result.path}: {len(result.names)} shapes, {result.bytes} bytes "
+    if result.rate_plan is not None:
+        print(result.rate_plan.describe())
+    print(f"{result.path}: {len(result.names)} shapes, {result.bytes} bytes, ratio {result.ratio_ply:.1f} to binary PLY "
           f"(fit {result.seconds['fit']:.0f} s, train {result.seconds['train']:.0f} s)")
     warn_empty(result.path, result.empty_shapes, len(result.names))
     return 0

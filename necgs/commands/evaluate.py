@@ -11,6 +11,8 @@ def register(sub) -> None:
     p.add_argument("--codecs", default="necgs,draco,decimate-draco",
                    help="comma-separated: necgs, draco, decimate-draco, pointcloud-spsr, quantdeepsdf, gpcc, vpcc, pcgcv2")
     p.add_argument("--widths", help="NeCGS decoder sizes to sweep, comma-separated (e.g. tiny,small,16)")
+    p.add_argument("--lambda-rates", help="NeCGS lambda_R values to sweep beside the widths, comma-separated "
+                   "(e.g. 0,0.02,0.05): every width is run at every lambda_R")
     p.add_argument("--preset", default="quick", help="NeCGS preset (quick|standard|paper)")
     p.add_argument("--epochs", type=int, help="NeCGS training epochs")
     p.add_argument("--samples", type=int, default=100_000, help="surface samples per metric")
@@ -33,8 +35,10 @@ def run(args) -> int:
     settings = {}
     if "necgs" in codecs:
         widths = [parse_width(w) for w in args.widths.split(",")] if args.widths else ["medium", "small", "tiny"]
-        settings["necgs"] = [{"preset": args.preset, "width": w, **({"epochs": args.epochs} if args.epochs else {})}
-                             for w in widths]
+        lambdas = _parse_lambdas(args.lambda_rates)
+        settings["necgs"] = [{"preset": args.preset, "width": w, **({"epochs": args.epochs} if args.epochs else {}),
+                              **({"lambda_rate": lam} if lam is not None else {})}
+                             for w in widths for lam in lambdas]
     result = evaluate(args.dataset, codecs, settings=settings or None, n_samples=args.samples, limit=args.limit,
                       progress=lambda stage, frac: warn(f"[{100 * frac:5.1f}%] {stage}"))
     for codec, status in result.statuses.items():
@@ -46,3 +50,18 @@ def run(args) -> int:
     print(result.summary[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     print(f"results written to {out}")
     return 0
+
+
+def _parse_lambdas(text: str | None) -> list[float | None]:
+    """``--lambda-rates`` as floats (``[None]``: the preset's lambda_R only)."""
+    from necgs.errors import ConfigError
+
+    if not text:
+        return [None]
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--lambda-rates must be comma-separated numbers, got {text!r}") from None
+    if not values or any(not 0 <= v <= 1000 for v in values):
+        raise ConfigError(f"--lambda-rates must be numbers in [0, 1000], got {text!r}")
+    return values

@@ -24,6 +24,10 @@ def run(args) -> int:
           f"({d['decoder_parameters']} parameters): {d['weights_bytes']} bytes")
     print(f"  features {d['feature_bytes']} bytes + models {d['feature_model_bytes']} bytes; header {d['header_bytes']} bytes")
     print(f"  coders   {', '.join(f'{k}={v}' for k, v in d['coders'].items())}")
+    est = d.get("rate_estimate")
+    if est:
+        print(f"  estimate training's rate term: weights {est['weights_bytes']:.0f} bytes, "
+              f"features {est['features_bytes']:.0f} bytes (payloads, Laplace models)")
     if d["ratio_ply"]:
         print(f"  ratio    {d['ratio_files']:.1f}x vs source files, {d['ratio_ply']:.1f}x vs binary PLY")
     for b in d["batches"]:

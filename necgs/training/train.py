@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from necgs.coding.rate_model import rate_term
 from necgs.errors import ConfigError
 from necgs.model.blocks import best_crop_level
 from necgs.model.decoder import Decoder, DecoderConfig
@@ -65,6 +66,8 @@ class TrainConfig:
             A feature is only updated when its shape is in the batch (once per epoch), so at
             CPU epoch counts it barely leaves its random start at the decoder's rate
             (8 AMA shapes, K = 32, 500 steps at lr 1e-2: CD 9.57e-3 at scale 1, 9.35e-3 at 10).
+        lambda_rate: lambda_R, weight of the rate term added to Eq. 3: the estimated archive
+            bits per output voxel (:func:`necgs.coding.rate_model.rate_term`); 0 leaves it out.
         checkpoint_every: Epochs between checkpoints (0: never).
         seed: Seed of initialization and batch order.
         device: "auto", "cpu" or "cuda".
@@ -92,6 +95,7 @@ class TrainConfig:
     ssim_crop: float = 0.5
     feature_init_std: float = 1.0 / 3.0
     feature_lr_scale: float = 10.0
+    lambda_rate: float = 0.0
     checkpoint_every: int = 5
     seed: int = 0
     device: str = "auto"
@@ -118,6 +122,8 @@ class TrainConfig:
             raise ConfigError(f"SSIM crop must be a fraction in (0, 1], got {self.ssim_crop}")
         if not 0 < self.feature_lr_scale <= 1000:
             raise ConfigError(f"feature lr scale must be in (0, 1000], got {self.feature_lr_scale}")
+        if not 0 <= self.lambda_rate <= 1000:
+            raise ConfigError(f"lambda_rate must be in [0, 1000], got {self.lambda_rate}")
         if min(self.lambda1, self.lambda2, self.tau) < 0 or self.checkpoint_every < 0:
             raise ConfigError("loss weights, tau and checkpoint_every must be non-negative")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -372,6 +378,9 @@ def train_autodecoder(
             batch_features = features[idx] if encoder is None else encoder(volumes[idx].to(device))
             fspec = symmetric_spec(batch_features if encoder is not None else features, tcfg.feature_bits, tcfg.per_tensor_ranges)
             loss = objective(model, quantize(batch_features, fspec), specs, idx, crops)
+            if tcfg.lambda_rate > 0:
+                loss = loss + tcfg.lambda_rate * rate_term(dict(decoder.named_parameters()), specs, batch_features, fspec,
+                                                           n_shapes=n, resolution=dcfg.resolution)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             _clip_and_step(opt, decoder, loss)

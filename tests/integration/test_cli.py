@@ -42,6 +42,10 @@ def test_metrics_on_two_files(shared_data, capsys):
         (["compress", "cad", "-o", "/tmp/x.ncgs", "--epochs", "-3"], "epochs"),
         (["compress", "cad", "-o", "/tmp/x.ncgs", "--resolution", "48"], "power of two"),
         (["compress", "cad", "-o", "/tmp/x.ncgs", "--feature-bits", "40"], "feature bits"),
+        (["compress", "cad", "-o", "/tmp/x.ncgs", "--lambda-rate", "-1"], "lambda_rate"),
+        (["compress", "cad", "-o", "/tmp/x.ncgs", "--target-ratio", "1e9"], "out of reach"),
+        (["compress", "cad", "-o", "/tmp/x.ncgs", "--target-bytes", "0"], "must be positive"),
+        (["evaluate", "cad", "-o", "/tmp/x", "--lambda-rates", "0,x"], "--lambda-rates"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(args, needle):
@@ -64,7 +68,7 @@ def test_compress_info_decompress_view_round_trip(tmp_path, shared_data):
     assert r.returncode == 0, r.stderr[-400:]
     info = run_cli("info", str(archive))
     assert info.returncode == 0 and "vs binary PLY" in info.stdout and "K=16 " in info.stdout
-    assert "v1.1," in info.stdout
+    assert "v1.2," in info.stdout
     out = tmp_path / "out"
     d = run_cli("decompress", str(archive), "-o", str(out), "--format", "obj")
     assert d.returncode == 0 and len(list(out.glob("*.obj"))) == len(list(src.iterdir()))

@@ -19,6 +19,7 @@ from necgs.training.train import train_autodecoder
 from necgs.training.train import TrainConfig
 
 FIXTURE = Path(__file__).parent.parent / "data" / "v1_small.ncgs"
+FIXTURE_1_1 = Path(__file__).parent.parent / "data" / "v1_1_small.ncgs"
 TINY = NecgsConfig(
     fit=FitConfig(resolution=16, iterations=20, samples=3000),
     width=8,
@@ -101,14 +102,27 @@ def test_damaged_archives_raise_only_archive_errors(archive):
             pass
 
 
-def test_committed_v1_archive_still_decodes():
-    """tests/data/v1_small.ncgs was written by format 1.0; future readers must decode it."""
-    expected = json.loads(FIXTURE.with_suffix(".json").read_text())
-    decoded = decompress(FIXTURE)
+@pytest.mark.parametrize("fixture", [FIXTURE, FIXTURE_1_1])
+def test_committed_old_archives_still_decode(fixture):
+    """tests/data/v1_small.ncgs (format 1.0) and v1_1_small.ncgs (1.1, written by the code before
+    1.2: JSON shape records, one section per feature); future readers must decode both."""
+    expected = json.loads(fixture.with_suffix(".json").read_text())
+    assert describe(fixture)["version"] == ("1.0" if fixture == FIXTURE else "1.1")
+    decoded = decompress(fixture)
     assert [m.name for m in decoded] == expected["names"]
     assert [m.n_faces for m in decoded] == expected["faces"]
     for m, centroid in zip(decoded, expected["centroids"]):
         assert np.allclose(m.vertices.mean(0), centroid, atol=1e-4)
+
+
+def test_add_to_a_1_1_archive_keeps_its_layout_and_old_shapes(tmp_path):
+    grown = tmp_path / "grown.ncgs"
+    new = [Mesh(m.vertices, m.faces, "set/new0") for m in tori(1, offset=0.05)]
+    add_shapes(FIXTURE_1_1, new, grown, epochs=3)
+    d = describe(grown)
+    assert d["version"] == "1.1" and [s["name"] for s in d["shapes"]][-1] == "set/new0"
+    before, after = decompress(FIXTURE_1_1), decompress(grown)
+    assert all(np.array_equal(a.vertices, b.vertices) for a, b in zip(before, after))
 
 
 def test_add_to_damaged_or_foreign_archive_fails_before_work(archive, tmp_path, monkeypatch):

@@ -1,0 +1,141 @@
+"""Rate control: pick the decoder width, bits and lambda_R that meet a size or ratio target.
+
+The choice comes from a measured table (:data:`RATE_TABLE`, written by
+``benchmarks/bench_rate.py --table``; the raw runs are in
+``benchmarks/results/rate_table.json``). Each point records what one setting cost per
+decoder parameter and per shape's feature, and the CD it reached, on real shapes.
+For a set of N meshes the archive's bytes are predicted as
+
+    shape table (exact, from the names and counts) + fixed header
+    + decoder parameters (exact, from the architecture) x bits per parameter / 8
+    + N x feature bytes per shape,
+
+and the plan is the point of lowest measured CD whose prediction fits the target.
+The ratio is the benchmark's: the meshes as canonical binary PLY over the archive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+from necgs.coding.shape_table import pack_shapes
+from necgs.config import NecgsConfig
+from necgs.errors import ConfigError
+from necgs.io.mesh import Mesh
+from necgs.model.decoder import Decoder
+from necgs.rate import binary_ply_bytes
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    """One measured setting of the rate table.
+
+    Attributes:
+        width: Decoder size name or base width.
+        bits: Quantization bits of weights and features.
+        lambda_rate: lambda_R of the training.
+        weight_bits_per_param: Weights section bits per decoder parameter.
+        feature_bytes_per_shape: Feature bytes per shape (its stream and length).
+        cd: Mean CD measured with this setting (orders the points by quality).
+    """
+
+    width: str | int
+    bits: int
+    lambda_rate: float
+    weight_bits_per_param: float
+    feature_bytes_per_shape: float
+    cd: float
+
+
+#: JSON metadata header (config, decoder, specs, batches), zlib'd: 1.0 kB measured (8 AMA shapes).
+FIXED_HEADER_BYTES = 1010
+#: Container prefix, CRC and per-section table entries.
+FRAMING_BYTES = 24
+
+#: Measured on 8 evenly spaced AMA bodies, preset quick (K = 32, 200 epochs), by
+#: ``benchmarks/bench_rate.py`` (results/rate_ama8_*.json); see the module doc.
+RATE_TABLE: tuple[RatePoint, ...] = (
+    RatePoint("small", 6, 0.0, 4.911, 350.0, 1.007e-02),
+    RatePoint("small", 6, 0.05, 4.964, 338.0, 9.875e-03),
+    RatePoint("small", 6, 1.0, 4.396, 339.5, 1.055e-02),
+    RatePoint("small", 5, 0.0, 4.023, 272.5, 1.020e-02),
+    RatePoint("tiny", 6, 0.0, 5.071, 338.0, 1.178e-02),
+)
+
+
+@dataclass(frozen=True)
+class RatePlan:
+    """A setting chosen for a target.
+
+    Attributes:
+        config: The configuration to compress with.
+        point: The table point it came from.
+        predicted_bytes: The archive size the table predicts.
+        target_bytes: The size asked for (from the ratio when a ratio was asked).
+        ply_bytes: The meshes as binary PLY (the ratio's numerator).
+    """
+
+    config: NecgsConfig
+    point: RatePoint
+    predicted_bytes: int
+    target_bytes: int
+    ply_bytes: int
+
+    def describe(self) -> str:
+        """One line for the CLI."""
+        return (f"rate control: width {self.point.width}, {self.point.bits} bits, lambda_R {self.point.lambda_rate:g}; "
+                f"predicted {self.predicted_bytes} bytes (ratio {self.ply_bytes / self.predicted_bytes:.1f}) "
+                f"for a target of {self.target_bytes} bytes (ratio {self.ply_bytes / self.target_bytes:.1f})")
+
+
+def point_config(base: NecgsConfig, point: RatePoint) -> NecgsConfig:
+    """``base`` with the width, bits and lambda_R of ``point``."""
+    train = replace(base.train, weight_bits=point.bits, feature_bits=point.bits, lambda_rate=point.lambda_rate)
+    return replace(base, width=point.width, train=train).validate()
+
+
+def predict_bytes(config: NecgsConfig, point: RatePoint, meshes: Sequence[Mesh]) -> int:
+    """Archive bytes the table predicts for ``meshes`` compressed with ``point``."""
+    records = [{"name": m.name, "transform": {"center": [0.0, 0.0, 0.0], "scale": 1.0}, "n_vertices": m.n_vertices,
+                "n_faces": m.n_faces, "source_bytes": binary_ply_bytes(m), "batch": 0} for m in meshes]
+    params = Decoder(point_config(config, point).decoder()).param_count()
+    n = len(meshes)
+    return int(FIXED_HEADER_BYTES + FRAMING_BYTES + len(pack_shapes(records))
+               + params * point.weight_bits_per_param / 8 + n * point.feature_bytes_per_shape)
+
+
+def plan_rate(config: NecgsConfig, meshes: Sequence[Mesh], *, target_ratio: float | None = None,
+              target_bytes: int | None = None, table: Sequence[RatePoint] = RATE_TABLE) -> RatePlan:
+    """The setting of lowest measured CD whose predicted archive fits the target.
+
+    Args:
+        config: The base configuration (preset, resolution, epochs...); width, bits and
+            lambda_R are replaced.
+        meshes: The set to compress.
+        target_ratio: Wanted binary-PLY-to-archive ratio (exclusive with ``target_bytes``).
+        target_bytes: Wanted archive size.
+        table: The measured points.
+
+    Raises:
+        ConfigError: No target, both, a non-positive one, or one no point can meet.
+    """
+    if (target_ratio is None) == (target_bytes is None):
+        raise ConfigError("give exactly one of a target ratio and a target size")
+    if (target_ratio is not None and not target_ratio > 0) or (target_bytes is not None and target_bytes <= 0):
+        raise ConfigError("the rate target must be positive")
+    if not meshes:
+        raise ConfigError("rate control needs at least one mesh")
+    if not table:
+        raise ConfigError("no rate table is available for rate control")
+    ply = sum(binary_ply_bytes(m) for m in meshes)
+    target = int(target_bytes if target_bytes is not None else ply / target_ratio)
+    options = [(p, predict_bytes(config, p, meshes)) for p in table]
+    fitting = [(p, b) for p, b in options if b <= target]
+    if not fitting:
+        smallest = min(b for _, b in options)
+        asked = f"ratio {target_ratio:g}" if target_ratio is not None else f"{target} bytes"
+        raise ConfigError(f"{asked} is out of reach for these {len(meshes)} meshes: the smallest setting makes about "
+                          f"{smallest} bytes (ratio {ply / smallest:.1f})")
+    point, predicted = min(fitting, key=lambda pb: (pb[0].cd, -pb[1]))
+    return RatePlan(point_config(config, point), point, predicted, target, ply)

@@ -1,0 +1,63 @@
+"""Rate control: predictions from the measured table, the choice, one-line errors."""
+
+import pytest
+import trimesh
+
+from necgs.config import preset
+from necgs.errors import ConfigError
+from necgs.io.mesh import Mesh
+from necgs.model.decoder import Decoder
+from necgs.rate import binary_ply_bytes
+from necgs.rate_control import RATE_TABLE, RatePoint, plan_rate, predict_bytes
+
+TABLE = (
+    RatePoint("small", 6, 0.0, 4.9, 330.0, 9.0e-3),
+    RatePoint("small", 6, 0.05, 2.5, 200.0, 9.1e-3),
+    RatePoint("tiny", 6, 0.05, 2.4, 200.0, 10.5e-3),
+    RatePoint("medium", 6, 0.05, 2.5, 200.0, 8.7e-3),
+)
+
+
+def meshes(n):
+    out = []
+    for i in range(n):
+        t = trimesh.creation.icosphere(subdivisions=4)
+        out.append(Mesh(t.vertices * (1 + i), t.faces, f"set/sphere_{i:03d}"))
+    return out
+
+
+def test_prediction_adds_exact_parameter_and_shape_counts():
+    cfg, m = preset("quick"), meshes(10)
+    p = TABLE[1]
+    params = Decoder(preset("quick", width="small").decoder()).param_count()
+    predicted = predict_bytes(cfg, p, m)
+    body = params * p.weight_bits_per_param / 8 + 10 * p.feature_bytes_per_shape
+    assert body < predicted < body + 2000
+
+
+def test_plan_picks_the_best_cd_that_fits_and_meets_the_ratio():
+    cfg, m = preset("quick", epochs=7), meshes(30)
+    ply = sum(binary_ply_bytes(x) for x in m)
+    roomy = plan_rate(cfg, m, target_bytes=10**7, table=TABLE)
+    assert roomy.point.width == "medium" and roomy.config.train.lambda_rate == 0.05 and roomy.config.train.epochs == 7
+    tight = predict_bytes(cfg, TABLE[2], m) + 10
+    plan = plan_rate(cfg, m, target_ratio=ply / tight, table=TABLE)
+    assert plan.point.width == "tiny" and plan.predicted_bytes <= plan.target_bytes
+    assert "ratio" in plan.describe()
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({}, "exactly one"),
+    ({"target_ratio": 2.0, "target_bytes": 5}, "exactly one"),
+    ({"target_ratio": -1.0}, "positive"),
+    ({"target_bytes": 100}, "out of reach"),
+])
+def test_impossible_or_malformed_targets_are_config_errors(kwargs, needle):
+    with pytest.raises(ConfigError, match=needle):
+        plan_rate(preset("quick"), meshes(3), table=TABLE, **kwargs)
+
+
+def test_the_committed_table_is_usable():
+    assert RATE_TABLE and all(p.weight_bits_per_param > 0 and p.cd > 0 for p in RATE_TABLE)
+    plan = plan_rate(preset("quick"), meshes(16), target_bytes=10**9)
+    assert plan.predicted_bytes < 10**9
