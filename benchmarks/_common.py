@@ -18,14 +18,30 @@ from necgs.io.loading import LoadedSet, load_meshes
 RESULTS = Path(__file__).resolve().parent / "results"
 
 #: Columns printed and tabulated for every rate-distortion run.
-RD_COLUMNS = ["codec", "label", "bytes", "ratio_ply", "ratio_files", "cd", "nc", "f1_005", "f1_01", "encode_s",
-              "decode_ms_per_shape"]
+RD_COLUMNS = [
+    "codec",
+    "label",
+    "bytes",
+    "ratio_ply",
+    "ratio_files",
+    "cd",
+    "nc",
+    "f1_005",
+    "f1_01",
+    "encode_s",
+    "decode_ms_per_shape",
+]
 
 
 def machine() -> dict:
     """What the numbers were measured on."""
-    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
 
 
 def write_json(name: str, payload: dict) -> Path:
@@ -42,12 +58,23 @@ def evenly_spaced(dataset: str, n: int | None, offset: int = 0) -> LoadedSet:
     if not n or n >= len(loaded.meshes):
         return loaded
     picks = [(offset + round(i * len(loaded.meshes) / n)) % len(loaded.meshes) for i in range(n)]
-    return LoadedSet([loaded.meshes[i] for i in picks], [], [loaded.sources[i] for i in picks],
-                     [loaded.source_bytes[i] for i in picks])
+    return LoadedSet(
+        [loaded.meshes[i] for i in picks],
+        [],
+        [loaded.sources[i] for i in picks],
+        [loaded.source_bytes[i] for i in picks],
+    )
 
 
-def run_rd(dataset: str, codecs: list[str], necgs_settings: list[dict], name: str, *, shapes: int | None = None,
-           args: dict | None = None) -> EvaluationResult:
+def run_rd(
+    dataset: str,
+    codecs: list[str],
+    necgs_settings: list[dict],
+    name: str,
+    *,
+    shapes: int | None = None,
+    args: dict | None = None,
+) -> EvaluationResult:
     """One rate-distortion run of NeCGS settings beside the peers, written as results/<name>/ + <name>.json.
 
     Args:
@@ -68,8 +95,16 @@ def run_rd(dataset: str, codecs: list[str], necgs_settings: list[dict], name: st
         result.per_shape["dataset"] = dataset
     out = write_results(result, RESULTS / name)
     ResultsStore().add_run(result, {"benchmark": name, **(args or {})})
-    write_json(name, {"args": args or {}, "dataset": dataset, "n_shapes": len(loaded.meshes),
-                      "wall_seconds": time.time() - t, "summary": result.summary.to_dict("records")})
+    write_json(
+        name,
+        {
+            "args": args or {},
+            "dataset": dataset,
+            "n_shapes": len(loaded.meshes),
+            "wall_seconds": time.time() - t,
+            "summary": result.summary.to_dict("records"),
+        },
+    )
     print(result.summary[RD_COLUMNS].to_string(index=False))
     print(f"written to {out}")
     return result

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from _common import RESULTS, run_rd
 from necgs.commands._common import parse_width
+
+from _common import RESULTS, run_rd
 
 #: variant name -> NeCGS setting switches
 VARIANTS = {
@@ -28,7 +29,8 @@ def variant_of(setting: str) -> str:
     s = json.loads(setting)
     for name, switches in VARIANTS.items():
         if all(s.get(k) == v for k, v in switches.items()) and not any(
-                k in s for k in ("ssim", "autoencoder") if k not in switches):
+            k in s for k in ("ssim", "autoencoder") if k not in switches
+        ):
             return name
     return "other"
 
@@ -44,8 +46,14 @@ def figure(summary, metric: str):
         fig.add_trace(go.Scatter(x=grp.ratio_ply, y=grp[metric], mode="lines+markers", name=name, text=grp.label))
     floor = summary[summary.codec == "floor"]
     fig.add_hline(y=float(floor[metric].iloc[0]), line_dash="dash", line_color="gray", annotation_text="metric floor")
-    fig.update_layout(xaxis_type="log", xaxis_title="compression ratio vs binary PLY (log)", yaxis_title=metric,
-                      template="plotly_white", title=f"Fig. 8 ablations: {metric}", legend={"orientation": "h", "y": -0.25})
+    fig.update_layout(
+        xaxis_type="log",
+        xaxis_title="compression ratio vs binary PLY (log)",
+        yaxis_title=metric,
+        template="plotly_white",
+        title=f"Fig. 8 ablations: {metric}",
+        legend={"orientation": "h", "y": -0.25},
+    )
     return fig
 
 
@@ -58,10 +66,14 @@ def main() -> None:
     p.add_argument("--epochs", type=int)
     args = p.parse_args()
     extra = {"epochs": args.epochs} if args.epochs else {}
-    settings = [{"preset": args.preset, "width": parse_width(w), **extra, **switches}
-                for switches in VARIANTS.values() for w in args.widths]
-    result = run_rd(args.dataset, ["necgs", "decimate-draco"], settings, "fig8_ablation", shapes=args.shapes,
-                    args=vars(args))
+    settings = [
+        {"preset": args.preset, "width": parse_width(w), **extra, **switches}
+        for switches in VARIANTS.values()
+        for w in args.widths
+    ]
+    result = run_rd(
+        args.dataset, ["necgs", "decimate-draco"], settings, "fig8_ablation", shapes=args.shapes, args=vars(args)
+    )
     summary = result.summary
     summary["variant"] = [variant_of(s) if c == "necgs" else c for s, c in zip(summary.setting, summary.codec)]
     out = RESULTS / "fig8_ablation"

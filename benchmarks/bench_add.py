@@ -16,12 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import write_json
 from necgs.config import preset
 from necgs.io.datasets import resolve_dataset
 from necgs.io.loading import load_meshes
 from necgs.metrics import compare_meshes, mean_metrics
 from necgs.pipeline import add_shapes, compress, decompress, describe
+
+from _common import write_json
 
 
 def scores(archive: Path, names: list[str], originals: dict) -> dict:
@@ -54,8 +55,13 @@ def main() -> None:
             sec = (time.perf_counter() - t) / len(group)
             d = describe(tmp / f"grown_{label}.ncgs")
             added = [s for s in d["shapes"] if s["batch"] == 1]
-            compress(base + group, tmp / f"scratch_{label}.ncgs", cfg, progress=lambda *a: None,
-                     checkpoint_dir=tmp / f"c_{label}")
+            compress(
+                base + group,
+                tmp / f"scratch_{label}.ncgs",
+                cfg,
+                progress=lambda *a: None,
+                checkpoint_dir=tmp / f"c_{label}",
+            )
             names = [m.name for m in group]
             out["groups"][label] = {
                 "added_shapes": len(group),

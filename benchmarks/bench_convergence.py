@@ -25,12 +25,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from _common import RESULTS, evenly_spaced, write_json
 from necgs.geometry.dmc import mesh_from_volume
 from necgs.geometry.fit import FitConfig, fit_volumes
 from necgs.metrics import compare_meshes, sampling_floor
 from necgs.model.decoder import decoder_config
 from necgs.training.train import TrainConfig, train_autodecoder
+
+from _common import RESULTS, evenly_spaced, write_json
 
 
 def decode_metrics(codec, fitted, meshes, samples: int) -> dict:
@@ -41,7 +42,7 @@ def decode_metrics(codec, fitted, meshes, samples: int) -> dict:
     t = time.perf_counter()
     for i, mesh in enumerate(meshes):
         with torch.no_grad():
-            volume = decoder(features[i:i + 1])[0]
+            volume = decoder(features[i : i + 1])[0]
         rec = mesh_from_volume(volume, mesh.name).transformed(fitted.transforms[i], inverse=True)
         m = compare_meshes(rec, mesh, samples)
         empty += int(not math.isfinite(m.cd))
@@ -49,17 +50,31 @@ def decode_metrics(codec, fitted, meshes, samples: int) -> dict:
         f1s.append(m.f1_005)
     cd = np.array(cds)
     finite = cd[np.isfinite(cd)]
-    return {"cd_mean": float(cd.mean()), "cd_median": float(np.median(cd)),
-            "cd_mean_finite": float(finite.mean()) if len(finite) else float("inf"),
-            "f1_005": float(np.mean(f1s)), "empty": empty, "decode_s": time.perf_counter() - t}
+    return {
+        "cd_mean": float(cd.mean()),
+        "cd_median": float(np.median(cd)),
+        "cd_mean_finite": float(finite.mean()) if len(finite) else float("inf"),
+        "f1_005": float(np.mean(f1s)),
+        "empty": empty,
+        "decode_s": time.perf_counter() - t,
+    }
 
 
 def train_config(args, steps: int, n: int) -> TrainConfig:
     """The training settings of one budget: epochs chosen so the run has ``steps`` steps."""
     per_epoch = max(math.ceil(n / args.batch), 1)
-    tcfg = TrainConfig(epochs=max(steps // per_epoch, 1), lr=args.lr, batch_size=args.batch, device="cpu",
-                       checkpoint_every=0, mode=args.mode, block_size=args.block_size,
-                       blocks_per_shape=args.blocks, band_fraction=args.band, feature_lr_scale=args.feature_lr_scale)
+    tcfg = TrainConfig(
+        epochs=max(steps // per_epoch, 1),
+        lr=args.lr,
+        batch_size=args.batch,
+        device="cpu",
+        checkpoint_every=0,
+        mode=args.mode,
+        block_size=args.block_size,
+        blocks_per_shape=args.blocks,
+        band_fraction=args.band,
+        feature_lr_scale=args.feature_lr_scale,
+    )
     return tcfg.validate()
 
 
@@ -74,11 +89,20 @@ def study(args, loaded, K: int, width: int, floor: dict) -> list[dict]:
         torch.manual_seed(0)
         codec = train_autodecoder(fitted.volumes, dcfg, tcfg, progress=False)
         real_steps = tcfg.epochs * max(math.ceil(len(loaded.meshes) / tcfg.batch_size), 1)
-        row = {"mode": args.mode, "K": K, "width": width, "steps": real_steps, "epochs": tcfg.epochs,
-               "train_s": codec.seconds, "s_per_step": codec.seconds / real_steps, "final_loss": codec.losses[-1],
-               "decoder_params": sum(int(np.prod(q.shape)) for q in codec.weights.values()),
-               **decode_metrics(codec, fitted, loaded.meshes, args.samples), "floor_cd": floor["cd"],
-               "floor_f1_005": floor["f1_005"]}
+        row = {
+            "mode": args.mode,
+            "K": K,
+            "width": width,
+            "steps": real_steps,
+            "epochs": tcfg.epochs,
+            "train_s": codec.seconds,
+            "s_per_step": codec.seconds / real_steps,
+            "final_loss": codec.losses[-1],
+            "decoder_params": sum(int(np.prod(q.shape)) for q in codec.weights.values()),
+            **decode_metrics(codec, fitted, loaded.meshes, args.samples),
+            "floor_cd": floor["cd"],
+            "floor_f1_005": floor["f1_005"],
+        }
         rows.append(row)
         print(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
         if len(rows) >= 2 and rows[-2]["cd_mean"] > 0 and math.isfinite(rows[-2]["cd_mean"]):
@@ -91,15 +115,15 @@ def study(args, loaded, K: int, width: int, floor: dict) -> list[dict]:
 
 def figure(df: pd.DataFrame, path) -> None:
     """CD against steps and against wall time, one line per (mode, K, width)."""
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("mean CD vs training steps", "mean CD vs training wall time"))
     for (mode, K, w), g in df.groupby(["mode", "K", "width"]):
         name = f"{mode} K={K} w={w}"
         fig.add_scatter(x=g["steps"], y=g["cd_mean_finite"], mode="lines+markers", name=name, row=1, col=1)
-        fig.add_scatter(x=g["train_s"], y=g["cd_mean_finite"], mode="lines+markers", name=name, showlegend=False,
-                        row=1, col=2)
+        fig.add_scatter(
+            x=g["train_s"], y=g["cd_mean_finite"], mode="lines+markers", name=name, showlegend=False, row=1, col=2
+        )
     fig.add_hline(y=float(df["floor_cd"].iloc[0]), line_dash="dot", annotation_text="sampling floor")
     fig.update_xaxes(type="log", title_text="steps", row=1, col=1)
     fig.update_xaxes(type="log", title_text="seconds (2 CPU cores)", row=1, col=2)

@@ -18,12 +18,13 @@ import time
 
 import torch
 
-from _common import evenly_spaced, write_json
 from necgs import preset
 from necgs.commands._common import parse_width
 from necgs.geometry.dmc import mesh_from_volume
 from necgs.geometry.fit import fit_volumes
 from necgs.model.decoder import Decoder
+
+from _common import evenly_spaced, write_json
 
 
 def time_ms(fn, repeats: int) -> float:
@@ -53,10 +54,18 @@ def main() -> None:
         decoder = Decoder(dcfg).eval()
         feature = torch.randn(1, dcfg.feature_channels, *(dcfg.feature_resolution,) * 3)
         with torch.no_grad():
-            forward = time_ms(lambda: decoder(feature), 10)
-        rows.append({"width": w, "widths": list(dcfg.widths), "parameters": decoder.param_count(),
-                     "decoder_ms": forward, "dmc_ms": sum(dmc_ms) / len(dmc_ms),
-                     "decode_ms_per_shape": forward + sum(dmc_ms) / len(dmc_ms), "target_ms": 100})
+            forward = time_ms(lambda d=decoder, f=feature: d(f), 10)
+        rows.append(
+            {
+                "width": w,
+                "widths": list(dcfg.widths),
+                "parameters": decoder.param_count(),
+                "decoder_ms": forward,
+                "dmc_ms": sum(dmc_ms) / len(dmc_ms),
+                "decode_ms_per_shape": forward + sum(dmc_ms) / len(dmc_ms),
+                "target_ms": 100,
+            }
+        )
         print(rows[-1], flush=True)
     print(write_json(f"decode_{args.preset}", {"args": vars(args), "K": cfg.fit.resolution, "rows": rows}))
 

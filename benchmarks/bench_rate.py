@@ -25,13 +25,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _common import RESULTS, evenly_spaced, write_json
 from necgs.coding.archive import Section, archive_bytes
 from necgs.coding.entropy import encode_symbols
 from necgs.config import preset
 from necgs.metrics import compare_meshes
-from necgs.pipeline import (FORMAT, _initial_features, _legacy_feature_sections, compress, decompress, describe,
-                            open_archive)
+from necgs.pipeline import (
+    FORMAT,
+    _initial_features,
+    _legacy_feature_sections,
+    compress,
+    decompress,
+    describe,
+    open_archive,
+)
+
+from _common import RESULTS, evenly_spaced, write_json
 
 
 def legacy_archive(path: Path) -> tuple[bytes, dict]:
@@ -49,8 +57,12 @@ def legacy_archive(path: Path) -> tuple[bytes, dict]:
     sections = [Section("weights", wblob, {"coder": wcoder, "count": int(symbols.size)}), *fsections]
     blob = archive_bytes({**meta, "format": FORMAT}, sections, minor=1)
     feature = sum(len(s.data) for s in fsections)
-    return blob, {"bytes": len(blob), "weights_bytes": len(wblob), "feature_bytes": feature,
-                  "header_bytes": len(blob) - len(wblob) - feature}
+    return blob, {
+        "bytes": len(blob),
+        "weights_bytes": len(wblob),
+        "feature_bytes": feature,
+        "header_bytes": len(blob) - len(wblob) - feature,
+    }
 
 
 def decode_seconds(archives: list, rounds: int = 2) -> tuple[list[float], list]:
@@ -66,8 +78,14 @@ def decode_seconds(archives: list, rounds: int = 2) -> tuple[list[float], list]:
 
 def measure(loaded, setting: dict, base: dict, samples: int) -> dict:
     """Train, write, decode and score one setting."""
-    cfg = preset(base["preset"], width=setting["width"], epochs=base["epochs"], weight_bits=setting["bits"],
-                 feature_bits=setting["bits"], device="cpu")
+    cfg = preset(
+        base["preset"],
+        width=setting["width"],
+        epochs=base["epochs"],
+        weight_bits=setting["bits"],
+        feature_bits=setting["bits"],
+        device="cpu",
+    )
     cfg = replace(cfg, train=replace(cfg.train, lambda_rate=setting["lambda"]))
     with tempfile.TemporaryDirectory(prefix="bench-rate-") as tmp:
         path = Path(tmp) / "set.ncgs"
@@ -80,16 +98,29 @@ def measure(loaded, setting: dict, base: dict, samples: int) -> dict:
     cds = [compare_meshes(rec, gt, samples).cd for rec, gt in zip(decoded, loaded.meshes)]
     est = d["rate_estimate"] or {}
     return {
-        **setting, "bytes": d["bytes"], "header_bytes": d["header_bytes"], "weights_bytes": d["weights_bytes"],
-        "feature_model_bytes": d["feature_model_bytes"], "feature_bytes": d["feature_bytes"],
-        "shape_table_bytes": table_bytes, "n_shapes": len(decoded),
-        "weights_coders": json.dumps(d["coders"]), "est_weights_bytes": est.get("weights_bytes"),
-        "est_features_bytes": est.get("features_bytes"), "params": d["decoder_parameters"],
+        **setting,
+        "bytes": d["bytes"],
+        "header_bytes": d["header_bytes"],
+        "weights_bytes": d["weights_bytes"],
+        "feature_model_bytes": d["feature_model_bytes"],
+        "feature_bytes": d["feature_bytes"],
+        "shape_table_bytes": table_bytes,
+        "n_shapes": len(decoded),
+        "weights_coders": json.dumps(d["coders"]),
+        "est_weights_bytes": est.get("weights_bytes"),
+        "est_features_bytes": est.get("features_bytes"),
+        "params": d["decoder_parameters"],
         "weight_bits_per_param": 8 * d["weights_bytes"] / d["decoder_parameters"],
-        "v11_bytes": old["bytes"], "v11_header_bytes": old["header_bytes"], "v11_weights_bytes": old["weights_bytes"],
-        "v11_feature_bytes": old["feature_bytes"], "ratio_ply": d["ratio_ply"],
-        "cd_mean": float(np.mean(cds)), "cd_median": float(np.median(cds)), "empty": len(result.empty_shapes),
-        "train_s": result.seconds["train"], "decode_ms_per_shape": 1000 * decode_s / len(decoded),
+        "v11_bytes": old["bytes"],
+        "v11_header_bytes": old["header_bytes"],
+        "v11_weights_bytes": old["weights_bytes"],
+        "v11_feature_bytes": old["feature_bytes"],
+        "ratio_ply": d["ratio_ply"],
+        "cd_mean": float(np.mean(cds)),
+        "cd_median": float(np.median(cds)),
+        "empty": len(result.empty_shapes),
+        "train_s": result.seconds["train"],
+        "decode_ms_per_shape": 1000 * decode_s / len(decoded),
         "v11_decode_ms_per_shape": 1000 * old_decode_s / len(decoded),
     }
 
@@ -99,23 +130,35 @@ def landing(loaded, ratio: float, base: dict, samples: int) -> dict:
     cfg = preset(base["preset"], epochs=base["epochs"], device="cpu")
     with tempfile.TemporaryDirectory(prefix="bench-rate-") as tmp:
         path = Path(tmp) / "set.ncgs"
-        result = compress(loaded, path, cfg, checkpoint_dir=Path(tmp) / "ckpt", progress=lambda *a: None,
-                          target_ratio=ratio)
+        result = compress(
+            loaded, path, cfg, checkpoint_dir=Path(tmp) / "ckpt", progress=lambda *a: None, target_ratio=ratio
+        )
         decoded = decompress(path, device="cpu")
         _, old = legacy_archive(path)
     plan = result.rate_plan
     cds = [compare_meshes(rec, gt, samples).cd for rec, gt in zip(decoded, loaded.meshes)]
-    return {"target_ratio": ratio, "reached_ratio": result.ratio_ply, "error": result.ratio_ply / ratio - 1,
-            "width": plan.point.width, "bits": plan.point.bits, "lambda": plan.point.lambda_rate,
-            "predicted_bytes": plan.predicted_bytes, "bytes": result.bytes, "v11_bytes": old["bytes"],
-            "cd_mean": float(np.mean(cds)), "empty": len(result.empty_shapes)}
+    return {
+        "target_ratio": ratio,
+        "reached_ratio": result.ratio_ply,
+        "error": result.ratio_ply / ratio - 1,
+        "width": plan.point.width,
+        "bits": plan.point.bits,
+        "lambda": plan.point.lambda_rate,
+        "predicted_bytes": plan.predicted_bytes,
+        "bytes": result.bytes,
+        "v11_bytes": old["bytes"],
+        "cd_mean": float(np.mean(cds)),
+        "empty": len(result.empty_shapes),
+    }
 
 
 def table_point(row: dict) -> str:
     """The row as a ``RatePoint(...)`` line of :data:`necgs.rate_control.RATE_TABLE`."""
     per_shape = (row["feature_bytes"] + row["feature_model_bytes"]) / row["n_shapes"]
-    return (f"    RatePoint({row['width']!r}, {row['bits']}, {row['lambda']}, {row['weight_bits_per_param']:.3f}, "
-            f"{per_shape:.1f}, {row['cd_mean']:.3e}),")
+    return (
+        f"    RatePoint({row['width']!r}, {row['bits']}, {row['lambda']}, {row['weight_bits_per_param']:.3f}, "
+        f"{per_shape:.1f}, {row['cd_mean']:.3e}),"
+    )
 
 
 def main() -> None:
@@ -153,8 +196,24 @@ def main() -> None:
     print("rate table points (necgs/rate_control.py RATE_TABLE):")
     for r in rows:
         print(table_point(r))
-    print(pd.DataFrame(rows)[["width", "bits", "lambda", "bytes", "v11_bytes", "weights_bytes", "est_weights_bytes",
-                              "feature_bytes", "est_features_bytes", "header_bytes", "cd_mean", "decode_ms_per_shape"]])
+    print(
+        pd.DataFrame(rows)[
+            [
+                "width",
+                "bits",
+                "lambda",
+                "bytes",
+                "v11_bytes",
+                "weights_bytes",
+                "est_weights_bytes",
+                "feature_bytes",
+                "est_features_bytes",
+                "header_bytes",
+                "cd_mean",
+                "decode_ms_per_shape",
+            ]
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from _common import run_rd
 from necgs.commands._common import parse_width
+
+from _common import run_rd
 
 
 def main() -> None:
@@ -26,8 +27,14 @@ def main() -> None:
     args = p.parse_args()
     extra = {"epochs": args.epochs} if args.epochs else {}
     settings = [{"preset": args.preset, "width": parse_width(w), **extra} for w in args.widths]
-    run_rd(args.dataset, args.codecs.split(","), settings, f"rd_{args.dataset}_{args.preset}{args.tag}",
-           shapes=args.shapes, args=vars(args))
+    run_rd(
+        args.dataset,
+        args.codecs.split(","),
+        settings,
+        f"rd_{args.dataset}_{args.preset}{args.tag}",
+        shapes=args.shapes,
+        args=vars(args),
+    )
 
 
 if __name__ == "__main__":

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _common import RESULTS, evenly_spaced, write_json
 from necgs import compress, decompress, preset
 from necgs.metrics import compare_meshes, mean_metrics, sampling_floor
 from necgs.rate import rate_report
+
+from _common import RESULTS, evenly_spaced, write_json
 
 
 def measure(loaded, K: int, args, work: Path) -> dict:
@@ -34,10 +35,19 @@ def measure(loaded, K: int, args, work: Path) -> dict:
     metrics = mean_metrics([compare_meshes(r, g, args.samples) for r, g in zip(decoded, loaded.meshes)])
     rate = rate_report(result.bytes, sum(loaded.source_bytes), loaded.meshes)
     n = len(loaded.meshes)
-    return {"K": K, "modules": cfg.decoder().modules, "widths": list(cfg.decoder().widths), "shapes": n,
-            "epochs": cfg.train.epochs, "bytes": result.bytes, "ratio_ply": rate.ratio_ply,
-            "fit_s_per_shape": result.seconds["fit"] / n, "train_s": result.seconds["train"],
-            "decode_ms_per_shape": decode_ms, **metrics.to_dict()}
+    return {
+        "K": K,
+        "modules": cfg.decoder().modules,
+        "widths": list(cfg.decoder().widths),
+        "shapes": n,
+        "epochs": cfg.train.epochs,
+        "bytes": result.bytes,
+        "ratio_ply": rate.ratio_ply,
+        "fit_s_per_shape": result.seconds["fit"] / n,
+        "train_s": result.seconds["train"],
+        "decode_ms_per_shape": decode_ms,
+        **metrics.to_dict(),
+    }
 
 
 def main() -> None:
@@ -61,10 +71,17 @@ def main() -> None:
     table = pd.DataFrame(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     table.to_csv(RESULTS / "table3_resolution.csv", index=False)
-    write_json("table3_resolution", {"args": vars(args), "shapes": [m.name for m in loaded.meshes],
-                                     "floor": floor.to_dict(), "rows": rows})
+    write_json(
+        "table3_resolution",
+        {"args": vars(args), "shapes": [m.name for m in loaded.meshes], "floor": floor.to_dict(), "rows": rows},
+    )
     print(table.to_string(index=False))
-    print("floor", {k: round(float(v), 5) for k, v in floor.to_dict().items()}, "mean ratio", float(np.mean(table.ratio_ply)))
+    print(
+        "floor",
+        {k: round(float(v), 5) for k, v in floor.to_dict().items()},
+        "mean ratio",
+        float(np.mean(table.ratio_ply)),
+    )
 
 
 if __name__ == "__main__":

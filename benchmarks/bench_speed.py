@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-from _common import evenly_spaced, write_json
 from necgs import compress, decompress, preset
 from necgs.commands._common import parse_width
 from necgs.metrics import compare_meshes, mean_metrics
 from necgs.rate import rate_report
 
+from _common import evenly_spaced, write_json
 
 #: The codec issue's wall-time targets: quick on 16 shapes, standard (K = 64) on 88 shapes.
 TARGET_SECONDS = {"quick": 180, "standard": 1800}
@@ -50,10 +50,19 @@ def main() -> None:
         decode_ms = 1000 * (time.perf_counter() - t) / len(decoded)
     metrics = mean_metrics([compare_meshes(r, g) for r, g in zip(decoded, loaded.meshes)])
     rate = rate_report(result.bytes, sum(loaded.source_bytes), loaded.meshes)
-    payload = {"args": vars(args), "shapes": len(loaded.meshes), "K": cfg.fit.resolution, "epochs": cfg.train.epochs,
-               "compress_seconds": total, "stage_seconds": result.seconds, "target_seconds": TARGET_SECONDS.get(args.preset),
-               "decode_ms_per_shape": decode_ms, "bytes": result.bytes, "ratio_ply": rate.ratio_ply,
-               **metrics.to_dict()}
+    payload = {
+        "args": vars(args),
+        "shapes": len(loaded.meshes),
+        "K": cfg.fit.resolution,
+        "epochs": cfg.train.epochs,
+        "compress_seconds": total,
+        "stage_seconds": result.seconds,
+        "target_seconds": TARGET_SECONDS.get(args.preset),
+        "decode_ms_per_shape": decode_ms,
+        "bytes": result.bytes,
+        "ratio_ply": rate.ratio_ply,
+        **metrics.to_dict(),
+    }
     print(write_json(f"speed_{args.preset}_{args.shapes}" + (f"_w{args.width}" if args.width else ""), payload))
     print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in payload.items()})
 

@@ -19,11 +19,12 @@ from dataclasses import replace
 
 import torch
 
-from _common import evenly_spaced, write_json
 from necgs.geometry.fit import FitConfig, fit_volumes
 from necgs.model.decoder import Decoder, decoder_config
 from necgs.model.quant import quantize, symmetric_spec
 from necgs.training.train import StepObjective, TrainConfig
+
+from _common import evenly_spaced, write_json
 
 
 def one_step(decoder, features, objective, idx, opt, tcfg, generator) -> float:
@@ -54,10 +55,19 @@ def measure(volumes: torch.Tensor, width: int, tcfg: TrainConfig, repeats: int) 
             if r:  # the first round warms up allocators and kernels
                 times[mode].append(s)
     dense, patch = statistics.median(times["dense"]), statistics.median(times["patch"])
-    return {"K": K, "width": width, "shapes_per_step": n, "block_size": tcfg.block_size,
-            "blocks_per_shape": tcfg.blocks_per_shape, "crop_level": objectives["patch"].crop_level,
-            "band_share_of_block_positions": objectives["patch"].sampler.band_share(),
-            "dense_step_s": dense, "patch_step_s": patch, "speedup": dense / patch, "repeats": repeats}
+    return {
+        "K": K,
+        "width": width,
+        "shapes_per_step": n,
+        "block_size": tcfg.block_size,
+        "blocks_per_shape": tcfg.blocks_per_shape,
+        "crop_level": objectives["patch"].crop_level,
+        "band_share_of_block_positions": objectives["patch"].sampler.band_share(),
+        "dense_step_s": dense,
+        "patch_step_s": patch,
+        "speedup": dense / patch,
+        "repeats": repeats,
+    }
 
 
 def main() -> None:
@@ -71,8 +81,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
     loaded = evenly_spaced(args.dataset, args.shapes)
-    tcfg = TrainConfig(batch_size=args.shapes, block_size=args.block_size, blocks_per_shape=args.blocks,
-                       device="cpu").validate()
+    tcfg = TrainConfig(
+        batch_size=args.shapes, block_size=args.block_size, blocks_per_shape=args.blocks, device="cpu"
+    ).validate()
     rows = []
     for K in args.resolutions:
         volumes = fit_volumes(loaded.meshes, FitConfig(resolution=K, backend="none"), progress=False).volumes

@@ -12,12 +12,13 @@ from dataclasses import replace
 
 import pandas as pd
 
-from _common import RESULTS, write_json
 from necgs.geometry.dmc import mesh_from_volume
 from necgs.geometry.fit import FitConfig, fitted_volume
 from necgs.io.datasets import resolve_dataset
 from necgs.io.loading import load_meshes
 from necgs.metrics import compare_meshes, sampling_floor
+
+from _common import RESULTS, write_json
 
 SETS = ("humans_ama", "animals_sumner", "cad_trimesh")
 
@@ -45,25 +46,49 @@ def main() -> None:
                     t = time.perf_counter()
                     vol, tr, _ = fitted_volume(mesh, cfg, cache=False)
                     sec = time.perf_counter() - t
-                    m = compare_meshes(mesh_from_volume(vol, deform=cfg.backend != "none").transformed(tr, inverse=True), mesh)
-                    rows.append({"set": name, "K": K, "representation": label, "shape": mesh.name, "seconds": sec,
-                                 **m.to_dict(), "floor_cd": floor.cd, "floor_f1_005": floor.f1_005})
+                    m = compare_meshes(
+                        mesh_from_volume(vol, deform=cfg.backend != "none").transformed(tr, inverse=True), mesh
+                    )
+                    rows.append(
+                        {
+                            "set": name,
+                            "K": K,
+                            "representation": label,
+                            "shape": mesh.name,
+                            "seconds": sec,
+                            **m.to_dict(),
+                            "floor_cd": floor.cd,
+                            "floor_f1_005": floor.f1_005,
+                        }
+                    )
                 print(name, K, mesh.name, rows[-2]["cd"], rows[-1]["cd"], f"{rows[-1]['seconds']:.1f}s", flush=True)
     df = pd.DataFrame(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     df.to_csv(RESULTS / "table2_per_shape.csv", index=False)
-    table = df.groupby(["set", "K", "representation"]).agg(
-        shapes=("shape", "count"), cd=("cd", "mean"), nc=("nc", "mean"), f1_005=("f1_005", "mean"),
-        f1_01=("f1_01", "mean"), seconds_per_shape=("seconds", "mean"), floor_cd=("floor_cd", "mean"),
-        floor_f1_005=("floor_f1_005", "mean")).reset_index()
+    table = (
+        df.groupby(["set", "K", "representation"])
+        .agg(
+            shapes=("shape", "count"),
+            cd=("cd", "mean"),
+            nc=("nc", "mean"),
+            f1_005=("f1_005", "mean"),
+            f1_01=("f1_01", "mean"),
+            seconds_per_shape=("seconds", "mean"),
+            floor_cd=("floor_cd", "mean"),
+            floor_f1_005=("floor_f1_005", "mean"),
+        )
+        .reset_index()
+    )
     table.to_csv(RESULTS / "table2_tsdf_vs_tsdfdef.csv", index=False)
     checks = {}
     for (s, K), grp in table.groupby(["set", "K"]):
         plain = grp[grp.representation == "TSDF + MC"].iloc[0]
         fit = grp[grp.representation == "TSDF-Def + DMC"].iloc[0]
         checks[f"{s}@{K}"] = bool(fit.cd < plain.cd and fit.f1_005 > plain.f1_005)
-    write_json("table2_tsdf_vs_tsdfdef", {"iterations": args.iterations, "table": table.to_dict("records"),
-                                          "tsdf_def_strictly_better": checks})
+    write_json(
+        "table2_tsdf_vs_tsdfdef",
+        {"iterations": args.iterations, "table": table.to_dict("records"), "tsdf_def_strictly_better": checks},
+    )
     print(table.to_string())
     print(checks)
 

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from _common import write_json
 from necgs.config import NecgsConfig
 from necgs.errors import ArchiveError
 from necgs.geometry.fit import FitConfig
@@ -29,14 +28,19 @@ from necgs.io.mesh import Mesh
 from necgs.pipeline import compress, decompress
 from necgs.training.train import TrainConfig
 
+from _common import write_json
+
 
 def small_archive() -> bytes:
     meshes = []
     for i in range(2):
         t = trimesh.creation.torus(major_radius=1 + 0.1 * i, minor_radius=0.3, major_sections=24, minor_sections=12)
         meshes.append(Mesh(t.vertices, t.faces, f"t{i}"))
-    cfg = NecgsConfig(fit=FitConfig(resolution=16, iterations=10, samples=2000), width=4,
-                      train=TrainConfig(epochs=30, checkpoint_every=0))
+    cfg = NecgsConfig(
+        fit=FitConfig(resolution=16, iterations=10, samples=2000),
+        width=4,
+        train=TrainConfig(epochs=30, checkpoint_every=0),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "f.ncgs"
         compress(meshes, path, cfg, progress=lambda *a: None, checkpoint_dir=Path(tmp) / "c")
@@ -72,7 +76,10 @@ def mutations(blob: bytes, n: int, rng: np.random.Generator):
             yield "splice", bytes(b[:i] + b[j:] + b[i:j])
         else:
             i = int(rng.integers(size))
-            yield "insert", bytes(b[:i] + rng.integers(0, 256, int(rng.integers(1, 64))).astype(np.uint8).tobytes() + b[i:])
+            yield (
+                "insert",
+                bytes(b[:i] + rng.integers(0, 256, int(rng.integers(1, 64))).astype(np.uint8).tobytes() + b[i:]),
+            )
         done += 1
 
 
@@ -101,8 +108,15 @@ def main() -> None:
         worst_ms = max(worst_ms, 1000 * (time.perf_counter() - t))
         peak = max(peak, tracemalloc.get_traced_memory()[1])
     total = sum(kinds.values())
-    result = {"archive_bytes": len(blob), "cases": total, "kinds": dict(kinds), "outcomes": dict(outcomes),
-              "crashes": crashes[:20], "max_ms_per_case": worst_ms, "peak_traced_bytes": peak}
+    result = {
+        "archive_bytes": len(blob),
+        "cases": total,
+        "kinds": dict(kinds),
+        "outcomes": dict(outcomes),
+        "crashes": crashes[:20],
+        "max_ms_per_case": worst_ms,
+        "peak_traced_bytes": peak,
+    }
     print(write_json("fuzz_archive", result))
     print(result)
 

@@ -20,8 +20,10 @@ def render(folder: Path) -> None:
 
     summary = pd.read_csv(folder / "summary.csv")
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium",
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         page = browser.new_page(viewport={"width": 900, "height": 560})
         for metric, name in (("cd", "rd_cd"), ("f1_005", "rd_f1")):
             fig = rd_figure(summary, metric, highlight="necgs")

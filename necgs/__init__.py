@@ -27,6 +27,17 @@ def __getattr__(name: str):
     return getattr(importlib.import_module(module), attr)
 
 
-__all__ = ["Mesh", "NecgsError", "Transform", "compress", "decompress", "describe", "add_shapes", "evaluate",
-           "NecgsConfig", "preset", "load_meshes"]
+__all__ = [
+    "Mesh",
+    "NecgsError",
+    "Transform",
+    "compress",
+    "decompress",
+    "describe",
+    "add_shapes",
+    "evaluate",
+    "NecgsConfig",
+    "preset",
+    "load_meshes",
+]
 __version__ = "0.1.0"

@@ -49,7 +49,7 @@ class NecgsConfig:
         """The decoder architecture these settings describe."""
         return decoder_config(self.fit.resolution, self.width, self.feature_channels, self.feature_resolution)
 
-    def validate(self) -> "NecgsConfig":
+    def validate(self) -> NecgsConfig:
         """Check every part before any work starts; raises :class:`ConfigError`."""
         self.fit.validate()
         self.train.validate()
@@ -81,17 +81,28 @@ PRESETS: dict[str, NecgsConfig] = {
     "paper": NecgsConfig(
         fit=FitConfig(resolution=128, iterations=100, lr=0.01, lr_decay=0.01),
         width="paper",
-        train=TrainConfig(epochs=400, lr=1e-3, batch_size=4, warmup_fraction=0.2, weight_bits=8, feature_bits=8,
-                          feature_lr_scale=1.0),
+        train=TrainConfig(
+            epochs=400, lr=1e-3, batch_size=4, warmup_fraction=0.2, weight_bits=8, feature_bits=8, feature_lr_scale=1.0
+        ),
     ),
 }
 
 
-def preset(name: str, *, width=None, device: str | None = None, epochs: int | None = None,
-           ssim: bool | None = None, deform: bool | None = None, autoencoder: bool | None = None,
-           resolution: int | None = None, weight_bits: int | None = None,
-           feature_bits: int | None = None, train_mode: str | None = None,
-           lambda_rate: float | None = None) -> NecgsConfig:
+def preset(
+    name: str,
+    *,
+    width=None,
+    device: str | None = None,
+    epochs: int | None = None,
+    ssim: bool | None = None,
+    deform: bool | None = None,
+    autoencoder: bool | None = None,
+    resolution: int | None = None,
+    weight_bits: int | None = None,
+    feature_bits: int | None = None,
+    train_mode: str | None = None,
+    lambda_rate: float | None = None,
+) -> NecgsConfig:
     """A named preset with the common overrides applied (validated).
 
     Args:
@@ -131,8 +142,9 @@ def preset(name: str, *, width=None, device: str | None = None, epochs: int | No
         train = replace(train, mode=train_mode)
     if deform is False:
         fit = replace(fit, backend="none")
-    cfg = replace(cfg, fit=fit, train=train, deform=cfg.deform if deform is None else deform,
-                  autoencoder=bool(autoencoder))
+    cfg = replace(
+        cfg, fit=fit, train=train, deform=cfg.deform if deform is None else deform, autoencoder=bool(autoencoder)
+    )
     if width is not None:
         cfg = replace(cfg, width=width)
     return cfg.validate()

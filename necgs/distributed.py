@@ -32,11 +32,24 @@ def launch_compress(source, output, cfg: NecgsConfig, nproc: int, *, checkpoint_
     with tempfile.TemporaryDirectory(prefix="necgs-ddp-") as tmp:
         cfg_path = Path(tmp) / "config.json"
         cfg_path.write_text(json.dumps(cfg.to_dict()))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "necgs.distributed", "--config", str(cfg_path), str(source), str(output)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "necgs.distributed",
+            "--config",
+            str(cfg_path),
+            str(source),
+            str(output),
+        ]
         if checkpoint_dir:
             cmd += ["--checkpoint-dir", str(checkpoint_dir)]
-        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // nproc))))
+        env = dict(
+            os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // nproc)))
+        )
         return subprocess.run(cmd, env=env).returncode
 
 
@@ -70,8 +83,9 @@ def worker(source: str, output: str, cfg: NecgsConfig, checkpoint_dir: str | Non
         mine = fit_volumes(loaded.meshes, cfg.fit, progress=rank == 0, rank=rank, world_size=world)
         volumes = _gather_volumes(mine.volumes, len(loaded.meshes), rank, world)
         ckpt = Path(checkpoint_dir) if checkpoint_dir else None
-        codec = train_autodecoder(volumes, cfg.decoder(), cfg.train, checkpoint_dir=ckpt, progress=rank == 0,
-                                  autoencoder=cfg.autoencoder)
+        codec = train_autodecoder(
+            volumes, cfg.decoder(), cfg.train, checkpoint_dir=ckpt, progress=rank == 0, autoencoder=cfg.autoencoder
+        )
         if rank == 0:
             transforms = [grid_transform(m, cfg.fit) for m in loaded.meshes]
             shapes = [_shape_record(m, t, b, 0) for m, t, b in zip(loaded.meshes, transforms, loaded.source_bytes)]

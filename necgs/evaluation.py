@@ -14,9 +14,9 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -59,8 +59,25 @@ class StageEvent:
 StageCallback = Callable[[StageEvent], None]
 
 SUMMARY_COLUMNS = [
-    "dataset", "codec", "label", "setting", "status", "bytes", "ratio_files", "ratio_ply", "bits_per_vertex",
-    "cd", "nc", "f1_005", "f1_01", "cd_median", "empty_shapes", "encode_s", "decode_ms_per_shape", "n_shapes", "error",
+    "dataset",
+    "codec",
+    "label",
+    "setting",
+    "status",
+    "bytes",
+    "ratio_files",
+    "ratio_ply",
+    "bits_per_vertex",
+    "cd",
+    "nc",
+    "f1_005",
+    "f1_01",
+    "cd_median",
+    "empty_shapes",
+    "encode_s",
+    "decode_ms_per_shape",
+    "n_shapes",
+    "error",
 ]
 
 
@@ -140,8 +157,9 @@ def evaluate(
     emit(StageEvent(-1, "floor", "", "metrics", "metrics", 0.0))
     floor = [sampling_floor(m, n_samples, seed) for m in meshes]
     emit(StageEvent(-1, "floor", "", "metrics", "metrics", 1.0))
-    rows.append(_row(name, "floor", "metric floor (original vs itself)", {}, "ok", None, source_bytes, meshes,
-                     floor, 0.0, 0.0))
+    rows.append(
+        _row(name, "floor", "metric floor (original vs itself)", {}, "ok", None, source_bytes, meshes, floor, 0.0, 0.0)
+    )
     for k, (c, setting) in enumerate(plan):
         _check_cancel(cancel)
         codec = instances[c]
@@ -150,11 +168,13 @@ def evaluate(
         step("encode", "encode", 0.0, 0.0)
         try:
             t = time.perf_counter()
-            blobs = codec.encode(meshes, setting, progress=lambda st, f: step("encode", st, f, 0.7 * f))
+            blobs = codec.encode(meshes, setting, progress=lambda st, f, step=step: step("encode", st, f, 0.7 * f))
             enc = time.perf_counter() - t
             _check_cancel(cancel)
             t = time.perf_counter()
-            decoded = codec.decode(blobs, setting, progress=lambda st, f: step("decode", st, f, 0.7 + 0.2 * f))
+            decoded = codec.decode(
+                blobs, setting, progress=lambda st, f, step=step: step("decode", st, f, 0.7 + 0.2 * f)
+            )
             dec_ms = 1000 * (time.perf_counter() - t) / len(meshes)
             step("metrics", "metrics", 0.0, 0.9)
             per = [compare_meshes(r, g, n_samples, seed) for r, g in zip(decoded, meshes)]
@@ -164,14 +184,29 @@ def evaluate(
         except KeyboardInterrupt:
             raise Cancelled("evaluation cancelled") from None
         except Exception as exc:  # a failing setting is recorded, the run goes on
-            rows.append(_row(name, c, label, setting, "error", None, source_bytes, meshes, None, 0, 0,
-                             error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
+            rows.append(
+                _row(
+                    name,
+                    c,
+                    label,
+                    setting,
+                    "error",
+                    None,
+                    source_bytes,
+                    meshes,
+                    None,
+                    0,
+                    0,
+                    error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+                )
+            )
             continue
         total = sum(len(b) for b in blobs)
         rows.append(_row(name, c, label, setting, "ok", total, source_bytes, meshes, per, enc, dec_ms))
         for m, metric, fl in zip(meshes, per, floor):
-            shape_rows.append({"dataset": name, "codec": c, "label": label, "shape": m.name, **metric.to_dict(),
-                               "floor_cd": fl.cd})
+            shape_rows.append(
+                {"dataset": name, "codec": c, "label": label, "shape": m.name, **metric.to_dict(), "floor_cd": fl.cd}
+            )
         if keep_decoded:
             result.decoded[(c, label)] = decoded
             result.blobs[(c, label)] = blobs
@@ -199,29 +234,64 @@ def _check_cancel(cancel: threading.Event | None) -> None:
         raise Cancelled("evaluation cancelled")
 
 
-def _row(dataset, codec, label, setting, status, total, source_bytes, meshes, per: list[MeshMetrics] | None,
-         enc, dec_ms, error="") -> dict:
+def _row(
+    dataset,
+    codec,
+    label,
+    setting,
+    status,
+    total,
+    source_bytes,
+    meshes,
+    per: list[MeshMetrics] | None,
+    enc,
+    dec_ms,
+    error="",
+) -> dict:
     """One summary row; ``per`` holds the per-shape metrics (mean CD is inf if any shape decoded empty,
     so the row also carries the median CD and the count of shapes without a surface)."""
-    row = {"dataset": dataset, "codec": codec, "label": label, "setting": json.dumps(setting, sort_keys=True),
-           "status": status, "error": error, "n_shapes": len(meshes), "encode_s": enc, "decode_ms_per_shape": dec_ms}
+    row = {
+        "dataset": dataset,
+        "codec": codec,
+        "label": label,
+        "setting": json.dumps(setting, sort_keys=True),
+        "status": status,
+        "error": error,
+        "n_shapes": len(meshes),
+        "encode_s": enc,
+        "decode_ms_per_shape": dec_ms,
+    }
     if total:
         r = rate_report(total, source_bytes, meshes)
-        row.update(bytes=r.compressed_bytes, ratio_files=r.ratio_files, ratio_ply=r.ratio_ply,
-                   bits_per_vertex=r.bits_per_vertex)
+        row.update(
+            bytes=r.compressed_bytes,
+            ratio_files=r.ratio_files,
+            ratio_ply=r.ratio_ply,
+            bits_per_vertex=r.bits_per_vertex,
+        )
     elif codec == "floor":
         r = rate_report(1, source_bytes, meshes)
         row.update(bytes=r.ply_bytes, ratio_files=source_bytes / r.ply_bytes, ratio_ply=1.0, bits_per_vertex=96.0)
     if per is not None:
         cds = np.array([m.cd for m in per], dtype=np.float64)
-        row.update(mean_metrics(per).to_dict(), cd_median=float(np.median(cds)), empty_shapes=int((~np.isfinite(cds)).sum()))
+        row.update(
+            mean_metrics(per).to_dict(), cd_median=float(np.median(cds)), empty_shapes=int((~np.isfinite(cds)).sum())
+        )
     return row
 
 
 # ---------------------------------------------------------------------------- outputs
 #: Fixed colours of the codecs (the page legend, the figures and every view use these).
-CODEC_COLORS = {"necgs": "#1f77b4", "draco": "#ff7f0e", "decimate-draco": "#2ca02c", "pointcloud-spsr": "#9467bd",
-                "quantdeepsdf": "#8c564b", "gpcc": "#e377c2", "vpcc": "#bcbd22", "pcgcv2": "#17becf"}
+CODEC_COLORS = {
+    "necgs": "#1f77b4",
+    "draco": "#ff7f0e",
+    "decimate-draco": "#2ca02c",
+    "pointcloud-spsr": "#9467bd",
+    "quantdeepsdf": "#8c564b",
+    "gpcc": "#e377c2",
+    "vpcc": "#bcbd22",
+    "pcgcv2": "#17becf",
+}
 #: Colours of NeCGS variants in an ablation, in variant order (the reference first).
 VARIANT_COLORS = ("#1f77b4", "#d62728", "#9467bd", "#17becf", "#e377c2", "#8c564b", "#bcbd22", "#7f7f7f")
 
@@ -233,8 +303,13 @@ def series_color(series: str, order: Sequence[str] = ()) -> str:
     return CODEC_COLORS.get(series, "#7f7f7f")
 
 
-def rd_figure(summary: pd.DataFrame, metric: str = "cd", highlight: str | None = None,
-              earlier: Sequence[pd.DataFrame] = (), overlays: Sequence[tuple[str, pd.DataFrame]] = ()):
+def rd_figure(
+    summary: pd.DataFrame,
+    metric: str = "cd",
+    highlight: str | None = None,
+    earlier: Sequence[pd.DataFrame] = (),
+    overlays: Sequence[tuple[str, pd.DataFrame]] = (),
+):
     """Plotly RD figure: ``metric`` (cd or f1_005) against the ratio vs binary PLY, log x.
 
     Rows are drawn one trace per ``series`` when the summary has that column (e.g. one per
@@ -250,18 +325,31 @@ def rd_figure(summary: pd.DataFrame, metric: str = "cd", highlight: str | None =
     """
     import plotly.graph_objects as go
 
-    titles = {"cd": "Chamfer distance (lower is better)", "f1_005": "F1@0.005 (higher is better)",
-              "nc": "normal consistency", "f1_01": "F1@0.01"}
+    titles = {
+        "cd": "Chamfer distance (lower is better)",
+        "f1_005": "F1@0.005 (higher is better)",
+        "nc": "normal consistency",
+        "f1_01": "F1@0.01",
+    }
     fig = go.Figure()
     named = [*((f"earlier run {k + 1}", old) for k, old in enumerate(earlier)), *overlays]
     for name, old in named:
         old = _drawable(old, metric)
         for series, grp in old.groupby(_series(old), sort=False):
             grp = grp.sort_values("ratio_ply")
-            fig.add_trace(go.Scatter(x=grp.ratio_ply, y=grp[metric], mode="lines+markers", opacity=0.45,
-                                     name=f"{series} ({name})", text=grp.label, line={"dash": "dot"},
-                                     marker={"symbol": "diamond-open", "color": series_color(str(series))},
-                                     hovertemplate="%{text}<br>ratio %{x:.1f}x<br>" + metric + " %{y:.4g}"))
+            fig.add_trace(
+                go.Scatter(
+                    x=grp.ratio_ply,
+                    y=grp[metric],
+                    mode="lines+markers",
+                    opacity=0.45,
+                    name=f"{series} ({name})",
+                    text=grp.label,
+                    line={"dash": "dot"},
+                    marker={"symbol": "diamond-open", "color": series_color(str(series))},
+                    hovertemplate="%{text}<br>ratio %{x:.1f}x<br>" + metric + " %{y:.4g}",
+                )
+            )
     ok = _drawable(summary, metric)
     keys = _series(ok)
     variants = [k for k in dict.fromkeys(_series(summary[summary.codec != "floor"])) if k not in CODEC_COLORS]
@@ -269,25 +357,48 @@ def rd_figure(summary: pd.DataFrame, metric: str = "cd", highlight: str | None =
         grp = grp.sort_values("ratio_ply")
         size = 13 if highlight in (series, grp.codec.iloc[0]) else 8
         color = series_color(str(series), variants)
-        fig.add_trace(go.Scatter(x=grp.ratio_ply, y=grp[metric], mode="lines+markers", name=str(series),
-                                 marker={"size": size, "color": color}, line={"color": color}, text=grp.label,
-                                 customdata=[f"{r.codec}::{r.label}" for r in grp.itertuples()],
-                                 hovertemplate="%{text}<br>ratio %{x:.1f}x<br>" + metric + " %{y:.4g}<extra>"
-                                 + str(series) + "</extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=grp.ratio_ply,
+                y=grp[metric],
+                mode="lines+markers",
+                name=str(series),
+                marker={"size": size, "color": color},
+                line={"color": color},
+                text=grp.label,
+                customdata=[f"{r.codec}::{r.label}" for r in grp.itertuples()],
+                hovertemplate="%{text}<br>ratio %{x:.1f}x<br>" + metric + " %{y:.4g}<extra>" + str(series) + "</extra>",
+            )
+        )
     every = summary[(summary.status == "ok") & (summary.codec != "floor")]
     for series in dict.fromkeys(_series(every)):
         if series not in set(keys):  # decoded no surface at all: named in the legend, not drawn
-            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{series} (no surface)",
-                                     marker={"color": series_color(str(series), variants), "symbol": "x"}))
+            fig.add_trace(
+                go.Scatter(
+                    x=[None],
+                    y=[None],
+                    mode="markers",
+                    name=f"{series} (no surface)",
+                    marker={"color": series_color(str(series), variants), "symbol": "x"},
+                )
+            )
     floor = summary[summary.codec == "floor"]
     if len(floor) and metric in floor:
-        fig.add_hline(y=float(floor[metric].iloc[0]), line_dash="dash", line_color="gray",
-                      annotation_text="metric floor (original vs itself)")
-    fig.update_layout(xaxis_title="compression ratio vs binary PLY (log)", yaxis_title=titles.get(metric, metric),
-                      xaxis_type="log", template="plotly_white", margin={"l": 60, "r": 20, "t": 40, "b": 50},
-                      legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0,
-                              "font": {"size": 11}},
-                      title=titles.get(metric, metric))
+        fig.add_hline(
+            y=float(floor[metric].iloc[0]),
+            line_dash="dash",
+            line_color="gray",
+            annotation_text="metric floor (original vs itself)",
+        )
+    fig.update_layout(
+        xaxis_title="compression ratio vs binary PLY (log)",
+        yaxis_title=titles.get(metric, metric),
+        xaxis_type="log",
+        template="plotly_white",
+        margin={"l": 60, "r": 20, "t": 40, "b": 50},
+        legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0, "font": {"size": 11}},
+        title=titles.get(metric, metric),
+    )
     if metric == "cd":
         drawn = [ok[metric], floor[metric], *(_drawable(old, metric)[metric] for _, old in named)]
         values = [v for col in drawn for v in col.astype(float) if np.isfinite(v) and v > 0]
@@ -308,7 +419,9 @@ def _drawable(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
     if metric == "cd" and "cd_median" in ok:  # some shapes decoded empty: the mean is inf, draw the median
         partial = ~np.isfinite(ok.cd.astype(float)) & np.isfinite(ok.cd_median.astype(float))
         ok.loc[partial, "cd"] = ok.loc[partial, "cd_median"]
-        ok.loc[partial, "label"] = [f"{r.label} (median; {int(r.empty_shapes)} shapes empty)" for r in ok[partial].itertuples()]
+        ok.loc[partial, "label"] = [
+            f"{r.label} (median; {int(r.empty_shapes)} shapes empty)" for r in ok[partial].itertuples()
+        ]
     return ok[np.isfinite(ok[metric].astype(float))]  # a setting with no surface at all: not drawn
 
 
@@ -318,9 +431,12 @@ def write_results(result: EvaluationResult, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     result.summary.to_csv(out / "summary.csv", index=False)
     result.per_shape.to_csv(out / "per_shape.csv", index=False)
-    payload = {"dataset": result.dataset, "statuses": result.statuses,
-               "summary": json.loads(result.summary.to_json(orient="records")),
-               "per_shape": json.loads(result.per_shape.to_json(orient="records"))}
+    payload = {
+        "dataset": result.dataset,
+        "statuses": result.statuses,
+        "summary": json.loads(result.summary.to_json(orient="records")),
+        "per_shape": json.loads(result.per_shape.to_json(orient="records")),
+    }
     (out / "results.json").write_text(json.dumps(payload, indent=1))
     rd_figure(result.summary, "cd").write_html(out / "rd_cd.html", include_plotlyjs="cdn")
     rd_figure(result.summary, "f1_005").write_html(out / "rd_f1.html", include_plotlyjs="cdn")
@@ -351,13 +467,19 @@ class ResultsStore:
     def add_run(self, result: EvaluationResult, config: dict, archive: str | None = None) -> int:
         """Store a run; returns its id."""
         with self._connect() as db:
-            cur = db.execute("INSERT INTO runs (created, dataset, config, status, archive) VALUES (?, ?, ?, ?, ?)",
-                             (time.time(), result.dataset, json.dumps(config), "done", archive))
+            cur = db.execute(
+                "INSERT INTO runs (created, dataset, config, status, archive) VALUES (?, ?, ?, ?, ?)",
+                (time.time(), result.dataset, json.dumps(config), "done", archive),
+            )
             run = int(cur.lastrowid)
-            db.executemany("INSERT INTO rows VALUES (?, ?)",
-                           [(run, json.dumps(r)) for r in json.loads(result.summary.to_json(orient="records"))])
-            db.executemany("INSERT INTO shape_rows VALUES (?, ?)",
-                           [(run, json.dumps(r)) for r in json.loads(result.per_shape.to_json(orient="records"))])
+            db.executemany(
+                "INSERT INTO rows VALUES (?, ?)",
+                [(run, json.dumps(r)) for r in json.loads(result.summary.to_json(orient="records"))],
+            )
+            db.executemany(
+                "INSERT INTO shape_rows VALUES (?, ?)",
+                [(run, json.dumps(r)) for r in json.loads(result.per_shape.to_json(orient="records"))],
+            )
         return run
 
     def list_runs(self, dataset: str | None = None) -> pd.DataFrame:

@@ -9,8 +9,8 @@ the metric's sampling floor rather than zero.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy.spatial import cKDTree

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,8 +35,15 @@ from necgs.coding.archive import MINOR, ArchiveReader, Section, write_archive
 from necgs.coding.entropy import _get_varints, _put_varints, decode_symbols, encode_with_model, shared_model
 from necgs.coding.rate_model import codec_estimate_bytes
 from necgs.coding.shape_table import pack_shapes, unpack_shapes
-from necgs.coding.streams import (batch_feature_model, best_chunk, decode_stream, encode_stream, model_from_bytes, read_chunk,
-                                  tensor_candidates)
+from necgs.coding.streams import (
+    batch_feature_model,
+    best_chunk,
+    decode_stream,
+    encode_stream,
+    model_from_bytes,
+    read_chunk,
+    tensor_candidates,
+)
 from necgs.config import NecgsConfig, preset
 from necgs.errors import ConfigError, CorruptArchiveError, NecgsError
 from necgs.geometry.dmc import mesh_from_volume
@@ -47,7 +55,14 @@ from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.quant import QuantSpec
 from necgs.paths import cache_dir
 from necgs.rate import binary_ply_bytes
-from necgs.training.train import QuantizedTensor, TrainConfig, TrainedCodec, build_decoder, fit_features, train_autodecoder
+from necgs.training.train import (
+    QuantizedTensor,
+    TrainConfig,
+    TrainedCodec,
+    build_decoder,
+    fit_features,
+    train_autodecoder,
+)
 
 if TYPE_CHECKING:
     from necgs.rate_control import RatePlan
@@ -82,7 +97,7 @@ class CompressResult:
     resumed_from_epoch: int = 0
     empty_shapes: list[str] = field(default_factory=list)
     ratio_ply: float | None = None
-    rate_plan: "RatePlan | None" = None
+    rate_plan: RatePlan | None = None
 
 
 def _as_loaded(source) -> LoadedSet:
@@ -148,14 +163,27 @@ def compress(
     fitted = fit_volumes(loaded.meshes, cfg.fit, progress=fit_cb)
     seconds["fit"] = time.perf_counter() - t
     t = time.perf_counter()
-    train_cb = (lambda e, n, loss, eta: _emit(progress, "train", e, n, f"loss {loss:.4f}, ETA {eta:.0f} s")) if progress else True
+    train_cb = (
+        (lambda e, n, loss, eta: _emit(progress, "train", e, n, f"loss {loss:.4f}, ETA {eta:.0f} s"))
+        if progress
+        else True
+    )
     ckpt = Path(checkpoint_dir) if checkpoint_dir else cache_dir("checkpoints", Path(output).stem)
-    codec = train_autodecoder(fitted.volumes, cfg.decoder(), cfg.train, checkpoint_dir=ckpt,
-                              progress=train_cb, cancel=cancel, autoencoder=cfg.autoencoder)
+    codec = train_autodecoder(
+        fitted.volumes,
+        cfg.decoder(),
+        cfg.train,
+        checkpoint_dir=ckpt,
+        progress=train_cb,
+        cancel=cancel,
+        autoencoder=cfg.autoencoder,
+    )
     seconds["train"] = time.perf_counter() - t
     t = time.perf_counter()
     _emit(progress, "code", 0, 1)
-    shapes = [_shape_record(m, tr, b, batch=0) for m, tr, b in zip(loaded.meshes, fitted.transforms, loaded.source_bytes)]
+    shapes = [
+        _shape_record(m, tr, b, batch=0) for m, tr, b in zip(loaded.meshes, fitted.transforms, loaded.source_bytes)
+    ]
     size = write_codec_archive(output, cfg, codec, shapes)
     seconds["code"] = time.perf_counter() - t
     _emit(progress, "code", 1, 1)
@@ -163,8 +191,17 @@ def compress(
     empty = shapes_without_surface(output, device=cfg.train.device)
     seconds["check"] = time.perf_counter() - t
     ply = sum(binary_ply_bytes(m) for m in loaded.meshes)
-    return CompressResult(Path(output), size, [m.name for m in loaded.meshes], [str(f) for f in loaded.failures],
-                          seconds, codec.resumed_from, empty, ply / size, plan)
+    return CompressResult(
+        Path(output),
+        size,
+        [m.name for m in loaded.meshes],
+        [str(f) for f in loaded.failures],
+        seconds,
+        codec.resumed_from,
+        empty,
+        ply / size,
+        plan,
+    )
 
 
 def shapes_without_surface(archive: str | os.PathLike | bytes, device: str = "auto") -> list[str]:
@@ -185,9 +222,15 @@ def shapes_without_surface(archive: str | os.PathLike | bytes, device: str = "au
 
 
 def _shape_record(mesh: Mesh, transform: Transform, source_bytes: int, batch: int) -> dict:
-    return {"name": mesh.name, "transform": transform.to_dict(), "n_vertices": mesh.n_vertices,
-            "n_faces": mesh.n_faces, "source_bytes": int(source_bytes), "ply_bytes": binary_ply_bytes(mesh),
-            "batch": batch}
+    return {
+        "name": mesh.name,
+        "transform": transform.to_dict(),
+        "n_vertices": mesh.n_vertices,
+        "n_faces": mesh.n_faces,
+        "source_bytes": int(source_bytes),
+        "ply_bytes": binary_ply_bytes(mesh),
+        "batch": batch,
+    }
 
 
 def _weight_sections(codec: TrainedCodec, coder: str) -> tuple[dict, Section]:
@@ -204,7 +247,9 @@ def _weight_sections(codec: TrainedCodec, coder: str) -> tuple[dict, Section]:
     symbols = np.concatenate([q.symbols for q in tensors])
     joint_model, joint = None, None
     if coder != "laplace" and len({q.spec.bits for q in tensors}) == 1:  # one alphabet: one shared model is an option
-        joint_model, joint = best_chunk(symbols, tensor_candidates(symbols, tensors[0].spec.bits, (symbols.size,), coder))
+        joint_model, joint = best_chunk(
+            symbols, tensor_candidates(symbols, tensors[0].spec.bits, (symbols.size,), coder)
+        )
     meta = {
         "order": names,
         "specs": {n: codec.weights[n].spec.to_dict() for n in names},
@@ -213,7 +258,12 @@ def _weight_sections(codec: TrainedCodec, coder: str) -> tuple[dict, Section]:
     if joint is not None and len(joint) < len(per_tensor):
         info = {"layout": "joint", "coder": joint_model.coder, "count": int(symbols.size)}
         return meta, Section("weights", joint, info)
-    info = {"layout": "tensors", "coder": "per-tensor", "coders": [m.coder for m, _ in chunks], "count": int(symbols.size)}
+    info = {
+        "layout": "tensors",
+        "coder": "per-tensor",
+        "coders": [m.coder for m, _ in chunks],
+        "count": int(symbols.size),
+    }
     return meta, Section("weights", per_tensor, info)
 
 
@@ -226,21 +276,28 @@ def _feature_sections(features: QuantizedTensor, batch: int, coder: str) -> tupl
     model = batch_feature_model(streams, features.spec.bits, coder)
     payloads = [encode_stream(s, model) for s in streams.reshape(m, per_shape)]
     body = _put_varints(np.array([len(p) for p in payloads], dtype=np.int64)) + b"".join(payloads)
-    sections = [Section(f"features.model.{batch}", model.to_bytes(), {"coder": model.coder}),
-                Section(f"features.{batch}", body, {"count": per_shape, "shapes": m})]
+    sections = [
+        Section(f"features.model.{batch}", model.to_bytes(), {"coder": model.coder}),
+        Section(f"features.{batch}", body, {"count": per_shape, "shapes": m}),
+    ]
     meta = {"spec": features.spec.to_dict(), "shape": list(features.shape[1:])}
     return meta, sections
 
 
-def _legacy_feature_sections(features: QuantizedTensor, first_index: int, batch: int, coder: str) -> tuple[dict, list[Section]]:
+def _legacy_feature_sections(
+    features: QuantizedTensor, first_index: int, batch: int, coder: str
+) -> tuple[dict, list[Section]]:
     """Format 1.1 feature sections (one per shape), used when growing a 1.0/1.1 archive."""
     per_shape = int(np.prod(features.shape[1:]))
     streams = list(features.symbols.reshape(features.shape[0], per_shape))
     model = shared_model(streams, coder if coder in ("rans", "huffman", "raw") else "auto")
     sections = [Section(f"features.model.{batch}", model.to_bytes(), {"coder": model.coder})]
     for k, stream in enumerate(streams):
-        sections.append(Section(f"feature.{first_index + k}", encode_with_model(stream, model),
-                                {"batch": batch, "count": per_shape}))
+        sections.append(
+            Section(
+                f"feature.{first_index + k}", encode_with_model(stream, model), {"batch": batch, "count": per_shape}
+            )
+        )
     meta = {"spec": features.spec.to_dict(), "shape": list(features.shape[1:])}
     return meta, sections
 
@@ -248,8 +305,11 @@ def _legacy_feature_sections(features: QuantizedTensor, first_index: int, batch:
 def _rate_estimate(codec: TrainedCodec) -> dict[str, float]:
     """The training rate term's estimate of the payload bytes, reported beside the real ones."""
     f = codec.features
-    return codec_estimate_bytes({n: (q.symbols, q.spec) for n, q in codec.weights.items()},
-                                f.symbols.reshape(f.shape[0], f.shape[1], -1), f.spec)
+    return codec_estimate_bytes(
+        {n: (q.symbols, q.spec) for n, q in codec.weights.items()},
+        f.symbols.reshape(f.shape[0], f.shape[1], -1),
+        f.spec,
+    )
 
 
 def write_codec_archive(output, cfg: NecgsConfig, codec: TrainedCodec, shapes: list[dict]) -> int:
@@ -341,8 +401,9 @@ class OpenedArchive:
     def feature(self, index: int) -> torch.Tensor:
         """Dequantized feature (C, K', K', K') of shape ``index``."""
         bmeta = self._batch(int(self.shapes[index]["batch"]))["features"]
-        return QuantizedTensor(self.feature_symbols(index), QuantSpec.from_dict(bmeta["spec"]),
-                               tuple(int(x) for x in bmeta["shape"])).value()
+        return QuantizedTensor(
+            self.feature_symbols(index), QuantSpec.from_dict(bmeta["spec"]), tuple(int(x) for x in bmeta["shape"])
+        ).value()
 
     def feature_symbols(self, index: int) -> np.ndarray:
         """Feature symbols of a shape, (C * K'^3,) int64, checked against their grid."""
@@ -395,7 +456,7 @@ class OpenedArchive:
         """Close the file."""
         self.reader.close()
 
-    def __enter__(self) -> "OpenedArchive":
+    def __enter__(self) -> OpenedArchive:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -485,15 +546,24 @@ def describe(archive: str | os.PathLike) -> dict:
     with open_archive(archive) as arc:
         r = arc.reader
         sizes = {name: r.section_info(name).length for name in r.section_names()}
-        feature_sections = [k for k in sizes if k.startswith(("feature.", "features.")) and not k.startswith("features.model.")]
+        feature_sections = [
+            k for k in sizes if k.startswith(("feature.", "features.")) and not k.startswith("features.model.")
+        ]
         weights_bytes = sizes.get("weights", 0)
         model_bytes = sum(v for k, v in sizes.items() if k.startswith("features.model."))
         feature_bytes = sum(sizes[k] for k in feature_sections)
         shapes = []
         for i, s in enumerate(arc.shapes):
             own = len(arc._feature_stream(i, int(s["batch"]))[1]) if arc.compact else sizes.get(f"feature.{i}", 0)
-            shapes.append({"name": s["name"], "batch": s.get("batch", 0), "feature_bytes": own,
-                           "n_vertices": s.get("n_vertices"), "n_faces": s.get("n_faces")})
+            shapes.append(
+                {
+                    "name": s["name"],
+                    "batch": s.get("batch", 0),
+                    "feature_bytes": own,
+                    "n_vertices": s.get("n_vertices"),
+                    "n_faces": s.get("n_faces"),
+                }
+            )
         source = sum(int(s.get("source_bytes", 0)) for s in arc.shapes)
         ply = sum(int(s.get("ply_bytes", 0)) for s in arc.shapes)
         return {
@@ -508,7 +578,11 @@ def describe(archive: str | os.PathLike) -> dict:
             "n_shapes": len(arc.shapes),
             "decoder": arc.decoder_cfg.to_dict(),
             "decoder_parameters": int(sum(np.prod(v) for v in arc.metadata["weights"]["shapes"].values())),
-            "coders": {name: r.section_info(name).info.get("coder") for name in r.section_names() if "coder" in r.section_info(name).info},
+            "coders": {
+                name: r.section_info(name).info.get("coder")
+                for name in r.section_names()
+                if "coder" in r.section_info(name).info
+            },
             "config": arc.metadata.get("config"),
             "batches": [{"batch": b["batch"], "mode": b.get("mode")} for b in arc.metadata["batches"]],
             "ratio_files": source / r.total_bytes if source else None,
@@ -550,23 +624,33 @@ def add_shapes(
         if clash:
             raise NecgsError(f"{archive}: shape names already in the archive: {', '.join(clash[:5])}")
         codec_old = TrainedCodec(arc.decoder_cfg, arc.weights(), _initial_features(arc))
-        old_sections = [Section(n, arc.reader.read_section(n), arc.reader.section_info(n).info) for n in arc.reader.section_names()]
+        old_sections = [
+            Section(n, arc.reader.read_section(n), arc.reader.section_info(n).info) for n in arc.reader.section_names()
+        ]
         metadata = dict(arc.metadata)
         n_old = len(arc.shapes)
         old_records = list(arc.shapes)
         compact = arc.compact
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    fitted = fit_volumes(loaded.meshes, cfg.fit, progress=(lambda d, n: _emit(progress, "fit", d, n)) if progress else True)
+    fitted = fit_volumes(
+        loaded.meshes, cfg.fit, progress=(lambda d, n: _emit(progress, "fit", d, n)) if progress else True
+    )
     seconds["fit"] = time.perf_counter() - t
     t = time.perf_counter()
     tcfg = cfg.train if epochs is None else replace(cfg.train, epochs=epochs)
-    new_features = fit_features(codec_old, fitted.volumes, tcfg,
-                                progress=(lambda e, n, l, eta: _emit(progress, "train", e, n, f"loss {l:.4f}")) if progress else False)
+    new_features = fit_features(
+        codec_old,
+        fitted.volumes,
+        tcfg,
+        progress=(lambda e, n, loss, eta: _emit(progress, "train", e, n, f"loss {loss:.4f}")) if progress else False,
+    )
     seconds["train"] = time.perf_counter() - t
     batch = max(int(b["batch"]) for b in metadata["batches"]) + 1
-    records = [*old_records, *(_shape_record(m, tr, b, batch) for m, tr, b in
-                               zip(loaded.meshes, fitted.transforms, loaded.source_bytes))]
+    records = [
+        *old_records,
+        *(_shape_record(m, tr, b, batch) for m, tr, b in zip(loaded.meshes, fitted.transforms, loaded.source_bytes)),
+    ]
     if compact:
         fmeta, fsections = _feature_sections(new_features, batch, cfg.coder)
         old_sections = [Section("shapes", pack_shapes(records)) if s.name == "shapes" else s for s in old_sections]
@@ -596,9 +680,15 @@ def _config_from_metadata(data: dict) -> NecgsConfig:
         train = TrainConfig(**data["train"])
         width = data["width"]
         width = tuple(width) if isinstance(width, list) else width
-        return NecgsConfig(fit=fit, width=width, feature_channels=int(data["feature_channels"]),
-                           feature_resolution=int(data["feature_resolution"]), train=train,
-                           deform=bool(data["deform"]), autoencoder=bool(data.get("autoencoder", False)),
-                           coder=str(data["coder"])).validate()
+        return NecgsConfig(
+            fit=fit,
+            width=width,
+            feature_channels=int(data["feature_channels"]),
+            feature_resolution=int(data["feature_resolution"]),
+            train=train,
+            deform=bool(data["deform"]),
+            autoencoder=bool(data.get("autoencoder", False)),
+            coder=str(data["coder"]),
+        ).validate()
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptArchiveError(f"archive settings are malformed ({exc})") from None

@@ -8,8 +8,8 @@ indices with a uint8 count) of the same meshes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 from necgs.io.mesh import Mesh
 

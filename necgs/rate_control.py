@@ -16,8 +16,8 @@ The ratio is the benchmark's: the meshes as canonical binary PLY over the archiv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 from necgs.coding.shape_table import pack_shapes
 from necgs.config import NecgsConfig
@@ -84,9 +84,11 @@ class RatePlan:
 
     def describe(self) -> str:
         """One line for the CLI."""
-        return (f"rate control: width {self.point.width}, {self.point.bits} bits, lambda_R {self.point.lambda_rate:g}; "
-                f"predicted {self.predicted_bytes} bytes (ratio {self.ply_bytes / self.predicted_bytes:.1f}) "
-                f"for a target of {self.target_bytes} bytes (ratio {self.ply_bytes / self.target_bytes:.1f})")
+        return (
+            f"rate control: width {self.point.width}, {self.point.bits} bits, lambda_R {self.point.lambda_rate:g}; "
+            f"predicted {self.predicted_bytes} bytes (ratio {self.ply_bytes / self.predicted_bytes:.1f}) "
+            f"for a target of {self.target_bytes} bytes (ratio {self.ply_bytes / self.target_bytes:.1f})"
+        )
 
 
 def point_config(base: NecgsConfig, point: RatePoint) -> NecgsConfig:
@@ -97,16 +99,36 @@ def point_config(base: NecgsConfig, point: RatePoint) -> NecgsConfig:
 
 def predict_bytes(config: NecgsConfig, point: RatePoint, meshes: Sequence[Mesh]) -> int:
     """Archive bytes the table predicts for ``meshes`` compressed with ``point``."""
-    records = [{"name": m.name, "transform": {"center": [0.0, 0.0, 0.0], "scale": 1.0}, "n_vertices": m.n_vertices,
-                "n_faces": m.n_faces, "source_bytes": binary_ply_bytes(m), "batch": 0} for m in meshes]
+    records = [
+        {
+            "name": m.name,
+            "transform": {"center": [0.0, 0.0, 0.0], "scale": 1.0},
+            "n_vertices": m.n_vertices,
+            "n_faces": m.n_faces,
+            "source_bytes": binary_ply_bytes(m),
+            "batch": 0,
+        }
+        for m in meshes
+    ]
     params = Decoder(point_config(config, point).decoder()).param_count()
     n = len(meshes)
-    return int(FIXED_HEADER_BYTES + FRAMING_BYTES + len(pack_shapes(records))
-               + params * point.weight_bits_per_param / 8 + n * point.feature_bytes_per_shape)
+    return int(
+        FIXED_HEADER_BYTES
+        + FRAMING_BYTES
+        + len(pack_shapes(records))
+        + params * point.weight_bits_per_param / 8
+        + n * point.feature_bytes_per_shape
+    )
 
 
-def plan_rate(config: NecgsConfig, meshes: Sequence[Mesh], *, target_ratio: float | None = None,
-              target_bytes: int | None = None, table: Sequence[RatePoint] = RATE_TABLE) -> RatePlan:
+def plan_rate(
+    config: NecgsConfig,
+    meshes: Sequence[Mesh],
+    *,
+    target_ratio: float | None = None,
+    target_bytes: int | None = None,
+    table: Sequence[RatePoint] = RATE_TABLE,
+) -> RatePlan:
     """The setting of lowest measured CD whose predicted archive fits the target.
 
     Args:
@@ -135,7 +157,9 @@ def plan_rate(config: NecgsConfig, meshes: Sequence[Mesh], *, target_ratio: floa
     if not fitting:
         smallest = min(b for _, b in options)
         asked = f"ratio {target_ratio:g}" if target_ratio is not None else f"{target} bytes"
-        raise ConfigError(f"{asked} is out of reach for these {len(meshes)} meshes: the smallest setting makes about "
-                          f"{smallest} bytes (ratio {ply / smallest:.1f})")
+        raise ConfigError(
+            f"{asked} is out of reach for these {len(meshes)} meshes: the smallest setting makes about "
+            f"{smallest} bytes (ratio {ply / smallest:.1f})"
+        )
     point, predicted = min(fitting, key=lambda pb: (pb[0].cd, -pb[1]))
     return RatePlan(point_config(config, point), point, predicted, target, ply)

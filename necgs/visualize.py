@@ -69,8 +69,9 @@ def legend_html(vmax: float) -> str:
     )
 
 
-def render_comparison_png(original: Mesh, decoded: Mesh, path: str | Path, title: str = "",
-                          vmax: float | None = None) -> Path:
+def render_comparison_png(
+    original: Mesh, decoded: Mesh, path: str | Path, title: str = "", vmax: float | None = None
+) -> Path:
     """Polyscope rendering of original (left) and error-coloured decoded (right) to PNG.
 
     The decoded mesh is coloured with the same ramp and scale as the page's GLB viewers
@@ -135,6 +136,11 @@ def annotate_comparison(path: Path, title: str, captions: tuple[str, str], vmax:
         draw.line([(x0 + i, y0), (x0 + i, y0 + small.size)], fill=tuple(int(c) for c in rgb))
     for frac, text in ((0.0, "0"), (0.5, f"{vmax / 2:.4f}"), (1.0, f">= {vmax:.4f}")):
         draw.text((x0 + frac * (x1 - x0), y0 + small.size + 4), text, fill="black", font=small, anchor="ma")
-    draw.text((w // 2, y0 + 2 * small.size + 10), "distance to the original surface (shape scaled to [-1, 1])",
-              fill="black", font=small, anchor="ma")
+    draw.text(
+        (w // 2, y0 + 2 * small.size + 10),
+        "distance to the original surface (shape scaled to [-1, 1])",
+        fill="black",
+        font=small,
+        anchor="ma",
+    )
     canvas.save(path)

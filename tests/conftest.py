@@ -41,7 +41,8 @@ def app_url():
 
     demo = build_demo()
     port = free_port()
-    demo.queue(default_concurrency_limit=1).launch(server_name="127.0.0.1", server_port=port,
-                                                   prevent_thread_lock=True, quiet=True, show_error=True)
+    demo.queue(default_concurrency_limit=1).launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True
+    )
     yield f"http://127.0.0.1:{port}/"
     demo.close()

@@ -13,7 +13,7 @@ default rate-distortion sweep, each a JSON-ready ``dict`` passed back to
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from necgs.errors import ConfigError, DependencyError
 from necgs.io.mesh import Mesh
@@ -50,15 +50,11 @@ class Codec(ABC):
         """Settings of the default rate-distortion sweep, highest rate first."""
 
     @abstractmethod
-    def encode(
-        self, meshes: Sequence[Mesh], setting: dict, progress: ProgressFn | None = None
-    ) -> list[bytes]:
+    def encode(self, meshes: Sequence[Mesh], setting: dict, progress: ProgressFn | None = None) -> list[bytes]:
         """Encode meshes (original coordinates) with one setting; returns the blobs."""
 
     @abstractmethod
-    def decode(
-        self, blobs: Sequence[bytes], setting: dict, progress: ProgressFn | None = None
-    ) -> list[Mesh]:
+    def decode(self, blobs: Sequence[bytes], setting: dict, progress: ProgressFn | None = None) -> list[Mesh]:
         """Decode blobs produced by :meth:`encode` back into meshes (original coordinates)."""
 
     def setting_label(self, setting: dict) -> str:

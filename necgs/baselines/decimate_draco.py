@@ -6,7 +6,7 @@ fraction of faces kept, each with the Draco quantization that suits it.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,8 +28,7 @@ def decimate(mesh: Mesh, keep: float) -> Mesh:
     # Triangle soups (STL) share no vertices; QEM needs the connectivity, so weld first.
     welded, inverse = np.unique(mesh.vertices, axis=0, return_inverse=True)
     faces = inverse.reshape(-1)[mesh.faces]
-    v, f = fast_simplification.simplify(welded.astype(np.float32), faces.astype(np.int32),
-                                        target_reduction=target)
+    v, f = fast_simplification.simplify(welded.astype(np.float32), faces.astype(np.int32), target_reduction=target)
     if len(f) == 0:
         return mesh
     return Mesh(v, f, mesh.name)
@@ -52,7 +51,10 @@ class DecimateDracoCodec(Codec):
         return True, ""
 
     def sweep(self) -> list[dict]:
-        return [{"keep": k, "bits": b} for k, b in ((0.5, 11), (0.3, 10), (0.2, 10), (0.1, 9), (0.05, 9), (0.03, 8), (0.02, 8), (0.01, 8))]
+        return [
+            {"keep": k, "bits": b}
+            for k, b in ((0.5, 11), (0.3, 10), (0.2, 10), (0.1, 9), (0.05, 9), (0.03, 8), (0.02, 8), (0.01, 8))
+        ]
 
     def encode(self, meshes: Sequence[Mesh], setting: dict, progress: ProgressFn | None = None) -> list[bytes]:
         out = []

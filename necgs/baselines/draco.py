@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -23,8 +23,12 @@ def draco_encode(mesh: Mesh, bits: int, level: int = 10) -> bytes:
     """Encode one mesh with Draco at ``bits`` quantization bits."""
     if mesh.n_faces == 0:
         raise MeshError(mesh.name, "Draco cannot encode a mesh without faces")
-    return _dracopy().encode(mesh.vertices.astype(np.float32), faces=mesh.faces.astype(np.uint32),
-                             quantization_bits=bits, compression_level=level)
+    return _dracopy().encode(
+        mesh.vertices.astype(np.float32),
+        faces=mesh.faces.astype(np.uint32),
+        quantization_bits=bits,
+        compression_level=level,
+    )
 
 
 def draco_decode(blob: bytes, name: str = "") -> Mesh:

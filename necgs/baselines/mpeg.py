@@ -14,8 +14,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -32,7 +32,10 @@ TIMEOUT = 600
 def write_points_ply(path: Path, points: np.ndarray) -> None:
     """ASCII PLY of integer (voxelized) points, as the MPEG tools read them."""
     lines = [f"{int(x)} {int(y)} {int(z)}" for x, y, z in points]
-    header = f"ply\nformat ascii 1.0\nelement vertex {len(points)}\nproperty float x\nproperty float y\nproperty float z\nend_header\n"
+    header = (
+        f"ply\nformat ascii 1.0\nelement vertex {len(points)}\n"
+        "property float x\nproperty float y\nproperty float z\nend_header\n"
+    )
     path.write_text(header + "\n".join(lines) + "\n")
 
 
@@ -64,8 +67,10 @@ class _ExternalPointCodec(Codec):
     def available(self) -> tuple[bool, str]:
         missing = [b for b in self.binaries if shutil.which(b) is None]
         if missing:
-            return False, (f"{', '.join(missing)} not found on PATH: MPEG's reference software is not on any "
-                           "package registry; build it from MPEG's repository and put it on PATH")
+            return False, (
+                f"{', '.join(missing)} not found on PATH: MPEG's reference software is not on any "
+                "package registry; build it from MPEG's repository and put it on PATH"
+            )
         return True, ""
 
     def sweep(self) -> list[dict]:
@@ -128,8 +133,15 @@ class GpccCodec(_ExternalPointCodec):
     binaries = ("tmc3",)
 
     def encode_command(self, src: Path, bits: Path, setting: dict) -> list[str]:
-        return ["tmc3", "--mode=0", f"--uncompressedDataPath={src}", f"--compressedStreamPath={bits}",
-                "--positionQuantizationScale=1", "--trisoupNodeSizeLog2=0", "--mergeDuplicatedPoints=1"]
+        return [
+            "tmc3",
+            "--mode=0",
+            f"--uncompressedDataPath={src}",
+            f"--compressedStreamPath={bits}",
+            "--positionQuantizationScale=1",
+            "--trisoupNodeSizeLog2=0",
+            "--mergeDuplicatedPoints=1",
+        ]
 
     def decode_command(self, bits: Path, rec: Path, setting: dict) -> list[str]:
         return ["tmc3", "--mode=1", f"--compressedStreamPath={bits}", f"--reconstructedDataPath={rec}"]
@@ -145,8 +157,14 @@ class VpccCodec(_ExternalPointCodec):
     binaries = ("PccAppEncoder", "PccAppDecoder")
 
     def encode_command(self, src: Path, bits: Path, setting: dict) -> list[str]:
-        return ["PccAppEncoder", f"--uncompressedDataPath={src}", f"--compressedStreamPath={bits}",
-                "--frameCount=1", f"--geometryNBit={setting['depth']}", "--configurationFolder=cfg/"]
+        return [
+            "PccAppEncoder",
+            f"--uncompressedDataPath={src}",
+            f"--compressedStreamPath={bits}",
+            "--frameCount=1",
+            f"--geometryNBit={setting['depth']}",
+            "--configurationFolder=cfg/",
+        ]
 
     def decode_command(self, bits: Path, rec: Path, setting: dict) -> list[str]:
         return ["PccAppDecoder", f"--compressedStreamPath={bits}", f"--reconstructedDataPath={rec}"]
@@ -161,8 +179,10 @@ class Pcgcv2Codec(Codec):
     knob = "rate"
 
     def available(self) -> tuple[bool, str]:
-        return False, ("needs MinkowskiEngine (a CUDA build) and the authors' trained weights, "
-                       "which are not distributed with necgs")
+        return False, (
+            "needs MinkowskiEngine (a CUDA build) and the authors' trained weights, "
+            "which are not distributed with necgs"
+        )
 
     def sweep(self) -> list[dict]:
         return []

@@ -10,8 +10,8 @@ and ``autoencoder`` (the ablations).
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from necgs.baselines.base import Codec, ProgressFn, register_codec
 from necgs.io.mesh import Mesh
@@ -55,7 +55,8 @@ class NecgsCodec(Codec):
         stage_cb = None
         if progress is not None:  # e.g. "fit 3/24", "train 40/150 loss 0.1234, ETA 60 s"
             stage_cb = lambda stage, done, total, detail="": progress(  # noqa: E731
-                f"{stage} {done}/{total} {detail}".strip(), done / max(total, 1))
+                f"{stage} {done}/{total} {detail}".strip(), done / max(total, 1)
+            )
         with tempfile.TemporaryDirectory(prefix="necgs-codec-") as tmp:
             path = Path(tmp) / "set.ncgs"
             compress(list(meshes), path, cfg, progress=stage_cb, checkpoint_dir=Path(tmp) / "ckpt")
@@ -74,7 +75,15 @@ class NecgsCodec(Codec):
         if setting.get("autoencoder"):
             extras.append("auto-encoder")
         tail = f" ({', '.join('no ' + e if e != 'auto-encoder' else e for e in extras)})" if extras else ""
-        overrides = "".join(f" {short}{setting[key]}" for key, short in
-                            (("resolution", "K"), ("weight_bits", "w"), ("feature_bits", "f"), ("lambda_rate", "λ"),
-                             ("train_mode", "")) if setting.get(key) is not None)
+        overrides = "".join(
+            f" {short}{setting[key]}"
+            for key, short in (
+                ("resolution", "K"),
+                ("weight_bits", "w"),
+                ("feature_bits", "f"),
+                ("lambda_rate", "λ"),
+                ("train_mode", ""),
+            )
+            if setting.get(key) is not None
+        )
         return f"{setting.get('preset', 'quick')} {setting.get('width', '')}{overrides}{tail}"

@@ -10,7 +10,7 @@ MPEG's reference encoders run through :mod:`necgs.baselines.mpeg` when installed
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -72,7 +72,9 @@ class PointCloudPoissonCodec(Codec):
         out = []
         for i, m in enumerate(meshes):
             pts, _ = sample_surface(m, int(setting["points"]), seed=i)
-            out.append(_dracopy().encode(pts.astype(np.float32), quantization_bits=int(setting["bits"]), compression_level=10))
+            out.append(
+                _dracopy().encode(pts.astype(np.float32), quantization_bits=int(setting["bits"]), compression_level=10)
+            )
             _report(progress, "encode", i, len(meshes))
         return out
 

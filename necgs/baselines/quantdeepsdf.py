@@ -10,7 +10,7 @@ holding the quantized weights and latents.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -61,10 +61,11 @@ def _train(volumes: torch.Tensor, latent: int, width: int, steps: int, bits: int
     codes = nn.Parameter(torch.randn(n, latent) * 0.01)
     opt = torch.optim.Adam([{"params": mlp.parameters()}, {"params": [codes]}], lr=1e-3)
     gen = torch.Generator().manual_seed(seed)
-    for step in range(steps):
+    for _ in range(steps):
         i = int(torch.randint(n, (1,), generator=gen))
-        pick = torch.cat([near[i][torch.randint(len(near[i]), (3072,), generator=gen)],
-                          torch.randint(K**3, (1024,), generator=gen)])
+        pick = torch.cat(
+            [near[i][torch.randint(len(near[i]), (3072,), generator=gen)], torch.randint(K**3, (1024,), generator=gen)]
+        )
         specs = {name: symmetric_spec(t, bits, True) for name, t in mlp.named_parameters()}
         z = quantize(codes[i], symmetric_spec(codes, bits, True)).expand(len(pick), -1)
         pred = mlp(torch.cat([coords[pick], z], 1), specs)
@@ -99,8 +100,15 @@ class QuantDeepSdfCodec(Codec):
             coder, blob = encode_symbols(to_symbols(t, spec))
             specs[name] = {"spec": spec.to_dict(), "shape": list(t.shape), "coder": coder}
             sections.append(Section(name, blob))
-        meta = {"format": "quantdeepsdf", "resolution": K, "width": width, "latent": latent, "tensors": specs,
-                "transforms": [t.to_dict() for t in fitted.transforms], "names": fitted.names}
+        meta = {
+            "format": "quantdeepsdf",
+            "resolution": K,
+            "width": width,
+            "latent": latent,
+            "tensors": specs,
+            "transforms": [t.to_dict() for t in fitted.transforms],
+            "names": fitted.names,
+        }
         return [archive_bytes(meta, sections)]
 
     def decode(self, blobs: Sequence[bytes], setting: dict, progress: ProgressFn | None = None) -> list[Mesh]:
@@ -123,8 +131,12 @@ class QuantDeepSdfCodec(Codec):
         with torch.no_grad():
             for i, (name, tdict) in enumerate(zip(meta["names"], meta["transforms"])):
                 z = codes[i].expand(coords.shape[0], -1)
-                values = torch.cat([mlp(torch.cat([coords[j : j + 65536], z[j : j + 65536]], 1))
-                                    for j in range(0, coords.shape[0], 65536)])
+                values = torch.cat(
+                    [
+                        mlp(torch.cat([coords[j : j + 65536], z[j : j + 65536]], 1))
+                        for j in range(0, coords.shape[0], 65536)
+                    ]
+                )
                 volume = values.T.reshape(4, K, K, K)
                 out.append(mesh_from_volume(volume, name).transformed(Transform.from_dict(tdict), inverse=True))
                 if progress:

@@ -84,8 +84,9 @@ def archive_bytes(metadata: dict, sections: list[Section], minor: int = MINOR, c
         raise ValueError("section names must be unique")
     table, offset = [], 0
     for s in sections:
-        table.append({"name": s.name, "offset": offset, "length": len(s.data),
-                      "crc32": zlib.crc32(s.data), "info": s.info})
+        table.append(
+            {"name": s.name, "offset": offset, "length": len(s.data), "crc32": zlib.crc32(s.data), "info": s.info}
+        )
         offset += len(s.data)
     header = json.dumps({"metadata": metadata, "sections": table}, separators=(",", ":")).encode()
     if len(header) > MAX_HEADER_BYTES:
@@ -177,7 +178,10 @@ class ArchiveReader:
             raise self._fail(TruncatedArchiveError, "truncated inside the fixed header")
         _, major, minor, self.flags, hlen = _PREFIX.unpack(prefix)
         if major != MAJOR:
-            raise self._fail(UnsupportedVersionError, f"format version {major}.{minor} is not supported (this reader reads {MAJOR}.x)")
+            raise self._fail(
+                UnsupportedVersionError,
+                f"format version {major}.{minor} is not supported (this reader reads {MAJOR}.x)",
+            )
         self.version = (major, minor)
         if self.flags & ~KNOWN_FLAGS:
             raise self._fail(UnsupportedVersionError, f"uses format flags 0x{self.flags:x} this reader does not know")
@@ -212,7 +216,11 @@ class ArchiveReader:
             doc = json.loads(header.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):
             raise self._fail(CorruptArchiveError, "header is not valid JSON") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict) or not isinstance(doc.get("sections"), list):
+        if (
+            not isinstance(doc, dict)
+            or not isinstance(doc.get("metadata"), dict)
+            or not isinstance(doc.get("sections"), list)
+        ):
             raise self._fail(CorruptArchiveError, "header lacks metadata or a section table")
         if len(doc["sections"]) > MAX_SECTIONS:
             raise self._fail(CorruptArchiveError, "too many sections")
@@ -228,7 +236,9 @@ class ArchiveReader:
             end = info.offset + info.length
             self._sections[info.name] = info
         if self._data_start + end > self.total_bytes:
-            raise self._fail(TruncatedArchiveError, f"file ends {self._data_start + end - self.total_bytes} bytes early")
+            raise self._fail(
+                TruncatedArchiveError, f"file ends {self._data_start + end - self.total_bytes} bytes early"
+            )
         if self._data_start + end < self.total_bytes:
             raise self._fail(CorruptArchiveError, "trailing bytes after the last section")
 
@@ -268,7 +278,7 @@ class ArchiveReader:
         """Close the underlying file."""
         self._fh.close()
 
-    def __enter__(self) -> "ArchiveReader":
+    def __enter__(self) -> ArchiveReader:
         return self
 
     def __exit__(self, *exc) -> None:

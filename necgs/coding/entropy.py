@@ -84,7 +84,7 @@ class EntropyModel:
         return head if self.coder == "raw" else head + _put_varints(self.counts)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> tuple["EntropyModel", int]:
+    def from_bytes(cls, data: bytes) -> tuple[EntropyModel, int]:
         """Parse a model; returns it and the number of bytes consumed."""
         if len(data) < 9:
             raise CorruptArchiveError("entropy model is truncated")
@@ -179,7 +179,7 @@ def _huffman_lengths(counts: np.ndarray) -> np.ndarray:
 def _canonical_codes(lengths: np.ndarray) -> np.ndarray:
     """Canonical code of each symbol (0 where unused), from the code lengths."""
     codes = np.zeros(lengths.shape[0], dtype=np.int64)
-    order = sorted((int(l), int(s)) for s, l in enumerate(lengths) if l > 0)
+    order = sorted((int(n), int(s)) for s, n in enumerate(lengths) if n > 0)
     code, prev = 0, order[0][0] if order else 0
     for i, (length, sym) in enumerate(order):
         if i:

@@ -66,8 +66,12 @@ def _nll_bits_grid(stats: tuple[np.ndarray, ...], scales: np.ndarray) -> np.ndar
     """
     n_zero, n_inner, n_end, excess = (x[:, None] for x in stats)
     inv = 1.0 / scales[None, :]
-    nats = -(n_zero * np.log(-np.expm1(-0.5 * inv)) + (n_inner + n_end) * np.log(0.5) - excess * inv
-             + n_inner * np.log(-np.expm1(-inv)))
+    nats = -(
+        n_zero * np.log(-np.expm1(-0.5 * inv))
+        + (n_inner + n_end) * np.log(0.5)
+        - excess * inv
+        + n_inner * np.log(-np.expm1(-inv))
+    )
     return nats / np.log(2.0)
 
 
@@ -75,8 +79,12 @@ def group_stats(signed: np.ndarray, groups: int, half_range: int) -> tuple[np.nd
     """(n_zero, n_inner, n_end, excess) of each of ``groups`` equal consecutive groups of ``signed``."""
     a = np.abs(np.asarray(signed, dtype=np.int64)).reshape(groups, -1)
     nz, end = a > 0, a >= half_range
-    return ((~nz).sum(1).astype(np.float64), (nz & ~end).sum(1).astype(np.float64), end.sum(1).astype(np.float64),
-            np.where(nz, a - 0.5, 0.0).sum(1))
+    return (
+        (~nz).sum(1).astype(np.float64),
+        (nz & ~end).sum(1).astype(np.float64),
+        end.sum(1).astype(np.float64),
+        np.where(nz, a - 0.5, 0.0).sum(1),
+    )
 
 
 def fit_scale_codes(signed: np.ndarray, groups: int, half_range: int) -> np.ndarray:
@@ -105,7 +113,9 @@ def laplace_bits(signed: np.ndarray, scales: np.ndarray, half_range: int) -> np.
     a = np.abs(np.asarray(signed, dtype=np.float64))
     inv = 1.0 / np.asarray(scales, dtype=np.float64)
     tail = np.log(0.5) - (a - 0.5) * inv
-    log_p = np.where(a == 0, np.log(-np.expm1(-0.5 * inv)), np.where(a >= half_range, tail, tail + np.log(-np.expm1(-inv))))
+    log_p = np.where(
+        a == 0, np.log(-np.expm1(-0.5 * inv)), np.where(a >= half_range, tail, tail + np.log(-np.expm1(-inv)))
+    )
     return np.minimum(-log_p / np.log(2.0), MAX_SYMBOL_BITS)
 
 
@@ -133,10 +143,12 @@ class LaplaceModel:
 
     def to_bytes(self) -> bytes:
         """Tag byte, u16 R, u32 G, then one byte per group."""
-        return struct.pack("<BHI", LAPLACE_TAG, self.half_range, self.groups) + self.scale_codes.astype(np.uint8).tobytes()
+        return (
+            struct.pack("<BHI", LAPLACE_TAG, self.half_range, self.groups) + self.scale_codes.astype(np.uint8).tobytes()
+        )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> tuple["LaplaceModel", int]:
+    def from_bytes(cls, data: bytes) -> tuple[LaplaceModel, int]:
         """Parse a model; returns it and the number of bytes consumed."""
         if len(data) < 7 or data[0] != LAPLACE_TAG:
             raise CorruptArchiveError("Laplace model is truncated or mislabelled")
@@ -147,7 +159,7 @@ class LaplaceModel:
         return cls(half_range, codes), 7 + groups
 
     @classmethod
-    def fit(cls, symbols: np.ndarray, half_range: int, groups: int = 1) -> "LaplaceModel":
+    def fit(cls, symbols: np.ndarray, half_range: int, groups: int = 1) -> LaplaceModel:
         """The model of the fewest bits for unsigned ``symbols`` (0 .. 2R) split into ``groups``."""
         s = np.asarray(symbols, dtype=np.int64).reshape(-1)
         if groups < 1 or s.size % groups:
@@ -210,7 +222,10 @@ class LaplaceModel:
         probs = self.group_probabilities()
         try:
             coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
-            parts = [coder.decode(constriction.stream.model.Categorical(p, perfect=False), count // self.groups) for p in probs]
+            parts = [
+                coder.decode(constriction.stream.model.Categorical(p, perfect=False), count // self.groups)
+                for p in probs
+            ]
             out = np.concatenate(parts).astype(np.int64)
         except Exception as exc:  # constriction raises its own types on corrupt input
             raise CorruptArchiveError(f"Laplace stream is corrupt ({type(exc).__name__})") from None

@@ -22,7 +22,7 @@ default 6 bits: about 1 bit per voxel before rate training).
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -108,8 +108,15 @@ def decoder_bits(params: Mapping[str, torch.Tensor], specs: Mapping[str, QuantSp
     return sum((tensor_bits(t, specs[name]) for name, t in params.items()), torch.zeros(()))
 
 
-def rate_term(params: Mapping[str, torch.Tensor], specs: Mapping[str, QuantSpec], batch_features: torch.Tensor,
-              feature_spec: QuantSpec, *, n_shapes: int, resolution: int) -> torch.Tensor:
+def rate_term(
+    params: Mapping[str, torch.Tensor],
+    specs: Mapping[str, QuantSpec],
+    batch_features: torch.Tensor,
+    feature_spec: QuantSpec,
+    *,
+    n_shapes: int,
+    resolution: int,
+) -> torch.Tensor:
     """The rate term of the training loss: estimated archive bits per output voxel.
 
     Args:
@@ -125,12 +132,15 @@ def rate_term(params: Mapping[str, torch.Tensor], specs: Mapping[str, QuantSpec]
         Scalar tensor: (decoder bits + N / B * batch feature bits) / (N * K^3).
     """
     b = batch_features.shape[0]
-    total = decoder_bits(params, specs).to(batch_features.device) + feature_bits(batch_features, feature_spec) * (n_shapes / b)
+    total = decoder_bits(params, specs).to(batch_features.device) + feature_bits(batch_features, feature_spec) * (
+        n_shapes / b
+    )
     return total / (n_shapes * resolution**3)
 
 
-def codec_estimate_bytes(weights: Mapping[str, tuple[np.ndarray, QuantSpec]], features: np.ndarray,
-                         feature_spec: QuantSpec) -> dict[str, float]:
+def codec_estimate_bytes(
+    weights: Mapping[str, tuple[np.ndarray, QuantSpec]], features: np.ndarray, feature_spec: QuantSpec
+) -> dict[str, float]:
     """The training estimate for final symbols, to report beside the archive's real bytes.
 
     Args:

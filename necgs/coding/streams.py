@@ -9,15 +9,22 @@ tensor, or one chunk for all of them when one shared model is smaller.
 
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 
-from necgs.coding.entropy import CODERS, EntropyModel, _get_varints, _put_varints, build_model, decode_with_model, encode_with_model, shared_model
+from necgs.coding.entropy import (
+    CODERS,
+    EntropyModel,
+    _get_varints,
+    _put_varints,
+    build_model,
+    decode_with_model,
+    encode_with_model,
+    shared_model,
+)
 from necgs.coding.laplace import LAPLACE_TAG, LaplaceModel
 from necgs.errors import CorruptArchiveError
 
-AnyModel = Union[EntropyModel, LaplaceModel]
+AnyModel = EntropyModel | LaplaceModel
 #: Coder settings of :class:`~necgs.config.NecgsConfig`: "auto" tries every model.
 CODER_CHOICES = ("auto", *CODERS, "laplace")
 

@@ -8,8 +8,9 @@ import sys
 
 def add_device(parser: argparse.ArgumentParser) -> None:
     """``--device auto|cpu|cuda``."""
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="where to run (auto: CUDA when present)")
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (auto: CUDA when present)"
+    )
 
 
 def parse_width(text: str | None):

@@ -22,6 +22,8 @@ def run(args) -> int:
         warn(f"skipped {failure}")
     d = describe(result.path)
     added = [s for s in d["shapes"] if s["batch"] == d["batches"][-1]["batch"]]
-    print(f"{result.path}: mode frozen-decoder (old shapes unchanged), added {len(added)} shapes at "
-          f"{sum(s['feature_bytes'] for s in added) / max(len(added), 1):.0f} bytes each; {result.bytes} bytes in all")
+    print(
+        f"{result.path}: mode frozen-decoder (old shapes unchanged), added {len(added)} shapes at "
+        f"{sum(s['feature_bytes'] for s in added) / max(len(added), 1):.0f} bytes each; {result.bytes} bytes in all"
+    )
     return 0

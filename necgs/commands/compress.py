@@ -18,14 +18,26 @@ def register(sub) -> None:
     p.add_argument("--resolution", type=int, help="volume resolution K, a power of two (overrides the preset)")
     p.add_argument("--weight-bits", type=int, help="quantization bits of the decoder parameters (2..16)")
     p.add_argument("--feature-bits", type=int, help="quantization bits of the embedded features (2..16)")
-    p.add_argument("--train-mode", choices=["patch", "dense"],
-                   help="patch: train on blocks near the surface (default); dense: whole volumes (the paper's)")
-    p.add_argument("--lambda-rate", type=float, help="lambda_R: weight of the rate term in training (default 0; "
-                   "e.g. 0.02 for smaller archives)")
+    p.add_argument(
+        "--train-mode",
+        choices=["patch", "dense"],
+        help="patch: train on blocks near the surface (default); dense: whole volumes (the paper's)",
+    )
+    p.add_argument(
+        "--lambda-rate",
+        type=float,
+        help="lambda_R: weight of the rate term in training (default 0; e.g. 0.02 for smaller archives)",
+    )
     target = p.add_mutually_exclusive_group()
-    target.add_argument("--target-ratio", type=float, metavar="R",
-                        help="rate control: aim at R times smaller than the meshes as binary PLY (picks width, bits, lambda_R)")
-    target.add_argument("--target-bytes", type=int, metavar="B", help="rate control: aim at an archive of at most B bytes")
+    target.add_argument(
+        "--target-ratio",
+        type=float,
+        metavar="R",
+        help="rate control: aim at R times smaller than the meshes as binary PLY (picks width, bits, lambda_R)",
+    )
+    target.add_argument(
+        "--target-bytes", type=int, metavar="B", help="rate control: aim at an archive of at most B bytes"
+    )
     p.add_argument("--nproc", type=int, default=1, help="processes for distributed training (torchrun on this machine)")
     add_device(p)
     p.set_defaults(func=run)
@@ -34,11 +46,20 @@ def register(sub) -> None:
 def run(args) -> int:
     from necgs.config import preset
 
-    cfg = preset(args.preset, width=parse_width(args.width), device=args.device, epochs=args.epochs,
-                 ssim=False if args.no_ssim else None, deform=False if args.no_deform else None,
-                 autoencoder=args.autoencoder or None, resolution=args.resolution,
-                 weight_bits=args.weight_bits, feature_bits=args.feature_bits, train_mode=args.train_mode,
-                 lambda_rate=args.lambda_rate)
+    cfg = preset(
+        args.preset,
+        width=parse_width(args.width),
+        device=args.device,
+        epochs=args.epochs,
+        ssim=False if args.no_ssim else None,
+        deform=False if args.no_deform else None,
+        autoencoder=args.autoencoder or None,
+        resolution=args.resolution,
+        weight_bits=args.weight_bits,
+        feature_bits=args.feature_bits,
+        train_mode=args.train_mode,
+        lambda_rate=args.lambda_rate,
+    )
     targets = {"target_ratio": args.target_ratio, "target_bytes": args.target_bytes}
     if args.nproc > 1 and any(v is not None for v in targets.values()):
         from necgs.pipeline import _as_loaded
@@ -49,7 +70,6 @@ def run(args) -> int:
         cfg = plan.config
     if args.nproc > 1:
         from necgs.distributed import launch_compress
-
         from necgs.pipeline import open_archive, shapes_without_surface
 
         code = launch_compress(args.source, args.output, cfg, args.nproc)
@@ -65,8 +85,10 @@ def run(args) -> int:
         warn(f"skipped {failure}")
     if result.rate_plan is not None:
         print(result.rate_plan.describe())
-    print(f"{result.path}: {len(result.names)} shapes, {result.bytes} bytes, ratio {result.ratio_ply:.1f} to binary PLY "
-          f"(fit {result.seconds['fit']:.0f} s, train {result.seconds['train']:.0f} s)")
+    print(
+        f"{result.path}: {len(result.names)} shapes, {result.bytes} bytes, ratio {result.ratio_ply:.1f} to binary PLY "
+        f"(fit {result.seconds['fit']:.0f} s, train {result.seconds['train']:.0f} s)"
+    )
     warn_empty(result.path, result.empty_shapes, len(result.names))
     return 0
 
@@ -75,5 +97,7 @@ def warn_empty(path, empty: list[str], total: int) -> None:
     """One stderr line if shapes of the archive at ``path`` decode to no surface."""
     if empty:
         shown = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
-        warn(f"{path}: {len(empty)} of {total} shapes decode to no surface ({shown}); training collapsed or "
-             f"is too short: try more --epochs, a smaller --width or --preset quick")
+        warn(
+            f"{path}: {len(empty)} of {total} shapes decode to no surface ({shown}); training collapsed or "
+            f"is too short: try more --epochs, a smaller --width or --preset quick"
+        )

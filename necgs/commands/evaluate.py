@@ -8,11 +8,17 @@ from necgs.commands._common import parse_width, warn
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="rate-distortion sweep of several codecs on one data set")
     p.add_argument("dataset", help="data set name (see `necgs datasets`), folder or zip")
-    p.add_argument("--codecs", default="necgs,draco,decimate-draco",
-                   help="comma-separated: necgs, draco, decimate-draco, pointcloud-spsr, quantdeepsdf, gpcc, vpcc, pcgcv2")
+    p.add_argument(
+        "--codecs",
+        default="necgs,draco,decimate-draco",
+        help="comma-separated: necgs, draco, decimate-draco, pointcloud-spsr, quantdeepsdf, gpcc, vpcc, pcgcv2",
+    )
     p.add_argument("--widths", help="NeCGS decoder sizes to sweep, comma-separated (e.g. tiny,small,16)")
-    p.add_argument("--lambda-rates", help="NeCGS lambda_R values to sweep beside the widths, comma-separated "
-                   "(e.g. 0,0.02,0.05): every width is run at every lambda_R")
+    p.add_argument(
+        "--lambda-rates",
+        help="NeCGS lambda_R values to sweep beside the widths, comma-separated "
+        "(e.g. 0,0.02,0.05): every width is run at every lambda_R",
+    )
     p.add_argument("--preset", default="quick", help="NeCGS preset (quick|standard|paper)")
     p.add_argument("--epochs", type=int, help="NeCGS training epochs")
     p.add_argument("--samples", type=int, default=100_000, help="surface samples per metric")
@@ -36,11 +42,24 @@ def run(args) -> int:
     if "necgs" in codecs:
         widths = [parse_width(w) for w in args.widths.split(",")] if args.widths else ["medium", "small", "tiny"]
         lambdas = _parse_lambdas(args.lambda_rates)
-        settings["necgs"] = [{"preset": args.preset, "width": w, **({"epochs": args.epochs} if args.epochs else {}),
-                              **({"lambda_rate": lam} if lam is not None else {})}
-                             for w in widths for lam in lambdas]
-    result = evaluate(args.dataset, codecs, settings=settings or None, n_samples=args.samples, limit=args.limit,
-                      progress=lambda stage, frac: warn(f"[{100 * frac:5.1f}%] {stage}"))
+        settings["necgs"] = [
+            {
+                "preset": args.preset,
+                "width": w,
+                **({"epochs": args.epochs} if args.epochs else {}),
+                **({"lambda_rate": lam} if lam is not None else {}),
+            }
+            for w in widths
+            for lam in lambdas
+        ]
+    result = evaluate(
+        args.dataset,
+        codecs,
+        settings=settings or None,
+        n_samples=args.samples,
+        limit=args.limit,
+        progress=lambda stage, frac: warn(f"[{100 * frac:5.1f}%] {stage}"),
+    )
     for codec, status in result.statuses.items():
         if status != "ok":
             warn(f"{codec}: {status}")

@@ -25,8 +25,9 @@ def run(args) -> int:
     from necgs.geometry.fit import FitConfig, fit_volumes
     from necgs.io.loading import load_meshes
 
-    cfg = FitConfig(resolution=args.resolution, iterations=args.iterations, backend=args.backend,
-                    device=args.device).validate()
+    cfg = FitConfig(
+        resolution=args.resolution, iterations=args.iterations, backend=args.backend, device=args.device
+    ).validate()
     loaded = load_meshes(args.source)
     for failure in loaded.failures:
         warn(f"skipped {failure}")

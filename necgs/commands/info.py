@@ -20,21 +20,30 @@ def run(args) -> int:
         print(json.dumps(d, indent=2))
         return 0
     print(f"{d['file']}: necgs archive v{d['version']}, {d['n_shapes']} shapes, {d['bytes']} bytes")
-    print(f"  decoder  K={d['decoder']['resolution']} widths={d['decoder']['widths']} "
-          f"({d['decoder_parameters']} parameters): {d['weights_bytes']} bytes")
-    print(f"  features {d['feature_bytes']} bytes + models {d['feature_model_bytes']} bytes; header {d['header_bytes']} bytes")
+    print(
+        f"  decoder  K={d['decoder']['resolution']} widths={d['decoder']['widths']} "
+        f"({d['decoder_parameters']} parameters): {d['weights_bytes']} bytes"
+    )
+    print(
+        f"  features {d['feature_bytes']} bytes + models {d['feature_model_bytes']} bytes; "
+        f"header {d['header_bytes']} bytes"
+    )
     print(f"  coders   {', '.join(f'{k}={v}' for k, v in d['coders'].items())}")
     est = d.get("rate_estimate")
     if est:
-        print(f"  estimate training's rate term: weights {est['weights_bytes']:.0f} bytes, "
-              f"features {est['features_bytes']:.0f} bytes (payloads, Laplace models)")
+        print(
+            f"  estimate training's rate term: weights {est['weights_bytes']:.0f} bytes, "
+            f"features {est['features_bytes']:.0f} bytes (payloads, Laplace models)"
+        )
     if d["ratio_ply"]:
         print(f"  ratio    {d['ratio_files']:.1f}x vs source files, {d['ratio_ply']:.1f}x vs binary PLY")
     for b in d["batches"]:
         members = [s for s in d["shapes"] if s["batch"] == b["batch"]]
         cost = sum(s["feature_bytes"] for s in members)
-        print(f"  batch {b['batch']} ({b['mode']}): {len(members)} shapes, {cost} feature bytes"
-              + (f", {cost / len(members):.0f} bytes per shape" if members else ""))
+        print(
+            f"  batch {b['batch']} ({b['mode']}): {len(members)} shapes, {cost} feature bytes"
+            + (f", {cost / len(members):.0f} bytes per shape" if members else "")
+        )
         if b["batch"] > 0:
             for s in members:
                 print(f"    + {s['name']}: {s['feature_bytes']} bytes")

@@ -15,9 +15,9 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -64,7 +64,7 @@ class FitConfig:
     seed: int = 0
     device: str = "auto"
 
-    def validate(self) -> "FitConfig":
+    def validate(self) -> FitConfig:
         """Raise :class:`ConfigError` on any out-of-range setting; returns self."""
         validate_resolution(self.resolution)
         if self.backend not in BACKENDS:
@@ -155,7 +155,9 @@ def fit_volume(vertices: np.ndarray, faces: np.ndarray, cfg: FitConfig) -> torch
 ReconstructionError = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def optimize_volume(tsdf0: torch.Tensor, cfg: FitConfig, error: ReconstructionError, device: torch.device) -> torch.Tensor:
+def optimize_volume(
+    tsdf0: torch.Tensor, cfg: FitConfig, error: ReconstructionError, device: torch.device
+) -> torch.Tensor:
     """Algorithm 1's loop: Adam on the TSDF and the (tanh-bounded) deformations.
 
     Args:

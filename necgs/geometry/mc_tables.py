@@ -29,9 +29,7 @@ EDGES = np.array(
 #: (12,) axis along which each edge runs.
 EDGE_AXIS = np.argmax(CORNERS[EDGES[:, 1]] - CORNERS[EDGES[:, 0]], axis=1)
 #: The six faces as cyclic corner loops.
-FACES = np.array(
-    [[0, 3, 7, 4], [1, 2, 6, 5], [0, 1, 5, 4], [3, 2, 6, 7], [0, 1, 2, 3], [4, 5, 6, 7]], dtype=np.int64
-)
+FACES = np.array([[0, 3, 7, 4], [1, 2, 6, 5], [0, 1, 5, 4], [3, 2, 6, 7], [0, 1, 2, 3], [4, 5, 6, 7]], dtype=np.int64)
 
 
 def _edge_index(a: int, b: int) -> int:

@@ -35,7 +35,9 @@ def _random_views(gen: torch.Generator, device) -> torch.Tensor:
     """(VIEWS, 4, 4) orthographic-ish view-projection matrices looking at the origin."""
     mats = []
     for _ in range(VIEWS):
-        yaw, pitch = (torch.rand(2, generator=gen) * torch.tensor([2 * math.pi, math.pi]) - torch.tensor([0, math.pi / 2])).tolist()
+        yaw, pitch = (
+            torch.rand(2, generator=gen) * torch.tensor([2 * math.pi, math.pi]) - torch.tensor([0, math.pi / 2])
+        ).tolist()
         cy, sy, cp, sp = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch)
         rot = torch.tensor([[cy, 0, sy], [sp * sy, cp, -sp * cy], [-cp * sy, sp, cp * cy]])
         m = torch.eye(4)

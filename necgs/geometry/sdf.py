@@ -36,9 +36,7 @@ def _scene(vertices: np.ndarray, faces: np.ndarray):
     return scene, o3d
 
 
-def signed_distance(
-    vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, shell: float = 0.0
-) -> np.ndarray:
+def signed_distance(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, shell: float = 0.0) -> np.ndarray:
     """Signed distance of points to a mesh, negative inside.
 
     Args:

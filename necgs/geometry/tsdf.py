@@ -14,9 +14,7 @@ MIN_RESOLUTION, MAX_RESOLUTION = 8, 256
 def validate_resolution(K: int) -> None:
     """Raise :class:`ConfigError` unless K is a power of two in [8, 256]."""
     if not isinstance(K, (int, np.integer)) or K < MIN_RESOLUTION or K > MAX_RESOLUTION or K & (K - 1):
-        raise ConfigError(
-            f"resolution must be a power of two between {MIN_RESOLUTION} and {MAX_RESOLUTION}, got {K!r}"
-        )
+        raise ConfigError(f"resolution must be a power of two between {MIN_RESOLUTION} and {MAX_RESOLUTION}, got {K!r}")
 
 
 def voxel_size(K: int) -> float:

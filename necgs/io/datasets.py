@@ -89,15 +89,21 @@ def mixed_selection(real: list[DatasetInfo] | None = None) -> dict[str, Path]:
 def list_datasets() -> list[DatasetInfo]:
     """Every built-in set, then every real set found under the data roots, then ``mixed``."""
     out = [
-        DatasetInfo(s.name, "builtin", builtin_dir(s.name), s.count, s.description)
-        for s in PROCEDURAL_SETS.values()
+        DatasetInfo(s.name, "builtin", builtin_dir(s.name), s.count, s.description) for s in PROCEDURAL_SETS.values()
     ]
     real = _real_sets()
     out += real
     if len(real) >= 2:
         n = len(mixed_selection(real))
-        out.append(DatasetInfo(MIXED, "real", builtin_dir(MIXED), n,
-                               f"up to {MIXED_PER_SET} shapes of each real set ({', '.join(r.name for r in real)})"))
+        out.append(
+            DatasetInfo(
+                MIXED,
+                "real",
+                builtin_dir(MIXED),
+                n,
+                f"up to {MIXED_PER_SET} shapes of each real set ({', '.join(r.name for r in real)})",
+            )
+        )
     return out
 
 

@@ -77,7 +77,9 @@ def load_mesh(path: str | os.PathLike, name: str | None = None, max_bytes: int =
     if not path.is_file():
         raise MeshLoadError(src, "no such file")
     if path.suffix.lower() not in MESH_SUFFIXES:
-        raise MeshLoadError(src, f"unsupported format {path.suffix or '(none)'!r}; use one of {', '.join(MESH_SUFFIXES)}")
+        raise MeshLoadError(
+            src, f"unsupported format {path.suffix or '(none)'!r}; use one of {', '.join(MESH_SUFFIXES)}"
+        )
     size = path.stat().st_size
     if size > max_bytes:
         raise MeshLoadError(src, f"file is {size / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB limit")

@@ -45,7 +45,7 @@ class Mesh:
 
         return trimesh.Trimesh(self.vertices, self.faces, process=False)
 
-    def transformed(self, transform: "Transform", inverse: bool = False) -> "Mesh":
+    def transformed(self, transform: Transform, inverse: bool = False) -> Mesh:
         """Return a copy with ``transform`` (or its inverse) applied to the vertices."""
         v = transform.invert(self.vertices) if inverse else transform.apply(self.vertices)
         return Mesh(v, self.faces.copy(), self.name)
@@ -76,7 +76,7 @@ class Transform:
         return {"center": [float(c) for c in self.center], "scale": float(self.scale)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Transform":
+    def from_dict(cls, data: dict) -> Transform:
         """Inverse of :meth:`to_dict`."""
         center = tuple(float(c) for c in data["center"])
         if len(center) != 3:

@@ -64,11 +64,13 @@ def _union_all(ds: list[np.ndarray], k: float) -> np.ndarray:
 def _limb(start, angle_a: float, angle_b: float, l1: float, l2: float, plane: int = 0):
     """Two-segment limb from ``start``; angles from straight down, in the given plane."""
     start = np.asarray(start, float)
+
     def direction(theta):
         d = np.zeros(3)
         d[2] = -np.cos(theta)
         d[plane] = np.sin(theta)
         return d
+
     knee = start + l1 * direction(angle_a)
     foot = knee + l2 * direction(angle_a + angle_b)
     return knee, foot
@@ -141,8 +143,10 @@ def _cad(rng: np.random.Generator) -> Callable[[np.ndarray], np.ndarray]:
                 d = np.maximum(d, -_cylinder(p, (0.52 * np.cos(a), 0.52 * np.sin(a), 0), 0.07, 0.3))
             return d
         if kind == 2:  # L bracket with slots
-            d = np.minimum(_box(p, (0, 0, -0.4), (0.6, 0.35 * size[1], 0.08)),
-                           _box(p, (-0.52, 0, 0.05), (0.08, 0.35 * size[1], 0.5)))
+            d = np.minimum(
+                _box(p, (0, 0, -0.4), (0.6, 0.35 * size[1], 0.08)),
+                _box(p, (-0.52, 0, 0.05), (0.08, 0.35 * size[1], 0.5)),
+            )
             for i in range(holes):
                 d = np.maximum(d, -_box(p, (0.1 + 0.12 * i, 0, -0.4), (0.03, 0.15, 0.2)))
             return d

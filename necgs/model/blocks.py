@@ -16,8 +16,9 @@ from torch.nn import functional as F
 from necgs.model.decoder import BlockBatch, Decoder, DecoderConfig, convolution_for
 
 
-def crop_windows(x: torch.Tensor, shape_index: torch.Tensor, starts: torch.Tensor, size: int,
-                 halo: int) -> torch.Tensor:
+def crop_windows(
+    x: torch.Tensor, shape_index: torch.Tensor, starts: torch.Tensor, size: int, halo: int
+) -> torch.Tensor:
     """Cut ``[s - halo, s + size + halo)^3`` windows out of zero-padded whole-grid tensors.
 
     Args:
@@ -32,8 +33,10 @@ def crop_windows(x: torch.Tensor, shape_index: torch.Tensor, starts: torch.Tenso
     """
     padded = F.pad(x, (halo,) * 6)
     side = size + 2 * halo
-    crops = [padded[int(s), :, a:a + side, b:b + side, c:c + side]
-             for s, (a, b, c) in zip(shape_index.tolist(), starts.tolist())]
+    crops = [
+        padded[int(s), :, a : a + side, b : b + side, c : c + side]
+        for s, (a, b, c) in zip(shape_index.tolist(), starts.tolist())
+    ]
     return torch.stack(crops)
 
 
@@ -79,8 +82,7 @@ def best_crop_level(cfg: DecoderConfig, size: int, shapes: int, blocks: int, nee
     return min(levels, key=lambda c: block_macs(cfg, c, shapes, blocks, size))
 
 
-def active_blocks(coarse: torch.Tensor, cfg: DecoderConfig, size: int, margin: int,
-                  threshold: float) -> torch.Tensor:
+def active_blocks(coarse: torch.Tensor, cfg: DecoderConfig, size: int, margin: int, threshold: float) -> torch.Tensor:
     """Which output blocks may hold surface, from the coarse TSDF.
 
     Args:
@@ -100,8 +102,9 @@ def active_blocks(coarse: torch.Tensor, cfg: DecoderConfig, size: int, margin: i
     return F.max_pool3d(near, size // f, stride=size // f)[0, 0] > 0
 
 
-def decode_sparse(decoder: Decoder, features: torch.Tensor, size: int = 16, margin: int = 1,
-                  threshold: float = 0.9, chunk: int = 16) -> torch.Tensor:
+def decode_sparse(
+    decoder: Decoder, features: torch.Tensor, size: int = 16, margin: int = 1, threshold: float = 0.9, chunk: int = 16
+) -> torch.Tensor:
     """Decode one shape, running the fine levels only on blocks near the coarse surface.
 
     Blocks far from the surface get the coarse sign as their TSDF (+-1) and no deformation.
@@ -139,11 +142,11 @@ def decode_sparse(decoder: Decoder, features: torch.Tensor, size: int = 16, marg
         out = torch.cat([tsdf, torch.zeros((1, 3, K, K, K), dtype=tsdf.dtype, device=tsdf.device)], 1)
         origins = idx * size
         for k in range(0, n_active, chunk):
-            o = origins[k:k + chunk]
+            o = origins[k : k + chunk]
             blocks = BlockBatch(torch.zeros(len(o), dtype=torch.long), o, size, crop)
             dec = decoder.run_blocks(x, blocks, p, conv)
-            for b, (i, j, l) in enumerate(o.tolist()):
-                out[0, :, i:i + size, j:j + size, l:l + size] = dec[b]
+            for b, (i, j, k) in enumerate(o.tolist()):
+                out[0, :, i : i + size, j : j + size, k : k + size] = dec[b]
     return out
 
 

@@ -84,7 +84,7 @@ class DecoderConfig:
         """Side of the grid of level ``level`` (0: K', L: K)."""
         return self.feature_resolution * 2**level
 
-    def validate(self) -> "DecoderConfig":
+    def validate(self) -> DecoderConfig:
         """Raise :class:`ConfigError` on inconsistent settings; returns self."""
         K, Kp = self.resolution, self.feature_resolution
         if Kp < 1 or K % Kp or (K // Kp) & (K // Kp - 1) or K // Kp < 2:
@@ -108,7 +108,7 @@ class DecoderConfig:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DecoderConfig":
+    def from_dict(cls, data: dict) -> DecoderConfig:
         """Inverse of :meth:`to_dict` (validated)."""
         return cls(
             int(data["resolution"]),
@@ -119,17 +119,24 @@ class DecoderConfig:
         ).validate()
 
 
-def decoder_config(resolution: int, width: int | str | tuple[int, ...], feature_channels: int = 16,
-                   feature_resolution: int = 4, coarse_head: bool = True) -> DecoderConfig:
+def decoder_config(
+    resolution: int,
+    width: int | str | tuple[int, ...],
+    feature_channels: int = 16,
+    feature_resolution: int = 4,
+    coarse_head: bool = True,
+) -> DecoderConfig:
     """Build a :class:`DecoderConfig` from a named size, a base width or explicit widths."""
     modules = int(round(math.log2(max(resolution // max(feature_resolution, 1), 1))))
     if isinstance(width, str):
         if width == "paper":
-            widths = PAPER_WIDTHS[-(modules + 1):] if modules + 1 <= len(PAPER_WIDTHS) else (64,) + PAPER_WIDTHS
+            widths = PAPER_WIDTHS[-(modules + 1) :] if modules + 1 <= len(PAPER_WIDTHS) else (64,) + PAPER_WIDTHS
         elif width in NAMED_WIDTHS:
             widths = width_schedule(NAMED_WIDTHS[width], modules)
         else:
-            raise ConfigError(f"unknown decoder size {width!r}; use one of {', '.join([*NAMED_WIDTHS, 'paper'])} or a number")
+            raise ConfigError(
+                f"unknown decoder size {width!r}; use one of {', '.join([*NAMED_WIDTHS, 'paper'])} or a number"
+            )
     elif isinstance(width, int):
         if not 1 <= width <= 1024:
             raise ConfigError(f"decoder width must be in [1, 1024], got {width}")
@@ -167,8 +174,9 @@ def _use_onednn(x: torch.Tensor) -> bool:
 
 def _inference_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding: int = 1) -> torch.Tensor:
     """:func:`_conv3d` computed by oneDNN on CPU; dense in, dense out."""
-    out = F.conv3d(x.contiguous().to_mkldnn(), weight.contiguous().to_mkldnn(), bias.contiguous().to_mkldnn(),
-                   padding=padding)
+    out = F.conv3d(
+        x.contiguous().to_mkldnn(), weight.contiguous().to_mkldnn(), bias.contiguous().to_mkldnn(), padding=padding
+    )
     return out.to_dense()
 
 
@@ -209,8 +217,13 @@ class Decoder(nn.Module):
         if cfg.coarse_head:
             self.coarse = nn.Conv3d(w[cfg.coarse_level], 1, 3, padding=1)
 
-    def forward(self, features: torch.Tensor, specs: dict[str, QuantSpec] | None = None,
-                blocks: BlockBatch | None = None, with_coarse: bool = False):
+    def forward(
+        self,
+        features: torch.Tensor,
+        specs: dict[str, QuantSpec] | None = None,
+        blocks: BlockBatch | None = None,
+        with_coarse: bool = False,
+    ):
         """Decode features; with ``specs`` every parameter is quantized first (QAT).
 
         Args:
@@ -235,8 +248,9 @@ class Decoder(nn.Module):
             return out
         return out, self.coarse_prediction(levels, p, conv)
 
-    def run_levels(self, features: torch.Tensor, p: dict[str, torch.Tensor], conv, stop: int,
-                   keep_coarse: bool = False) -> list[torch.Tensor]:
+    def run_levels(
+        self, features: torch.Tensor, p: dict[str, torch.Tensor], conv, stop: int, keep_coarse: bool = False
+    ) -> list[torch.Tensor]:
         """The whole-grid levels: head, then modules up to level ``stop``.
 
         Returns:

@@ -39,7 +39,7 @@ class QuantSpec:
         return {"bits": self.bits, "lo": float(np.float32(self.lo)), "hi": float(np.float32(self.hi))}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "QuantSpec":
+    def from_dict(cls, data: dict) -> QuantSpec:
         """Inverse of :meth:`to_dict` (validates the values)."""
         bits, lo, hi = int(data["bits"]), float(data["lo"]), float(data["hi"])
         if not 1 <= bits <= 16 or not (np.isfinite(lo) and np.isfinite(hi)) or not lo < hi:

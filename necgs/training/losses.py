@@ -59,8 +59,9 @@ class LossWeights:
     ssim_crop: float = 1.0
 
 
-def random_cube(pred: torch.Tensor, target: torch.Tensor, fraction: float,
-                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+def random_cube(
+    pred: torch.Tensor, target: torch.Tensor, fraction: float, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The same cube of side ``fraction * K`` (at least 9) cut from both (B, C, K, K, K) volumes.
 
     The cube is centred (then shifted inside the grid) on a random node of the batch's
@@ -81,8 +82,9 @@ def random_cube(pred: torch.Tensor, target: torch.Tensor, fraction: float,
     return pred[cut], target[cut]
 
 
-def volume_loss(pred: torch.Tensor, target: torch.Tensor, w: LossWeights,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+def volume_loss(
+    pred: torch.Tensor, target: torch.Tensor, w: LossWeights, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Eq. 3 on a batch of TSDF-Def volumes (B, 4, K, K, K); returns a scalar.
 
     Args:

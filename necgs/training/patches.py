@@ -43,8 +43,9 @@ class BlockSampler:
         total = sum(len(b) + len(f) for b, f in zip(self.band, self.far))
         return sum(len(b) for b in self.band) / max(total, 1)
 
-    def sample(self, shapes: list[int], per_shape: int, band_fraction: float, crop_level: int,
-               generator: torch.Generator) -> BlockBatch:
+    def sample(
+        self, shapes: list[int], per_shape: int, band_fraction: float, crop_level: int, generator: torch.Generator
+    ) -> BlockBatch:
         """Draw ``per_shape`` blocks of each shape in ``shapes``.
 
         Args:
@@ -66,8 +67,9 @@ class BlockSampler:
                 flat = int(pool[int(torch.randint(len(pool), (1,), generator=generator))])
                 origins.append(self._origin(flat))
                 index.append(b)
-        return BlockBatch(torch.tensor(index, dtype=torch.long), torch.tensor(origins, dtype=torch.long),
-                          self.size, crop_level)
+        return BlockBatch(
+            torch.tensor(index, dtype=torch.long), torch.tensor(origins, dtype=torch.long), self.size, crop_level
+        )
 
     def _origin(self, flat: int) -> list[int]:
         g = self.grid
@@ -77,8 +79,12 @@ class BlockSampler:
 def block_targets(volumes: torch.Tensor, shapes: list[int], blocks: BlockBatch) -> torch.Tensor:
     """The target blocks (nb, 4, P, P, P) of ``volumes`` (N, 4, K, K, K) for a batch."""
     P = blocks.size
-    return torch.stack([volumes[shapes[s], :, a:a + P, b:b + P, c:c + P]
-                        for s, (a, b, c) in zip(blocks.shape_index.tolist(), blocks.origins.tolist())])
+    return torch.stack(
+        [
+            volumes[shapes[s], :, a : a + P, b : b + P, c : c + P]
+            for s, (a, b, c) in zip(blocks.shape_index.tolist(), blocks.origins.tolist())
+        ]
+    )
 
 
 def coarse_targets(volumes: torch.Tensor, resolution: int) -> torch.Tensor:

@@ -22,9 +22,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -105,7 +105,7 @@ class TrainConfig:
     band_fraction: float = 0.85
     coarse_weight: float = 1.0
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise :class:`ConfigError` on any out-of-range setting; returns self."""
         if not 0 <= self.epochs <= 100_000:
             raise ConfigError(f"epochs must be in [0, 100000], got {self.epochs}")
@@ -237,7 +237,11 @@ def _save_checkpoint(folder: Path, tag: str, digest: str, epoch: int, state: dic
 
 
 def _load_checkpoint(folder: Path | None, tag: str, digest: str) -> tuple[dict, int, list[float]] | None:
-    if folder is None or not (folder / f"checkpoint{tag}.json").is_file() or not (folder / f"checkpoint{tag}.pt").is_file():
+    if (
+        folder is None
+        or not (folder / f"checkpoint{tag}.json").is_file()
+        or not (folder / f"checkpoint{tag}.pt").is_file()
+    ):
         return None
     try:
         meta = json.loads((folder / f"checkpoint{tag}.json").read_text())
@@ -272,20 +276,28 @@ class StepObjective:
         self.sampler = None
         if tcfg.mode == "patch":
             size = min(tcfg.block_size, dcfg.resolution)
-            self.crop_level = best_crop_level(dcfg, size, tcfg.batch_size, tcfg.batch_size * tcfg.blocks_per_shape,
-                                              need_coarse=self.coarse)
+            self.crop_level = best_crop_level(
+                dcfg, size, tcfg.batch_size, tcfg.batch_size * tcfg.blocks_per_shape, need_coarse=self.coarse
+            )
             self.sampler = BlockSampler(volumes, size, 2 ** (dcfg.modules - self.crop_level), self.weights.tau)
             self.weights = replace(self.weights, ssim_crop=1.0)  # SSIM on each whole block (valid window)
 
-    def __call__(self, model, features: torch.Tensor, specs: dict[str, QuantSpec] | None, idx: list[int],
-                 generator: torch.Generator) -> torch.Tensor:
+    def __call__(
+        self,
+        model,
+        features: torch.Tensor,
+        specs: dict[str, QuantSpec] | None,
+        idx: list[int],
+        generator: torch.Generator,
+    ) -> torch.Tensor:
         """Eq. 3 (+ the coarse head's L1) for the shapes ``idx`` decoded from ``features`` (B, C, K'^3)."""
         device = features.device
         if self.sampler is None:
             blocks, target = None, self.volumes[idx]
         else:
-            blocks = self.sampler.sample(idx, self.tcfg.blocks_per_shape, self.tcfg.band_fraction, self.crop_level,
-                                         generator)
+            blocks = self.sampler.sample(
+                idx, self.tcfg.blocks_per_shape, self.tcfg.band_fraction, self.crop_level, generator
+            )
             target = block_targets(self.volumes, idx, blocks)
         out = model(features, specs, blocks=blocks, with_coarse=self.coarse)
         pred, coarse = out if self.coarse else (out, None)
@@ -376,19 +388,38 @@ def train_autodecoder(
             opt.param_groups[1]["lr"] = lr * (tcfg.feature_lr_scale if encoder is None else 1.0)
             specs = decoder.quant_specs(tcfg.weight_bits, tcfg.per_tensor_ranges)
             batch_features = features[idx] if encoder is None else encoder(volumes[idx].to(device))
-            fspec = symmetric_spec(batch_features if encoder is not None else features, tcfg.feature_bits, tcfg.per_tensor_ranges)
+            fspec = symmetric_spec(
+                batch_features if encoder is not None else features, tcfg.feature_bits, tcfg.per_tensor_ranges
+            )
             loss = objective(model, quantize(batch_features, fspec), specs, idx, crops)
             if tcfg.lambda_rate > 0:
-                loss = loss + tcfg.lambda_rate * rate_term(dict(decoder.named_parameters()), specs, batch_features, fspec,
-                                                           n_shapes=n, resolution=dcfg.resolution)
+                loss = loss + tcfg.lambda_rate * rate_term(
+                    dict(decoder.named_parameters()),
+                    specs,
+                    batch_features,
+                    fspec,
+                    n_shapes=n,
+                    resolution=dcfg.resolution,
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             _clip_and_step(opt, decoder, loss)
             epoch_loss += float(loss.detach())
         losses.append(epoch_loss / steps_per_epoch)
         done = epoch + 1
-        _report(bar, progress, done, tcfg.epochs, losses[-1], (time.perf_counter() - t0) / (done - start_epoch) * (tcfg.epochs - done))
-        if checkpoint_dir is not None and tcfg.checkpoint_every and (done % tcfg.checkpoint_every == 0 or done == tcfg.epochs):
+        _report(
+            bar,
+            progress,
+            done,
+            tcfg.epochs,
+            losses[-1],
+            (time.perf_counter() - t0) / (done - start_epoch) * (tcfg.epochs - done),
+        )
+        if (
+            checkpoint_dir is not None
+            and tcfg.checkpoint_every
+            and (done % tcfg.checkpoint_every == 0 or done == tcfg.epochs)
+        ):
             state = {"decoder": decoder.state_dict(), "features": features.detach().cpu(), "optim": opt.state_dict()}
             if encoder is not None:
                 state["encoder"] = encoder.state_dict()
@@ -430,8 +461,9 @@ def _gather_features(features: torch.Tensor, mine: list[int], world: int) -> tor
     return owned.cpu()
 
 
-def export_codec(decoder: Decoder, features: torch.Tensor, tcfg: TrainConfig, losses: list[float],
-                 seconds: float) -> TrainedCodec:
+def export_codec(
+    decoder: Decoder, features: torch.Tensor, tcfg: TrainConfig, losses: list[float], seconds: float
+) -> TrainedCodec:
     """Quantize the trained decoder and features into a :class:`TrainedCodec`."""
     weights = {}
     for name, t in decoder.named_parameters():

@@ -15,8 +15,13 @@ from necgs.errors import DependencyError
 
 #: The browser used; ``NECGS_CHROMIUM`` overrides it.
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 def plotly_pngs(figures: list, targets: list[Path], width: int = 1000, height: int = 600) -> list[Path]:
@@ -38,8 +43,13 @@ def plotly_pngs(figures: list, targets: list[Path], width: int = 1000, height: i
             page = browser.new_page(viewport={"width": width, "height": height})
             for k, (fig, target) in enumerate(zip(figures, targets)):
                 html = Path(tmp) / f"fig{k}.html"
-                fig.write_html(html, include_plotlyjs=True, full_html=True,
-                               default_width=f"{width - 20}px", default_height=f"{height - 20}px")
+                fig.write_html(
+                    html,
+                    include_plotlyjs=True,
+                    full_html=True,
+                    default_width=f"{width - 20}px",
+                    default_height=f"{height - 20}px",
+                )
                 page.goto(html.as_uri())
                 page.wait_for_selector(".js-plotly-plot .main-svg")
                 page.screenshot(path=str(target))

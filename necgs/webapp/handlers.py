@@ -19,6 +19,7 @@ from necgs.errors import NecgsError
 from necgs.evaluation import Cancelled, ResultsStore
 from necgs.webapp import jobs, sessions, teaching, views
 
+
 def _session(request: gr.Request | None) -> str:
     session = (request.session_hash if request is not None else None) or "default"
     sessions.touch(session)
@@ -34,17 +35,22 @@ def info_html(text: str) -> str:
 def problem_html(title: str, details: list[str] | None = None) -> str:
     """A visible problem message: what failed, then one line per file or reason."""
     items = "".join(f"<li>{html.escape(d)}</li>" for d in details or [])
-    return ("<div role='alert' class='necgs-problem' style='border:2px solid #c62828;background:#fdecea;"
-            f"color:#7f1d1d;padding:8px 12px;border-radius:6px'><b>{html.escape(title)}</b>"
-            + (f"<ul style='margin:4px 0 0 16px'>{items}</ul>" if items else "") + "</div>")
+    return (
+        "<div role='alert' class='necgs-problem' style='border:2px solid #c62828;background:#fdecea;"
+        f"color:#7f1d1d;padding:8px 12px;border-radius:6px'><b>{html.escape(title)}</b>"
+        + (f"<ul style='margin:4px 0 0 16px'>{items}</ul>" if items else "")
+        + "</div>"
+    )
 
 
 def progress_html(fraction: float, text: str) -> str:
     """The progress display's own bar (used for the background first-launch run)."""
     pct = max(0.0, min(1.0, fraction)) * 100
-    return (f"<div id='bg-progress' style='font-size:13px'>{html.escape(text)} ({pct:.0f}%)"
-            f"<div style='height:8px;background:#e5e7eb;border-radius:4px'><div style='height:8px;width:{pct:.1f}%;"
-            "background:#2563eb;border-radius:4px'></div></div></div>")
+    return (
+        f"<div id='bg-progress' style='font-size:13px'>{html.escape(text)} ({pct:.0f}%)"
+        f"<div style='height:8px;background:#e5e7eb;border-radius:4px'><div style='height:8px;width:{pct:.1f}%;"
+        "background:#2563eb;border-radius:4px'></div></div></div>"
+    )
 
 
 # ---------------------------------------------------------------------------- results
@@ -58,17 +64,37 @@ def show_view(view: views.RunView, status: str, overlays: list[int] | None) -> l
     necgs_key = view.necgs_keys[0] if view.necgs_keys else None
     peer = views.matched_peer(view.summary, necgs_key)
     per_shape = view.per_shape.round(5) if len(view.per_shape) else pd.DataFrame()
-    return [view.run, view.figures[0], view.figures[1], view.table, per_shape, _dropdown(view.shapes),
-            _dropdown(view.necgs_keys, necgs_key), _dropdown(view.peer_keys, peer),
-            gr.update(choices=views.run_choices(), value=[o for o in overlays or [] if o != view.run]),
-            views.runs_table(), status]
+    return [
+        view.run,
+        view.figures[0],
+        view.figures[1],
+        view.table,
+        per_shape,
+        _dropdown(view.shapes),
+        _dropdown(view.necgs_keys, necgs_key),
+        _dropdown(view.peer_keys, peer),
+        gr.update(choices=views.run_choices(), value=[o for o in overlays or [] if o != view.run]),
+        views.runs_table(),
+        status,
+    ]
 
 
 def cleared(status: str) -> list:
     """RESULT_OUTPUTS after a failed job: nothing of an earlier run stays on screen."""
     empty = pd.DataFrame(columns=["codec", "setting"])
-    return [None, None, None, empty, pd.DataFrame(columns=["shape"]), _dropdown([]), _dropdown([]), _dropdown([]),
-            gr.update(choices=views.run_choices()), views.runs_table(), status]
+    return [
+        None,
+        None,
+        None,
+        empty,
+        pd.DataFrame(columns=["shape"]),
+        _dropdown([]),
+        _dropdown([]),
+        _dropdown([]),
+        gr.update(choices=views.run_choices()),
+        views.runs_table(),
+        status,
+    ]
 
 
 def unchanged(status: str) -> list:
@@ -81,9 +107,11 @@ def on_load(request: gr.Request) -> list:
     _session(request)
     run = jobs.latest_run()
     if run is None:
-        note = ("Showing the benchmark shipped with the project (all 88 AMA bodies against the peers)."
-                + (" The first-launch run on the built-in set is computing; see the progress above."
-                   if jobs.INITIAL_RUN.running else " Press Run to compute your own."))
+        note = "Showing the benchmark shipped with the project (all 88 AMA bodies against the peers)." + (
+            " The first-launch run on the built-in set is computing; see the progress above."
+            if jobs.INITIAL_RUN.running
+            else " Press Run to compute your own."
+        )
         return show_view(views.shipped_view(), info_html(note), [])
     view = views.build_run_view(run)
     return show_view(view, info_html(f"Showing {view.label}."), [])
@@ -121,32 +149,71 @@ def _source(session: str, dataset: str, files: list[str] | None):
     return dataset, []
 
 
-def on_run(dataset: str, files: list[str] | None, limit: float, width: str, preset: str, epochs: float,
-           ssim: bool, deform: bool, autoencoder: bool, peers: list[str], request: gr.Request,
-           progress=gr.Progress()) -> list:
+def on_run(
+    dataset: str,
+    files: list[str] | None,
+    limit: float,
+    width: str,
+    preset: str,
+    epochs: float,
+    ssim: bool,
+    deform: bool,
+    autoencoder: bool,
+    peers: list[str],
+    request: gr.Request,
+    progress=gr.Progress(),  # noqa: B008 (Gradio finds the progress tracker by this default)
+) -> list:
     """Run NeCGS with the chosen switches beside the chosen peers."""
 
     def work(session, cancel, report):
         source, notes = _source(session, dataset, files)
         setting = jobs.necgs_settings(width, preset, ssim, deform, autoencoder, int(epochs or 0) or None)
-        run = jobs.execute_run(source, ["necgs", *(peers or [])], [setting], int(limit), jobs.METRIC_SAMPLES,
-                               progress=report, cancel=cancel)
+        run = jobs.execute_run(
+            source,
+            ["necgs", *(peers or [])],
+            [setting],
+            int(limit),
+            jobs.METRIC_SAMPLES,
+            progress=report,
+            cancel=cancel,
+        )
         return run, notes
 
     return _job(request, progress, work)
 
 
-def on_ablation(dataset: str, files: list[str] | None, limit: float, width: str, preset: str, epochs: float,
-                ssim: bool, deform: bool, autoencoder: bool, peers: list[str], factor: str, values: list[str],
-                request: gr.Request, progress=gr.Progress()) -> list:
+def on_ablation(
+    dataset: str,
+    files: list[str] | None,
+    limit: float,
+    width: str,
+    preset: str,
+    epochs: float,
+    ssim: bool,
+    deform: bool,
+    autoencoder: bool,
+    peers: list[str],
+    factor: str,
+    values: list[str],
+    request: gr.Request,
+    progress=gr.Progress(),  # noqa: B008 (Gradio finds the progress tracker by this default)
+) -> list:
     """Run every chosen variant of one factor on the same shapes in one job."""
 
     def work(session, cancel, report):
         base = jobs.necgs_settings(width, preset, ssim, deform, autoencoder, int(epochs or 0) or None)
         variants = jobs.ablation_variants(factor, values, base)
         source, notes = _source(session, dataset, files)
-        run = jobs.execute_run(source, ["necgs", *(peers or [])], variants, int(limit), jobs.METRIC_SAMPLES,
-                               progress=report, cancel=cancel, config_extra={"ablation": factor})
+        run = jobs.execute_run(
+            source,
+            ["necgs", *(peers or [])],
+            variants,
+            int(limit),
+            jobs.METRIC_SAMPLES,
+            progress=report,
+            cancel=cancel,
+            config_extra={"ablation": factor},
+        )
         return run, notes
 
     return _job(request, progress, work)
@@ -186,15 +253,20 @@ def on_restore(run: int | None) -> list:
             if any(all(s.get(k) == v for k, v in overrides.items()) for s in settings):
                 chosen.append(name)
     dataset = config.get("dataset")
-    return [gr.update(value=dataset) if dataset in _dataset_names() else gr.update(),
-            gr.update(value=config.get("shapes") or config.get("limit")),
-            gr.update(value=str(base.get("width", "small"))), gr.update(value=base.get("preset", "quick")),
-            gr.update(value=base.get("epochs")), gr.update(value=base.get("ssim", True)),
-            gr.update(value=base.get("deform", True)), gr.update(value=base.get("autoencoder", False)),
-            gr.update(value=[c for c in config.get("codecs", []) if c != "necgs"]),
-            gr.update(value=factor) if factor in jobs.ABLATIONS else gr.update(),
-            gr.update(choices=list(jobs.ABLATIONS[factor]), value=chosen) if factor in jobs.ABLATIONS else gr.update(),
-            gr.update(selected="ablation" if factor else "one run")]
+    return [
+        gr.update(value=dataset) if dataset in _dataset_names() else gr.update(),
+        gr.update(value=config.get("shapes") or config.get("limit")),
+        gr.update(value=str(base.get("width", "small"))),
+        gr.update(value=base.get("preset", "quick")),
+        gr.update(value=base.get("epochs")),
+        gr.update(value=base.get("ssim", True)),
+        gr.update(value=base.get("deform", True)),
+        gr.update(value=base.get("autoencoder", False)),
+        gr.update(value=[c for c in config.get("codecs", []) if c != "necgs"]),
+        gr.update(value=factor) if factor in jobs.ABLATIONS else gr.update(),
+        gr.update(choices=list(jobs.ABLATIONS[factor]), value=chosen) if factor in jobs.ABLATIONS else gr.update(),
+        gr.update(selected="ablation" if factor else "one run"),
+    ]
 
 
 def _dataset_names() -> list[str]:
@@ -262,8 +334,9 @@ def _variant_keys(run: int | None) -> list[str]:
     return keys[: views.MAX_VARIANT_VIEWERS] if len(keys) > 1 else []
 
 
-def on_view(run: int | None, shape: str | None, necgs_key: str | None, other_key: str | None,
-            request: gr.Request) -> list:
+def on_view(
+    run: int | None, shape: str | None, necgs_key: str | None, other_key: str | None, request: gr.Request
+) -> list:
     """VIEWER_OUTPUTS: original, NeCGS and baseline (titled, one colour scale), the legend, the
     scale, and which variant viewers an ablation needs (shown first, filled by :func:`on_variants`:
     a Model3D made visible and given a file in one update never draws)."""
@@ -271,9 +344,13 @@ def on_view(run: int | None, shape: str | None, necgs_key: str | None, other_key
     summary = _summary(run)
     files = views.viewer_files(run, shape, [necgs_key, other_key], session)
     n_variants = len(_variant_keys(run))
-    out = [gr.update(value=files.original, label=f"original: {shape}" if shape else "original"),
-           _viewer(files.coloured[0], summary, necgs_key, "NeCGS"),
-           _viewer(files.coloured[1], summary, other_key, "baseline"), files.legend, files.vmax]
+    out = [
+        gr.update(value=files.original, label=f"original: {shape}" if shape else "original"),
+        _viewer(files.coloured[0], summary, necgs_key, "NeCGS"),
+        _viewer(files.coloured[1], summary, other_key, "baseline"),
+        files.legend,
+        files.vmax,
+    ]
     return out + [gr.update(visible=k < n_variants) for k in range(views.MAX_VARIANT_VIEWERS)]
 
 
@@ -291,8 +368,9 @@ def on_variants(run: int | None, shape: str | None, vmax: float | None, request:
 def _viewer(path: str | None, summary: pd.DataFrame, key: str | None, role: str, **extra) -> dict:
     """A viewer's update: its file and a title saying what it shows (or that nothing decoded)."""
     title = views.viewer_title(summary, key, role)
-    return gr.update(value=path, label=title if path or not key else f"{title} (no surface decoded for this shape)",
-                     **extra)
+    return gr.update(
+        value=path, label=title if path or not key else f"{title} (no surface decoded for this shape)", **extra
+    )
 
 
 def on_pick_row(necgs_key: str | None, other_key: str | None, evt: gr.SelectData) -> list:
@@ -344,15 +422,17 @@ def on_pngs(run: int | None, overlays: list[int] | None, request: gr.Request) ->
         return [None, problem_html("The figures could not be exported:", [jobs.scrub_paths(exc)])]
 
 
-def on_figure(run: int | None, shape: str | None, necgs_key: str | None, vmax: float | None,
-              request: gr.Request) -> str | None:
+def on_figure(
+    run: int | None, shape: str | None, necgs_key: str | None, vmax: float | None, request: gr.Request
+) -> str | None:
     """The polyscope reviewer figure (same colours and scale as the viewers)."""
     return views.reviewer_figure(run, shape, necgs_key, _session(request), vmax)
 
 
 # ---------------------------------------------------------------------------- teaching
-def on_teach(run: int | None, shape: str | None, necgs_key: str | None, k: float, vmax: float | None,
-             request: gr.Request) -> list:
+def on_teach(
+    run: int | None, shape: str | None, necgs_key: str | None, k: float, vmax: float | None, request: gr.Request
+) -> list:
     """TEACH_OUTPUTS: slice figure, slider range, the fitted volume's mesh and the CD breakdown."""
     session = _session(request)
     if not _stored(run) or not shape or not necgs_key:
@@ -365,10 +445,12 @@ def on_teach(run: int | None, shape: str | None, necgs_key: str | None, k: float
     K = fitted.shape[-1]
     k = int(k) if k is not None and 0 <= int(k) < K else K // 2
     fitted_glb = _fitted_glb(run, shape, necgs_key, session, vmax)
-    return [teaching.slice_figure(fitted, decoded, k, f"{shape}, necgs {necgs_key.partition('::')[2]}: slice z = {k}"),
-            gr.update(maximum=K - 1, value=k),
-            gr.update(value=fitted_glb, label="mesh of the fitted volume (before compression), same colours"),
-            teaching.cd_breakdown(per_shape, necgs_key, shape)]
+    return [
+        teaching.slice_figure(fitted, decoded, k, f"{shape}, necgs {necgs_key.partition('::')[2]}: slice z = {k}"),
+        gr.update(maximum=K - 1, value=k),
+        gr.update(value=fitted_glb, label="mesh of the fitted volume (before compression), same colours"),
+        teaching.cd_breakdown(per_shape, necgs_key, shape),
+    ]
 
 
 def _fitted_glb(run: int, shape: str, necgs_key: str, session: str, vmax: float | None) -> str | None:
@@ -391,7 +473,9 @@ def on_slice(run: int | None, shape: str | None, necgs_key: str | None, k: float
         fitted, decoded = teaching.teaching_volumes(run, necgs_key, shape)
     except NecgsError:
         return None
-    return teaching.slice_figure(fitted, decoded, int(k), f"{shape}, necgs {necgs_key.partition('::')[2]}: slice z = {int(k)}")
+    return teaching.slice_figure(
+        fitted, decoded, int(k), f"{shape}, necgs {necgs_key.partition('::')[2]}: slice z = {int(k)}"
+    )
 
 
 def on_unload(request: gr.Request) -> None:

@@ -47,9 +47,11 @@ ABLATIONS: dict[str, dict[str, dict]] = {
     "resolution K": {"K=32": {"resolution": 32}, "K=16": {"resolution": 16}, "K=64": {"resolution": 64}},
     "decoder size": {"tiny": {"width": "tiny"}, "small": {"width": "small"}, "medium": {"width": "medium"}},
     "auto-decoder vs auto-encoder": {"auto-decoder": {"autoencoder": False}, "auto-encoder": {"autoencoder": True}},
-    "bits (weights and features)": {"6 bits": {"weight_bits": 6, "feature_bits": 6},
-                                    "8 bits": {"weight_bits": 8, "feature_bits": 8},
-                                    "4 bits": {"weight_bits": 4, "feature_bits": 4}},
+    "bits (weights and features)": {
+        "6 bits": {"weight_bits": 6, "feature_bits": 6},
+        "8 bits": {"weight_bits": 8, "feature_bits": 8},
+        "4 bits": {"weight_bits": 4, "feature_bits": 4},
+    },
 }
 
 
@@ -136,8 +138,13 @@ def _relative(source: str, folder: Path) -> str:
 # ---------------------------------------------------------------------------- settings
 def necgs_settings(width: str, preset: str, ssim: bool, deform: bool, autoencoder: bool, epochs: int | None) -> dict:
     """The NeCGS codec setting the controls describe."""
-    setting = {"preset": preset, "width": int(width) if str(width).isdigit() else width,
-               "ssim": bool(ssim), "deform": bool(deform), "autoencoder": bool(autoencoder)}
+    setting = {
+        "preset": preset,
+        "width": int(width) if str(width).isdigit() else width,
+        "ssim": bool(ssim),
+        "deform": bool(deform),
+        "autoencoder": bool(autoencoder),
+    }
     if epochs:
         setting["epochs"] = int(epochs)
     return setting
@@ -187,9 +194,16 @@ def load_source(dataset: str | LoadedSet) -> tuple[str, LoadedSet]:
     return str(dataset), load_meshes(resolve_dataset(dataset))
 
 
-def execute_run(dataset: str | LoadedSet, codecs: list[str], variants: list[dict], limit: int, n_samples: int,
-                progress: Report | None = None, cancel: threading.Event | None = None,
-                config_extra: dict | None = None) -> int:
+def execute_run(
+    dataset: str | LoadedSet,
+    codecs: list[str],
+    variants: list[dict],
+    limit: int,
+    n_samples: int,
+    progress: Report | None = None,
+    cancel: threading.Event | None = None,
+    config_extra: dict | None = None,
+) -> int:
     """Evaluate NeCGS (each variant) and the peers in one job, store it, keep its files; returns the run id.
 
     Args:
@@ -209,15 +223,29 @@ def execute_run(dataset: str | LoadedSet, codecs: list[str], variants: list[dict
     settings = {"necgs": list(variants)} if "necgs" in codecs else {}
     settings.update(peer_settings([c for c in codecs if c != "necgs"]))
     tracker = JobProgress.for_run(codecs, settings, len(loaded.meshes), progress or (lambda f, t: None))
-    result = evaluate(loaded, codecs, settings=settings, n_samples=n_samples, cancel=cancel, keep_decoded=True,
-                      on_stage=tracker.on_stage)
+    result = evaluate(
+        loaded,
+        codecs,
+        settings=settings,
+        n_samples=n_samples,
+        cancel=cancel,
+        keep_decoded=True,
+        on_stage=tracker.on_stage,
+    )
     result.dataset = name
     result.summary["dataset"] = name
     if len(result.per_shape):
         result.per_shape["dataset"] = name
     fitted = add_representation_metrics(result, settings.get("necgs", []), n_samples, tracker)
-    config = {"dataset": name, "codecs": codecs, "necgs": settings.get("necgs", []), "limit": limit,
-              "samples": n_samples, "shapes": len(loaded.meshes), **(config_extra or {})}
+    config = {
+        "dataset": name,
+        "codecs": codecs,
+        "necgs": settings.get("necgs", []),
+        "limit": limit,
+        "samples": n_samples,
+        "shapes": len(loaded.meshes),
+        **(config_extra or {}),
+    }
     run = ResultsStore().add_run(result, config)
     save_run_files(run, result, fitted)
     tracker.finishing(1.0, "saved")
@@ -232,8 +260,9 @@ class FittedVariant:
     meshes: list[Mesh] = field(default_factory=list)
 
 
-def add_representation_metrics(result: EvaluationResult, variants: list[dict], n_samples: int,
-                               tracker: JobProgress | None = None) -> dict[str, FittedVariant]:
+def add_representation_metrics(
+    result: EvaluationResult, variants: list[dict], n_samples: int, tracker: JobProgress | None = None
+) -> dict[str, FittedVariant]:
     """Metrics of each variant's fitted volume before compression (``cd_fitted``, ``f1_fitted``).
 
     The fitted volumes come from the content-keyed fitting cache the run just filled. The
@@ -353,8 +382,15 @@ def ensure_initial_run(progress: Report | None = None) -> int:
     if run is not None:
         return run
     setting = necgs_settings(INITIAL_CONFIG["width"], "quick", True, True, False, INITIAL_CONFIG["epochs"])
-    return execute_run(DEFAULT_DATASET, ["necgs", *INITIAL_PEERS], [setting], INITIAL_CONFIG["limit"],
-                       METRIC_SAMPLES, progress=progress, config_extra=INITIAL_CONFIG)
+    return execute_run(
+        DEFAULT_DATASET,
+        ["necgs", *INITIAL_PEERS],
+        [setting],
+        INITIAL_CONFIG["limit"],
+        METRIC_SAMPLES,
+        progress=progress,
+        config_extra=INITIAL_CONFIG,
+    )
 
 
 @dataclass
@@ -379,7 +415,7 @@ class BackgroundRun:
         """Whether the thread is still working."""
         return self.thread is not None and self.thread.is_alive()
 
-    def start(self) -> "BackgroundRun":
+    def start(self) -> BackgroundRun:
         """Start the computation (returns at once; a cached run is ready immediately)."""
         self.run = cached_initial_run()
         if self.run is not None:
@@ -410,4 +446,3 @@ def shipped_summary() -> pd.DataFrame:
     from necgs.paths import REPO_ROOT
 
     return pd.read_csv(REPO_ROOT / SHIPPED_RESULTS / "summary.csv")
-

@@ -30,10 +30,12 @@ PLOT_CLICK_JS = """
 }
 """
 
-HEADER = ("# necgs: neural compression for sets of 3D meshes\n"
-          "NeCGS (TSDF-Def volumes + a quantization-aware auto-decoder) beside the codecs people use, with the "
-          "metric's sampling floor. Run one setting, or an ablation of one factor; click a row of the table or a "
-          "point of a figure to look at that setting. Every run is reproducible with `necgs evaluate`.")
+HEADER = (
+    "# necgs: neural compression for sets of 3D meshes\n"
+    "NeCGS (TSDF-Def volumes + a quantization-aware auto-decoder) beside the codecs people use, with the "
+    "metric's sampling floor. Run one setting, or an ablation of one factor; click a row of the table or a "
+    "point of a figure to look at that setting. Every run is reproducible with `necgs evaluate`."
+)
 
 
 def build_demo():
@@ -48,20 +50,33 @@ def build_demo():
         gr.Markdown(HEADER)
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
-                dataset = gr.Dropdown(_dataset_choices(), value=jobs.DEFAULT_DATASET, label="data set", elem_id="dataset")
-                upload = gr.File(label="or upload meshes / a zip (used when given)", file_count="multiple",
-                                 type="filepath", elem_id="upload")
+                dataset = gr.Dropdown(
+                    _dataset_choices(), value=jobs.DEFAULT_DATASET, label="data set", elem_id="dataset"
+                )
+                upload = gr.File(
+                    label="or upload meshes / a zip (used when given)",
+                    file_count="multiple",
+                    type="filepath",
+                    elem_id="upload",
+                )
                 limit = gr.Slider(2, 64, value=6, step=1, label="shapes (first N)", elem_id="limit")
-                width = gr.Dropdown(["tiny", "small", "medium", "large"], value="small", label="decoder size",
-                                    elem_id="width")
-                preset = gr.Radio(["quick", "standard"], value="quick", label="resolution preset (quick K=32, standard K=64)")
+                width = gr.Dropdown(
+                    ["tiny", "small", "medium", "large"], value="small", label="decoder size", elem_id="width"
+                )
+                preset = gr.Radio(
+                    ["quick", "standard"], value="quick", label="resolution preset (quick K=32, standard K=64)"
+                )
                 epochs = gr.Number(value=150, precision=0, label="training epochs", elem_id="epochs")
                 with gr.Row():
                     ssim = gr.Checkbox(True, label="SSIM term")
                     deform = gr.Checkbox(True, label="deformation")
                     autoencoder = gr.Checkbox(False, label="auto-encoder")
-                peers = gr.CheckboxGroup(available, value=[b for b in ("draco", "decimate-draco") if b in available],
-                                         label="baseline codecs", elem_id="baselines")
+                peers = gr.CheckboxGroup(
+                    available,
+                    value=[b for b in ("draco", "decimate-draco") if b in available],
+                    label="baseline codecs",
+                    elem_id="baselines",
+                )
                 gr.Markdown(unavailable_note)
                 with gr.Tabs() as mode:
                     with gr.Tab("one run", id="one run"):
@@ -69,9 +84,12 @@ def build_demo():
                     with gr.Tab("ablation", id="ablation", elem_id="ablation_tab"):
                         factors = list(jobs.ABLATIONS)
                         factor = gr.Dropdown(factors, value=factors[0], label="factor", elem_id="factor")
-                        values = gr.CheckboxGroup(list(jobs.ABLATIONS[factors[0]]),
-                                                  value=list(jobs.ABLATIONS[factors[0]])[:2],
-                                                  label="variants (the first is the reference)", elem_id="variants")
+                        values = gr.CheckboxGroup(
+                            list(jobs.ABLATIONS[factors[0]]),
+                            value=list(jobs.ABLATIONS[factors[0]])[:2],
+                            label="variants (the first is the reference)",
+                            elem_id="variants",
+                        )
                         ablation_btn = gr.Button("Run ablation", variant="primary", elem_id="run_ablation")
                 cancel_btn = gr.Button("Cancel", elem_id="cancel")
             with gr.Column(scale=3):
@@ -81,11 +99,21 @@ def build_demo():
                     plot_cd = gr.Plot(label="CD vs ratio", elem_id="rd_cd")
                     plot_f1 = gr.Plot(label="F1@0.005 vs ratio", elem_id="rd_f1")
                 with gr.Row():
-                    overlay = gr.Dropdown([], value=[], multiselect=True, label="overlay past runs (by id and settings)",
-                                          elem_id="overlay", scale=4)
+                    overlay = gr.Dropdown(
+                        [],
+                        value=[],
+                        multiselect=True,
+                        label="overlay past runs (by id and settings)",
+                        elem_id="overlay",
+                        scale=4,
+                    )
                     shipped_btn = gr.Button("show the shipped 88-AMA benchmark", scale=1, elem_id="shipped")
-                table = gr.Dataframe(label="per codec and setting (click a row to view it; CD split into the fitted "
-                                     "representation and what coding adds)", elem_id="summary", interactive=False)
+                table = gr.Dataframe(
+                    label="per codec and setting (click a row to view it; CD split into the fitted "
+                    "representation and what coding adds)",
+                    elem_id="summary",
+                    interactive=False,
+                )
                 picked = gr.Textbox(label="selected setting (click a point or a row)", elem_id="picked", max_lines=1)
         with gr.Row():
             shape = gr.Dropdown([], label="shape", elem_id="shape")
@@ -97,14 +125,23 @@ def build_demo():
             view_other = gr.Model3D(label="baseline", elem_id="view_other", clear_color=[1, 1, 1, 1])
         legend = gr.HTML("", elem_id="legend")
         with gr.Row():
-            variant_views = [gr.Model3D(label=f"variant {k + 1}", visible=False, elem_id=f"view_variant_{k}", height=320,
-                                        clear_color=[1, 1, 1, 1]) for k in range(MAX_VARIANT_VIEWERS)]
+            variant_views = [
+                gr.Model3D(
+                    label=f"variant {k + 1}",
+                    visible=False,
+                    elem_id=f"view_variant_{k}",
+                    height=320,
+                    clear_color=[1, 1, 1, 1],
+                )
+                for k in range(MAX_VARIANT_VIEWERS)
+            ]
         with gr.Accordion("inside NeCGS: fitted volume vs decoded volume", open=False, elem_id="teaching"):
             teach_md = gr.Markdown("", elem_id="breakdown")
             slice_k = gr.Slider(0, 31, value=16, step=1, label="slice (z)", elem_id="slice")
             teach_plot = gr.Plot(label="TSDF slices", elem_id="slices")
-            teach_mesh = gr.Model3D(label="mesh of the fitted volume (before compression)", elem_id="view_fitted",
-                                    clear_color=[1, 1, 1, 1])
+            teach_mesh = gr.Model3D(
+                label="mesh of the fitted volume (before compression)", elem_id="view_fitted", clear_color=[1, 1, 1, 1]
+            )
         with gr.Accordion("per-shape metrics", open=False):
             per_shape = gr.Dataframe(interactive=False, elem_id="per_shape")
         with gr.Row():
@@ -124,8 +161,19 @@ def build_demo():
                 load_btn = gr.Button("Load run", elem_id="load_run")
         timer = gr.Timer(3.0)
 
-        results = [run_state, plot_cd, plot_f1, table, per_shape, shape, necgs_variant, other_variant, overlay, runs,
-                   status]
+        results = [
+            run_state,
+            plot_cd,
+            plot_f1,
+            table,
+            per_shape,
+            shape,
+            necgs_variant,
+            other_variant,
+            overlay,
+            runs,
+            status,
+        ]
         viewers = [view_orig, view_necgs, view_other, legend, vmax_state, *variant_views]
         pick = [run_state, shape, necgs_variant, other_variant]
         teach = [teach_plot, slice_k, teach_mesh, teach_md]
@@ -133,12 +181,18 @@ def build_demo():
 
         def after_view(event, downloads: bool = True):
             """The variant viewers, the teaching view, then the downloads, after the viewers."""
-            chained = event.then(handlers.on_variants, [run_state, shape, vmax_state], variant_views,
-                                 show_progress="hidden").then(handlers.on_teach, [run_state, shape, necgs_variant, slice_k, vmax_state], teach,
-                                 show_progress="hidden")
+            chained = event.then(
+                handlers.on_variants, [run_state, shape, vmax_state], variant_views, show_progress="hidden"
+            ).then(
+                handlers.on_teach, [run_state, shape, necgs_variant, slice_k, vmax_state], teach, show_progress="hidden"
+            )
             if downloads:
-                chained.then(handlers.on_downloads, [run_state, necgs_variant], [archive_file, decoded_zip, csv_file],
-                             show_progress="hidden")
+                chained.then(
+                    handlers.on_downloads,
+                    [run_state, necgs_variant],
+                    [archive_file, decoded_zip, csv_file],
+                    show_progress="hidden",
+                )
 
         def refresh(event, downloads: bool = True):
             """Viewers, teaching view and downloads after ``event``."""
@@ -164,12 +218,15 @@ def build_demo():
         refresh(table.select(handlers.on_pick_row, [necgs_variant, other_variant], [necgs_variant, other_variant]))
         refresh(picked.change(handlers.pick_key, [picked], [necgs_variant, other_variant]))
         runs.select(handlers.on_pick_run, None, [run_id])
-        slice_k.release(handlers.on_slice, [run_state, shape, necgs_variant, slice_k], [teach_plot], show_progress="hidden")
+        slice_k.release(
+            handlers.on_slice, [run_state, shape, necgs_variant, slice_k], [teach_plot], show_progress="hidden"
+        )
         png_btn.click(handlers.on_pngs, [run_state, overlay], [png_files, status])
         fig_btn.click(handlers.on_figure, [run_state, shape, necgs_variant, vmax_state], fig_img)
         timer.tick(handlers.on_tick, None, [progress_box, initial_ready], show_progress="hidden", queue=False)
-        refresh(initial_ready.change(handlers.on_initial_ready, [initial_ready, run_state], results,
-                                     show_progress="hidden"))
+        refresh(
+            initial_ready.change(handlers.on_initial_ready, [initial_ready, run_state], results, show_progress="hidden")
+        )
         demo.unload(handlers.on_unload)
     return demo
 

@@ -9,19 +9,19 @@ going backwards.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from necgs.evaluation import StageEvent
 
 #: Estimated seconds per shape on 2 shared CPU cores at K = 32 (measured on the built-in sets:
 #: 24 `figures` shapes, 150 epochs, width tiny took about 10 minutes, most of it training).
-FIT_S = 2.0            # TSDF-Def fitting, 50 iterations (0 when cached; then the bar jumps ahead)
-TRAIN_S = 0.15         # per shape and epoch, width tiny, with SSIM; scaled by width and K^3
-NO_SSIM = 0.5          # training without the SSIM term costs about half
-DECODE_S = 0.08        # decoder + DMC
-METRICS_S = 0.06       # CD / NC / F1 at 20k samples
-PEER_S = 0.05          # encode + decode of a classical codec
+FIT_S = 2.0  # TSDF-Def fitting, 50 iterations (0 when cached; then the bar jumps ahead)
+TRAIN_S = 0.15  # per shape and epoch, width tiny, with SSIM; scaled by width and K^3
+NO_SSIM = 0.5  # training without the SSIM term costs about half
+DECODE_S = 0.08  # decoder + DMC
+METRICS_S = 0.06  # CD / NC / F1 at 20k samples
+PEER_S = 0.05  # encode + decode of a classical codec
 REPRESENTATION_S = 0.15  # the fitted volume's own mesh and metrics (the teaching breakdown)
 WIDTH_COST = {"tiny": 1.0, "small": 2.0, "medium": 4.0, "large": 8.0}
 NECGS_STAGES = ("fit", "train", "code")
@@ -37,8 +37,13 @@ def necgs_weights(setting: dict, n_shapes: int) -> dict[str, float]:
     cfg = config_from_setting(setting)
     scale = (cfg.fit.resolution / 32) ** 3
     width = WIDTH_COST.get(str(setting.get("width")), 2.0) * (1.0 if cfg.train.use_ssim else NO_SSIM)
-    return {"fit": FIT_S * n_shapes * (cfg.fit.resolution / 32) ** 2, "train": TRAIN_S * n_shapes * cfg.train.epochs * width * scale,
-            "code": 0.5 + 0.02 * n_shapes, "decode": DECODE_S * n_shapes * scale, "metrics": METRICS_S * n_shapes}
+    return {
+        "fit": FIT_S * n_shapes * (cfg.fit.resolution / 32) ** 2,
+        "train": TRAIN_S * n_shapes * cfg.train.epochs * width * scale,
+        "code": 0.5 + 0.02 * n_shapes,
+        "decode": DECODE_S * n_shapes * scale,
+        "metrics": METRICS_S * n_shapes,
+    }
 
 
 def peer_weights(n_shapes: int) -> dict[str, float]:
@@ -65,7 +70,9 @@ class JobProgress:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def for_run(cls, codecs: Sequence[str], settings: dict[str, list[dict]], n_shapes: int, report: Report) -> "JobProgress":
+    def for_run(
+        cls, codecs: Sequence[str], settings: dict[str, list[dict]], n_shapes: int, report: Report
+    ) -> JobProgress:
         """The weights of a run of ``codecs`` with these settings on ``n_shapes`` shapes."""
         plan = []
         for codec in codecs:

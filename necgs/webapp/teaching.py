@@ -59,14 +59,24 @@ def slice_figure(fitted: np.ndarray, decoded: np.ndarray, k: int, title: str = "
     fig.add_trace(go.Heatmap(z=a.T, colorbar={"x": 0.27, "len": 0.9, "title": "TSDF"}, **tsdf), 1, 1)
     fig.add_trace(go.Heatmap(z=b.T, showscale=False, **tsdf), 1, 2)
     diff = float(max(np.abs(b - a).max(), 1e-3))
-    fig.add_trace(go.Heatmap(z=(b - a).T, colorscale="PuOr", zmin=-diff, zmax=diff,
-                             colorbar={"x": 1.0, "len": 0.9, "title": "diff"}), 1, 3)
+    fig.add_trace(
+        go.Heatmap(
+            z=(b - a).T, colorscale="PuOr", zmin=-diff, zmax=diff, colorbar={"x": 1.0, "len": 0.9, "title": "diff"}
+        ),
+        1,
+        3,
+    )
     fig.add_trace(_deformation_arrows(fitted, k), 1, 1)
     for col in (1, 2, 3):
         fig.update_xaxes(title_text="x (node)", constrain="domain", row=1, col=col)
         fig.update_yaxes(title_text="y (node)", scaleanchor=f"x{'' if col == 1 else col}", row=1, col=col)
-    fig.update_layout(title=title or f"slice z = {k} of {K}", height=420, showlegend=False,
-                      margin={"l": 40, "r": 10, "t": 80, "b": 40}, template="plotly_white")
+    fig.update_layout(
+        title=title or f"slice z = {k} of {K}",
+        height=420,
+        showlegend=False,
+        margin={"l": 40, "r": 10, "t": 80, "b": 40},
+        template="plotly_white",
+    )
     return fig
 
 
@@ -93,8 +103,10 @@ def cd_breakdown(per_shape: pd.DataFrame, necgs_key: str | None, shape: str | No
         return f"No breakdown for {shape} under {label}."
     r = row.iloc[0]
     fitted, decoded = 1e3 * float(r.cd_fitted), 1e3 * float(r.cd)
-    return (f"**{shape}, necgs {label}** (CD x1e-3; lower is better)\n\n"
-            f"| stage | CD | F1@0.005 |\n|---|---|---|\n"
-            f"| fitted volume, before compression (the representation) | {fitted:.2f} | {float(r.f1_fitted):.3f} |\n"
-            f"| decoded from the archive | {decoded:.2f} | {float(r.f1_005):.3f} |\n"
-            f"| added by compression | {decoded - fitted:+.2f} | {float(r.f1_005) - float(r.f1_fitted):+.3f} |\n")
+    return (
+        f"**{shape}, necgs {label}** (CD x1e-3; lower is better)\n\n"
+        f"| stage | CD | F1@0.005 |\n|---|---|---|\n"
+        f"| fitted volume, before compression (the representation) | {fitted:.2f} | {float(r.f1_fitted):.3f} |\n"
+        f"| decoded from the archive | {decoded:.2f} | {float(r.f1_005):.3f} |\n"
+        f"| added by compression | {decoded - fitted:+.2f} | {float(r.f1_005) - float(r.f1_fitted):+.3f} |\n"
+    )

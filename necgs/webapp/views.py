@@ -27,12 +27,29 @@ from necgs.webapp.jobs import SHIPPED_RESULTS, _slug, run_config, run_dir, run_i
 from necgs.webapp.sessions import session_dir
 
 #: Columns of the metrics table, in order (those a run lacks are left out).
-TABLE_COLUMNS = {"codec": "codec", "label": "setting", "ratio_ply": "ratio vs PLY", "bytes": "bytes",
-                 "bits_per_vertex": "bits/vertex", "cd_1e3": "CD x1e-3", "cd_fitted_1e3": "CD fitted x1e-3",
-                 "cd_compression_1e3": "CD from coding x1e-3", "f1_005": "F1@0.005", "f1_fitted": "F1 fitted",
-                 "nc": "NC", "f1_01": "F1@0.01", "cd_median_1e3": "CD median x1e-3", "empty_shapes": "empty shapes",
-                 "d_ratio": "ratio vs ref", "d_cd_1e3": "dCD vs ref x1e-3", "d_f1": "dF1 vs ref",
-                 "encode_s": "encode s", "decode_ms_per_shape": "decode ms/shape", "status": "status", "error": "error"}
+TABLE_COLUMNS = {
+    "codec": "codec",
+    "label": "setting",
+    "ratio_ply": "ratio vs PLY",
+    "bytes": "bytes",
+    "bits_per_vertex": "bits/vertex",
+    "cd_1e3": "CD x1e-3",
+    "cd_fitted_1e3": "CD fitted x1e-3",
+    "cd_compression_1e3": "CD from coding x1e-3",
+    "f1_005": "F1@0.005",
+    "f1_fitted": "F1 fitted",
+    "nc": "NC",
+    "f1_01": "F1@0.01",
+    "cd_median_1e3": "CD median x1e-3",
+    "empty_shapes": "empty shapes",
+    "d_ratio": "ratio vs ref",
+    "d_cd_1e3": "dCD vs ref x1e-3",
+    "d_f1": "dF1 vs ref",
+    "encode_s": "encode s",
+    "decode_ms_per_shape": "decode ms/shape",
+    "status": "status",
+    "error": "error",
+}
 MAX_VARIANT_VIEWERS = 4
 #: The run id the page holds while it shows the shipped benchmark (stored runs count from 1).
 SHIPPED_RUN = -1
@@ -66,11 +83,16 @@ def _setting_columns(settings: list[dict]) -> dict[str, str]:
             cfg = config_from_setting(s)
         except NecgsError:
             continue
-        row = {"preset": s.get("preset", "quick"), "width": str(cfg.width), "K": str(cfg.fit.resolution),
-               "epochs": str(cfg.train.epochs), "SSIM": "on" if cfg.train.use_ssim else "off",
-               "deformation": "on" if cfg.deform else "off",
-               "model": "auto-encoder" if cfg.autoencoder else "auto-decoder",
-               "bits w/f": f"{cfg.train.weight_bits}/{cfg.train.feature_bits}"}
+        row = {
+            "preset": s.get("preset", "quick"),
+            "width": str(cfg.width),
+            "K": str(cfg.fit.resolution),
+            "epochs": str(cfg.train.epochs),
+            "SSIM": "on" if cfg.train.use_ssim else "off",
+            "deformation": "on" if cfg.deform else "off",
+            "model": "auto-encoder" if cfg.autoencoder else "auto-decoder",
+            "bits w/f": f"{cfg.train.weight_bits}/{cfg.train.feature_bits}",
+        }
         for k, v in row.items():
             values.setdefault(k, [])
             if v not in values[k]:
@@ -86,14 +108,37 @@ def runs_table() -> pd.DataFrame:
         config = json.loads(r.config)
         settings = config.get("necgs") or []
         settings = [settings] if isinstance(settings, dict) else settings
-        rows.append({"id": int(r.id), "created": r.created, "dataset": r.dataset,
-                     "shapes": config.get("shapes") or config.get("limit"),
-                     "variants": " | ".join(variant_label(s) for s in settings),
-                     **_setting_columns(settings), "ablation": config.get("ablation", ""),
-                     "peers": ", ".join(c for c in config.get("codecs", []) if c != "necgs"),
-                     "first launch": "yes" if config.get("initial") else ""})
-    columns = ["id", "created", "dataset", "shapes", "variants", "preset", "width", "K", "epochs", "SSIM",
-               "deformation", "model", "bits w/f", "ablation", "peers", "first launch"]
+        rows.append(
+            {
+                "id": int(r.id),
+                "created": r.created,
+                "dataset": r.dataset,
+                "shapes": config.get("shapes") or config.get("limit"),
+                "variants": " | ".join(variant_label(s) for s in settings),
+                **_setting_columns(settings),
+                "ablation": config.get("ablation", ""),
+                "peers": ", ".join(c for c in config.get("codecs", []) if c != "necgs"),
+                "first launch": "yes" if config.get("initial") else "",
+            }
+        )
+    columns = [
+        "id",
+        "created",
+        "dataset",
+        "shapes",
+        "variants",
+        "preset",
+        "width",
+        "K",
+        "epochs",
+        "SSIM",
+        "deformation",
+        "model",
+        "bits w/f",
+        "ablation",
+        "peers",
+        "first launch",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -193,8 +238,11 @@ def _figures(summary: pd.DataFrame, overlays: list[tuple[str, pd.DataFrame]], ti
     figs = []
     for metric in ("cd", "f1_005"):
         fig = rd_figure(summary, metric, highlight="necgs", overlays=overlays)
-        fig.update_layout(title=f"{title}<br><sub>{fig.layout.title.text}</sub>", height=430,
-                          margin={"l": 60, "r": 10, "t": 70, "b": 50})
+        fig.update_layout(
+            title=f"{title}<br><sub>{fig.layout.title.text}</sub>",
+            height=430,
+            margin={"l": 60, "r": 10, "t": 70, "b": 50},
+        )
         figs.append(fig)
     return tuple(figs)
 
@@ -220,9 +268,18 @@ def build_run_view(run: int, overlays: list[int] | None = None) -> RunView:
     label = run_label(run, config)
     keys = [k for k in index["decoded"]]
     title = f"run {run}: {config.get('dataset', '?')} x{config.get('shapes') or config.get('limit')}"
-    return RunView(run, label, summary, per_shape, _figures(summary, overlay_summaries(overlays or [], run), title),
-                   metrics_table(summary), index["shapes"], [k for k in keys if k.startswith("necgs::")],
-                   [k for k in keys if not k.startswith("necgs::")], config.get("ablation", ""))
+    return RunView(
+        run,
+        label,
+        summary,
+        per_shape,
+        _figures(summary, overlay_summaries(overlays or [], run), title),
+        metrics_table(summary),
+        index["shapes"],
+        [k for k in keys if k.startswith("necgs::")],
+        [k for k in keys if not k.startswith("necgs::")],
+        config.get("ablation", ""),
+    )
 
 
 def shipped_view(overlays: list[int] | None = None) -> RunView:
@@ -230,8 +287,14 @@ def shipped_view(overlays: list[int] | None = None) -> RunView:
     summary = with_series(shipped_summary(), False)
     label = f"shipped benchmark: humans_ama, all {int(summary.n_shapes.max())} shapes ({SHIPPED_RESULTS.as_posix()})"
     title = f"shipped: humans_ama x{int(summary.n_shapes.max())}"
-    return RunView(SHIPPED_RUN, label, summary, pd.DataFrame(), _figures(summary, overlay_summaries(overlays or [], None), title),
-                   metrics_table(summary))
+    return RunView(
+        SHIPPED_RUN,
+        label,
+        summary,
+        pd.DataFrame(),
+        _figures(summary, overlay_summaries(overlays or [], None), title),
+        metrics_table(summary),
+    )
 
 
 # ---------------------------------------------------------------------------- meshes
@@ -264,8 +327,14 @@ class ViewerFiles:
         return legend_html(self.vmax) if self.vmax else ""
 
 
-def viewer_files(run: int | None, shape: str | None, keys: list[str | None], session: str,
-                 kinds: list[str] | None = None, vmax: float | None = None) -> ViewerFiles:
+def viewer_files(
+    run: int | None,
+    shape: str | None,
+    keys: list[str | None],
+    session: str,
+    kinds: list[str] | None = None,
+    vmax: float | None = None,
+) -> ViewerFiles:
     """The original as grey GLB and each key's mesh error-coloured on one shared scale.
 
     The scale (``vmax``) is the one given, else set by the first mesh (the NeCGS one), so
@@ -290,8 +359,9 @@ def viewer_files(run: int | None, shape: str | None, keys: list[str | None], ses
     return files
 
 
-def reviewer_figure(run: int | None, shape: str | None, necgs_key: str | None, session: str,
-                    vmax: float | None = None) -> str | None:
+def reviewer_figure(
+    run: int | None, shape: str | None, necgs_key: str | None, session: str, vmax: float | None = None
+) -> str | None:
     """Polyscope (EGL off-screen) PNG of original vs NeCGS, titled, with the page's colour bar."""
     if run is None or run == SHIPPED_RUN or not shape or not necgs_key:
         return None
@@ -306,8 +376,9 @@ def reviewer_figure(run: int | None, shape: str | None, necgs_key: str | None, s
 
 
 # ---------------------------------------------------------------------------- downloads
-def downloads(run: int | None, necgs_key: str | None, summary: pd.DataFrame, session: str
-              ) -> tuple[str | None, str | None, str | None]:
+def downloads(
+    run: int | None, necgs_key: str | None, summary: pd.DataFrame, session: str
+) -> tuple[str | None, str | None, str | None]:
     """The shown NeCGS archive and a zip of its decoded meshes, copied into the session
     folder (which the server may serve), and the metrics as CSV."""
     if run is None:

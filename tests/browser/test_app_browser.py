@@ -12,8 +12,17 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic", "--use-gl=swiftshader", "--enable-unsafe-swiftshader"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--use-gl=swiftshader",
+    "--enable-unsafe-swiftshader",
+]
 #: Leaf elements reading exactly "Error" (Gradio's badge on a failed output) and error toasts.
 ERROR_BADGES_JS = """() => [...document.querySelectorAll('body *')]
   .filter(e => e.children.length === 0 && (e.innerText || '').trim() === 'Error'
@@ -36,7 +45,8 @@ def set_number(page, selector: str, value: str) -> None:
 
 def wait_status(page, text: str, timeout: int = 300_000) -> str:
     page.wait_for_function(
-        "t => (document.querySelector('#status') || {}).innerText?.includes(t)", arg=text, timeout=timeout)
+        "t => (document.querySelector('#status') || {}).innerText?.includes(t)", arg=text, timeout=timeout
+    )
     return page.inner_text("#status")
 
 
@@ -87,7 +97,8 @@ def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
         run_id = int(status.split("Run ")[1].split(" ")[0])
         page.wait_for_function(
             "() => ['necgs', 'draco', 'floor'].every(c => document.querySelector('#summary').innerText.includes(c))",
-            timeout=60_000)
+            timeout=60_000,
+        )
         page.wait_for_selector("#view_original canvas", timeout=120_000)
         page.wait_for_selector("#view_necgs canvas", timeout=120_000)
         page.wait_for_selector("#dl_archive a[download]", timeout=60_000)
@@ -96,8 +107,12 @@ def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
         archive = download(page, "dl_archive", tmp_path)
         assert archive.suffix == ".ncgs"
         out = tmp_path / "decoded"
-        done = subprocess.run([sys.executable, "-m", "necgs.cli", "decompress", str(archive), "-o", str(out)],
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "necgs.cli", "decompress", str(archive), "-o", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr
         assert sorted(f.name for f in out.glob("*.ply")) == ["cad_000.ply", "cad_001.ply"]
 
@@ -106,7 +121,9 @@ def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
         page.wait_for_selector("#run_ablation")
         page.click("#run_ablation")
         wait_status(page, f"Run {run_id + 1} done")
-        legend = " | ".join(page.evaluate("() => [...document.querySelectorAll('#rd_cd .legendtext')].map(e => e.textContent)"))
+        legend = " | ".join(
+            page.evaluate("() => [...document.querySelectorAll('#rd_cd .legendtext')].map(e => e.textContent)")
+        )
         table = page.inner_text("#summary")
         for name in ("quick tiny", "quick tiny (no ssim)"):
             assert f"necgs {name}" in legend and name in table

@@ -52,10 +52,15 @@ def test_bad_upload_is_reported_not_crashing(app_url):
 
 def test_app_answers_at_once_on_the_port_it_is_given(tmp_path):
     port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "NECGS_CACHE_DIR": str(tmp_path / "cache"),
-           "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "GRADIO_SERVER_PORT": str(port),
+        "NECGS_CACHE_DIR": str(tmp_path / "cache"),
+        "PYTHONPATH": str(REPO),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline, answered = time.time() + 90, False
         while time.time() < deadline and not answered:

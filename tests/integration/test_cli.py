@@ -63,8 +63,22 @@ def test_compress_info_decompress_view_round_trip(tmp_path, shared_data):
         if p.exists():
             (src / name).write_bytes(p.read_bytes())
     archive = tmp_path / "set.ncgs"
-    r = run_cli("compress", str(src), "-o", str(archive), "--preset", "quick", "--width", "tiny", "--epochs", "30",
-                "--resolution", "16", "--weight-bits", "7")
+    r = run_cli(
+        "compress",
+        str(src),
+        "-o",
+        str(archive),
+        "--preset",
+        "quick",
+        "--width",
+        "tiny",
+        "--epochs",
+        "30",
+        "--resolution",
+        "16",
+        "--weight-bits",
+        "7",
+    )
     assert r.returncode == 0, r.stderr[-400:]
     info = run_cli("info", str(archive))
     assert info.returncode == 0 and "vs binary PLY" in info.stdout and "K=16 " in info.stdout
@@ -84,4 +98,6 @@ def test_empty_shapes_warning_is_one_line_naming_the_archive(capsys):
     warn_empty("set.ncgs", [f"s{i}" for i in range(7)], 88)
     warn_empty("ok.ncgs", [], 88)
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("set.ncgs: 7 of 88 shapes decode to no surface (s0, s1, s2, s3, s4, ...)")
+    assert len(err) == 1 and err[0].startswith(
+        "set.ncgs: 7 of 88 shapes decode to no surface (s0, s1, s2, s3, s4, ...)"
+    )

@@ -13,12 +13,16 @@ from necgs.io.mesh import Mesh
 from necgs.pipeline import compress, decompress
 from necgs.training.train import TrainConfig
 
-TINY = NecgsConfig(fit=FitConfig(resolution=16, iterations=5, samples=2000, device="cpu"), width=4,
-                   train=TrainConfig(epochs=3, checkpoint_every=0, device="cpu"))
+TINY = NecgsConfig(
+    fit=FitConfig(resolution=16, iterations=5, samples=2000, device="cpu"),
+    width=4,
+    train=TrainConfig(epochs=3, checkpoint_every=0, device="cpu"),
+)
 
 
-@pytest.mark.parametrize("name,files", [("cad_thingi10k", 124), ("cad_trimesh", 14), ("animals_sumner", 66),
-                                        ("humans_ama", 88)])
+@pytest.mark.parametrize(
+    "name,files", [("cad_thingi10k", 124), ("cad_trimesh", 14), ("animals_sumner", 66), ("humans_ama", 88)]
+)
 def test_every_shared_mesh_compresses_and_decodes_or_is_reported(shared_data, tmp_path, name, files):
     loaded = load_meshes(shared_data / name)
     assert all(f.reason for f in loaded.failures)

@@ -13,10 +13,16 @@ from necgs.errors import ArchiveError, NecgsError
 from necgs.geometry.fit import FitConfig
 from necgs.io.mesh import Mesh, Transform
 from necgs.metrics import compare_meshes
-from necgs.pipeline import (_shape_record, add_shapes, compress, decompress, describe, shapes_without_surface,
-                            write_codec_archive)
-from necgs.training.train import train_autodecoder
-from necgs.training.train import TrainConfig
+from necgs.pipeline import (
+    _shape_record,
+    add_shapes,
+    compress,
+    decompress,
+    describe,
+    shapes_without_surface,
+    write_codec_archive,
+)
+from necgs.training.train import TrainConfig, train_autodecoder
 
 FIXTURE = Path(__file__).parent.parent / "data" / "v1_small.ncgs"
 FIXTURE_1_1 = Path(__file__).parent.parent / "data" / "v1_1_small.ncgs"
@@ -30,7 +36,9 @@ TINY = NecgsConfig(
 def tori(n=3, offset=0.0):
     out = []
     for i in range(n):
-        t = trimesh.creation.torus(major_radius=1 + 0.1 * i + offset, minor_radius=0.3, major_sections=32, minor_sections=16)
+        t = trimesh.creation.torus(
+            major_radius=1 + 0.1 * i + offset, minor_radius=0.3, major_sections=32, minor_sections=16
+        )
         out.append(Mesh(t.vertices * 3 + 5, t.faces, f"torus{i}"))
     return out
 
@@ -78,7 +86,9 @@ def test_add_keeps_old_shapes_bit_identical(archive, tmp_path):
     add_shapes(path, new, grown, epochs=40)
     before, after = decompress(path), decompress(grown)
     assert [m.name for m in after] == ["torus0", "torus1", "torus2", "new0"]
-    assert all(np.array_equal(a.vertices, b.vertices) and np.array_equal(a.faces, b.faces) for a, b in zip(before, after))
+    assert all(
+        np.array_equal(a.vertices, b.vertices) and np.array_equal(a.faces, b.faces) for a, b in zip(before, after)
+    )
     assert compare_meshes(after[3], new[0], 20_000).cd < 0.05
     d = describe(grown)
     assert d["batches"][-1]["mode"] == "frozen-decoder" and d["shapes"][3]["batch"] == 1
@@ -146,8 +156,9 @@ def test_surface_check_flags_a_decoder_trained_on_empty_volumes(tmp_path):
     """Volumes with TSDF 0.5 everywhere (no surface): the trained archive decodes to nothing."""
     volumes = torch.zeros(2, 4, 16, 16, 16)
     volumes[:, 0] = 0.5
-    codec = train_autodecoder(volumes, TINY.decoder(), TrainConfig(epochs=60, lr=1e-2, checkpoint_every=0),
-                              progress=False)
+    codec = train_autodecoder(
+        volumes, TINY.decoder(), TrainConfig(epochs=60, lr=1e-2, checkpoint_every=0), progress=False
+    )
     shapes = [_shape_record(m, Transform(), 1000, batch=0) for m in tori(2)]
     write_codec_archive(tmp_path / "empty.ncgs", TINY, codec, shapes)
     assert shapes_without_surface(tmp_path / "empty.ncgs") == ["torus0", "torus1"]

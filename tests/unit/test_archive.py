@@ -25,7 +25,9 @@ def blob():
 
 def test_round_trip_and_random_access(blob, tmp_path):
     path = tmp_path / "x.ncgs"
-    assert write_archive(path, {"k": [1, 2]}, [Section("a", b"hello", {"x": 1}), Section("b", bytes(range(50)))]) == len(blob)
+    assert write_archive(
+        path, {"k": [1, 2]}, [Section("a", b"hello", {"x": 1}), Section("b", bytes(range(50)))]
+    ) == len(blob)
     with ArchiveReader(path) as r:
         assert r.metadata == {"k": [1, 2]} and r.section_names() == ["a", "b"]
         assert r.read_section("b") == bytes(range(50)) and r.section_info("a").info == {"x": 1}
@@ -89,7 +91,11 @@ def test_truncation_at_every_byte_and_bit_flips_raise_only_archive_errors(blob):
 
 def _with_header(stored: bytes, flags: int) -> bytes:
     """An archive with no sections whose stored header bytes are ``stored``."""
-    return struct.pack("<8sHHII", ar.MAGIC, ar.MAJOR, ar.MINOR, flags, len(stored)) + stored + struct.pack("<I", zlib.crc32(stored))
+    return (
+        struct.pack("<8sHHII", ar.MAGIC, ar.MAJOR, ar.MINOR, flags, len(stored))
+        + stored
+        + struct.pack("<I", zlib.crc32(stored))
+    )
 
 
 def test_header_is_compressed_and_plain_headers_still_read():

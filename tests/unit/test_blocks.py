@@ -4,8 +4,15 @@ the sampler draws where it says, the crop level follows the cost, sparse decodin
 import pytest
 import torch
 
-from necgs.model.blocks import (active_blocks, best_crop_level, block_macs, crop_levels, decode_sparse,
-                                decode_volume, outside_mask)
+from necgs.model.blocks import (
+    active_blocks,
+    best_crop_level,
+    block_macs,
+    crop_levels,
+    decode_sparse,
+    decode_volume,
+    outside_mask,
+)
 from necgs.model.decoder import BlockBatch, Decoder, decoder_config
 from necgs.training.patches import BlockSampler, block_targets, coarse_targets
 
@@ -23,8 +30,12 @@ def test_block_decoded_alone_equals_the_dense_decode(K, size):
         origins[0], origins[1] = 0, K - size  # the grid's corners: zero padding must be reproduced
         index = torch.tensor([0, 2, 1, 1, 0])
         out, coarse_b = dec(features, specs, blocks=BlockBatch(index, origins, size, c), with_coarse=True)
-        ref = torch.stack([dense[s, :, a:a + size, b:b + size, d:d + size]
-                           for s, (a, b, d) in zip(index.tolist(), origins.tolist())])
+        ref = torch.stack(
+            [
+                dense[s, :, a : a + size, b : b + size, d : d + size]
+                for s, (a, b, d) in zip(index.tolist(), origins.tolist())
+            ]
+        )
         assert out.shape == (5, 4, size, size, size)
         assert torch.allclose(out, ref, atol=1e-5), (c, (out - ref).abs().max())
         assert torch.allclose(coarse_b, coarse, atol=1e-6)

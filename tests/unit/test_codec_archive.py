@@ -6,7 +6,7 @@ import pytest
 from necgs.config import NecgsConfig
 from necgs.errors import ArchiveError
 from necgs.geometry.fit import FitConfig
-from necgs.model.decoder import Decoder, DecoderConfig
+from necgs.model.decoder import Decoder
 from necgs.model.quant import QuantSpec
 from necgs.pipeline import describe, open_archive, write_codec_archive
 from necgs.training.train import QuantizedTensor, TrainedCodec
@@ -23,22 +23,36 @@ def laplace_symbols(shape, scale, bits=6):
 
 def codec(extra: dict | None = None, n_shapes=5, scale=1.5) -> TrainedCodec:
     dcfg = CFG.decoder()
-    weights = {name: QuantizedTensor(laplace_symbols(t.shape, scale), QuantSpec(6, -0.5, 0.5), tuple(t.shape))
-               for name, t in Decoder(dcfg).named_parameters()}
+    weights = {
+        name: QuantizedTensor(laplace_symbols(t.shape, scale), QuantSpec(6, -0.5, 0.5), tuple(t.shape))
+        for name, t in Decoder(dcfg).named_parameters()
+    }
     weights.update(extra or {})
     fshape = (n_shapes, dcfg.feature_channels, 2, 2, 2)
     return TrainedCodec(dcfg, weights, QuantizedTensor(laplace_symbols(fshape, 2.0), QuantSpec(6, -1, 1), fshape))
 
 
 def shapes(n):
-    return [{"name": f"set/s{i:03d}", "transform": {"center": [1.0, 2.0, 3.0 + i], "scale": 0.25}, "n_vertices": 100 + i,
-             "n_faces": 196 + 2 * i, "source_bytes": 5000, "ply_bytes": 0, "batch": 0} for i in range(n)]
+    return [
+        {
+            "name": f"set/s{i:03d}",
+            "transform": {"center": [1.0, 2.0, 3.0 + i], "scale": 0.25},
+            "n_vertices": 100 + i,
+            "n_faces": 196 + 2 * i,
+            "source_bytes": 5000,
+            "ply_bytes": 0,
+            "batch": 0,
+        }
+        for i in range(n)
+    ]
 
 
 def test_any_named_tensors_round_trip_bit_exactly(tmp_path):
     """The lead's decoder grows tensors (coarse.weight/bias): weight coding takes any names."""
-    extra = {"coarse.weight": QuantizedTensor(laplace_symbols((4, 4, 1, 1, 1), 1.0), QuantSpec(6, -1, 1), (4, 4, 1, 1, 1)),
-             "coarse.bias": QuantizedTensor(laplace_symbols((4,), 1.0, bits=4), QuantSpec(4, -1, 1), (4,))}
+    extra = {
+        "coarse.weight": QuantizedTensor(laplace_symbols((4, 4, 1, 1, 1), 1.0), QuantSpec(6, -1, 1), (4, 4, 1, 1, 1)),
+        "coarse.bias": QuantizedTensor(laplace_symbols((4,), 1.0, bits=4), QuantSpec(4, -1, 1), (4,)),
+    }
     c = codec(extra)
     path = tmp_path / "a.ncgs"
     write_codec_archive(path, CFG, c, shapes(5))

@@ -54,8 +54,12 @@ def test_mixed_set_links_a_few_shapes_of_every_real_set(shared_data):
     folder = resolve_dataset("mixed")
     loaded = load_meshes(folder)
     assert len(loaded.meshes) == info.count == 24 and not loaded.failures
-    assert {m.name.split("/")[0] for m in loaded.meshes} == {"humans_ama", "animals_sumner", "cad_thingi10k",
-                                                             "cad_trimesh"}
+    assert {m.name.split("/")[0] for m in loaded.meshes} == {
+        "humans_ama",
+        "animals_sumner",
+        "cad_thingi10k",
+        "cad_trimesh",
+    }
     assert all(p.is_symlink() and p.resolve().is_relative_to(shared_data.resolve()) for p in loaded.sources)
     assert loaded.source_bytes == [p.resolve().stat().st_size for p in loaded.sources]
     assert resolve_dataset("mixed") == folder

@@ -72,7 +72,7 @@ def test_uniform_offset_translates_surface():
 def test_gradcheck_tsdf_and_offsets():
     g = grid_coordinates(6, dtype=torch.float64)
     s = (g.norm(dim=-1) - 0.55).requires_grad_()
-    off = (0.05 * torch.randn((6, 6, 6, 3), dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
+    off = 0.05 * torch.randn((6, 6, 6, 3), dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     off.requires_grad_()
     w = torch.randn((200, 3), dtype=torch.float64, generator=torch.Generator().manual_seed(2))
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import trimesh
 
-from necgs.baselines.base import Codec, _REGISTRY, register_codec
+from necgs.baselines.base import _REGISTRY, Codec, register_codec
 from necgs.evaluation import ResultsStore, evaluate, rd_figure, write_results
 from necgs.io.loading import LoadedSet
 from necgs.io.mesh import Mesh
@@ -40,8 +40,9 @@ def broken_codec():
 
 def test_runner_rows_outputs_and_store(tmp_path, broken_codec, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
-    result = evaluate(tiny_set(), ["draco", "broken", "gpcc"], settings={"draco": [{"bits": 12}, {"bits": 7}]},
-                      n_samples=3000)
+    result = evaluate(
+        tiny_set(), ["draco", "broken", "gpcc"], settings={"draco": [{"bits": 12}, {"bits": 7}]}, n_samples=3000
+    )
     s = result.summary
     assert list(s.codec) == ["floor", "draco", "draco", "broken"]
     draco = s[s.codec == "draco"]
@@ -64,7 +65,9 @@ def test_runner_rows_outputs_and_store(tmp_path, broken_codec, monkeypatch):
 
 
 def three_tori() -> LoadedSet:
-    meshes = [Mesh(*(lambda t: (t.vertices, t.faces))(trimesh.creation.torus(1 + 0.2 * i, 0.3)), f"t{i}") for i in range(3)]
+    meshes = [
+        Mesh(*(lambda t: (t.vertices, t.faces))(trimesh.creation.torus(1 + 0.2 * i, 0.3)), f"t{i}") for i in range(3)
+    ]
     return LoadedSet(meshes, [], [], [50_000] * 3)
 
 

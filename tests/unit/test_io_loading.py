@@ -63,8 +63,8 @@ def test_saved_ply_is_the_canonical_binary_ply(tmp_path, box):
     data = save_mesh(box, tmp_path / "box.ply").read_bytes()
     header = data.index(b"end_header\n") + len(b"end_header\n")
     assert len(data) == binary_ply_bytes(box) == header + 12 * 8 + 13 * 12
-    vertices = np.frombuffer(data[header:header + 96], "<f4").reshape(8, 3)
-    faces = np.frombuffer(data[header + 96:], dtype=[("n", "u1"), ("idx", "<i4", (3,))])
+    vertices = np.frombuffer(data[header : header + 96], "<f4").reshape(8, 3)
+    faces = np.frombuffer(data[header + 96 :], dtype=[("n", "u1"), ("idx", "<i4", (3,))])
     assert np.array_equal(vertices, box.vertices.astype(np.float32))
     assert np.all(faces["n"] == 3) and np.array_equal(faces["idx"], box.faces)
 
@@ -170,7 +170,7 @@ def _patch_central_directory(zpath, offset: int, value: bytes) -> None:
     """Overwrite bytes of the first central-directory record (what zipfile trusts)."""
     data = bytearray(zpath.read_bytes())
     at = data.index(b"PK\x01\x02") + offset
-    data[at:at + len(value)] = value
+    data[at : at + len(value)] = value
     zpath.write_bytes(bytes(data))
 
 
@@ -198,7 +198,7 @@ def test_encrypted_zip_entry_is_refused(tmp_path):
 def test_zip_symlink_entry_is_refused(tmp_path):
     zpath = tmp_path / "link.zip"
     info = zipfile.ZipInfo("sneaky.obj")
-    info.external_attr = (0o120777 << 16)
+    info.external_attr = 0o120777 << 16
     with zipfile.ZipFile(zpath, "w") as zf:
         zf.writestr(info, "/etc/passwd")
     dest = tmp_path / "dest"

@@ -23,7 +23,9 @@ def test_loss_is_zero_on_the_target_and_grows_with_error():
     t = sphere_volume()
     w = LossWeights()
     assert float(volume_loss(t, t, w)) < 1e-5
-    assert float(volume_loss(sphere_volume(shift=0.1), t, w)) > float(volume_loss(sphere_volume(shift=0.02), t, w)) > 0.01
+    assert (
+        float(volume_loss(sphere_volume(shift=0.1), t, w)) > float(volume_loss(sphere_volume(shift=0.02), t, w)) > 0.01
+    )
 
 
 def test_ssim_cube_lies_on_the_surface_and_is_reproducible():

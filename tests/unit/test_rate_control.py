@@ -46,12 +46,15 @@ def test_plan_picks_the_best_cd_that_fits_and_meets_the_ratio():
     assert "ratio" in plan.describe()
 
 
-@pytest.mark.parametrize("kwargs,needle", [
-    ({}, "exactly one"),
-    ({"target_ratio": 2.0, "target_bytes": 5}, "exactly one"),
-    ({"target_ratio": -1.0}, "positive"),
-    ({"target_bytes": 100}, "out of reach"),
-])
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        ({}, "exactly one"),
+        ({"target_ratio": 2.0, "target_bytes": 5}, "exactly one"),
+        ({"target_ratio": -1.0}, "positive"),
+        ({"target_bytes": 100}, "out of reach"),
+    ],
+)
 def test_impossible_or_malformed_targets_are_config_errors(kwargs, needle):
     with pytest.raises(ConfigError, match=needle):
         plan_rate(preset("quick"), meshes(3), table=TABLE, **kwargs)

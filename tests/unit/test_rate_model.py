@@ -76,7 +76,10 @@ def test_rate_term_is_normalized_per_voxel_and_scales_with_the_set():
 
 
 def test_codec_estimate_matches_coded_bytes():
-    weights = {"w": (laplace_symbols(30_000, 2.0), QuantSpec(6, -1, 1)), "b": (laplace_symbols(64, 4.0), QuantSpec(6, -1, 1))}
+    weights = {
+        "w": (laplace_symbols(30_000, 2.0), QuantSpec(6, -1, 1)),
+        "b": (laplace_symbols(64, 4.0), QuantSpec(6, -1, 1)),
+    }
     feats = np.stack([laplace_symbols(8 * 64, 3.0) for _ in range(20)]).reshape(20, 8, 64)
     est = codec_estimate_bytes(weights, feats, QuantSpec(6, -1, 1))
     real_w = sum(len(LaplaceModel.fit(s, 32).encode(s)) for s, _ in weights.values())
@@ -113,8 +116,17 @@ def test_malformed_laplace_models_and_streams(junk):
 
 
 def records(n):
-    return [{"name": f"crane/mesh_{i:04d}", "transform": {"center": [0.1 * i, -2.5, 1e3], "scale": 0.37},
-             "n_vertices": 10_002 + i, "n_faces": 20_000, "source_bytes": 812_345, "batch": i // 40} for i in range(n)]
+    return [
+        {
+            "name": f"crane/mesh_{i:04d}",
+            "transform": {"center": [0.1 * i, -2.5, 1e3], "scale": 0.37},
+            "n_vertices": 10_002 + i,
+            "n_faces": 20_000,
+            "source_bytes": 812_345,
+            "batch": i // 40,
+        }
+        for i in range(n)
+    ]
 
 
 def test_shape_table_round_trip_is_compact():
@@ -160,7 +172,10 @@ def test_training_with_lambda_rate_lowers_the_estimated_bits():
         tcfg = TrainConfig(epochs=30, batch_size=2, checkpoint_every=0, lambda_rate=lam, device="cpu", mode="dense")
         codec = train_autodecoder(volumes, dcfg, tcfg, progress=False)
         f = codec.features
-        est = codec_estimate_bytes({n: (q.symbols, q.spec) for n, q in codec.weights.items()},
-                                   f.symbols.reshape(f.shape[0], f.shape[1], -1), f.spec)
+        est = codec_estimate_bytes(
+            {n: (q.symbols, q.spec) for n, q in codec.weights.items()},
+            f.symbols.reshape(f.shape[0], f.shape[1], -1),
+            f.spec,
+        )
         bits.append(est["weights_bytes"] + est["features_bytes"])
     assert bits[1] < 0.9 * bits[0], bits  # 30 epochs: about -18%

@@ -26,8 +26,9 @@ def sign_accuracy(codec, volumes) -> float:
 @pytest.mark.parametrize("mode", ["patch", "dense"])
 def test_both_modes_learn_the_spheres(mode):
     vols = spheres(16, [0.4, 0.55, 0.7])
-    tcfg = TrainConfig(epochs=60, lr=1e-2, batch_size=3, checkpoint_every=0, device="cpu", mode=mode,
-                       block_size=8, blocks_per_shape=4)
+    tcfg = TrainConfig(
+        epochs=60, lr=1e-2, batch_size=3, checkpoint_every=0, device="cpu", mode=mode, block_size=8, blocks_per_shape=4
+    )
     codec = train_autodecoder(vols, decoder_config(16, 6, feature_channels=4), tcfg, progress=False)
     assert codec.losses[-1] < 0.5 * codec.losses[0]
     assert sign_accuracy(codec, vols) > 0.97
@@ -37,8 +38,7 @@ def test_both_modes_learn_the_spheres(mode):
 def test_autoencoder_ablation_trains_on_blocks():
     vols = spheres(16, [0.4, 0.6])
     tcfg = TrainConfig(epochs=40, lr=1e-2, batch_size=2, checkpoint_every=0, device="cpu", block_size=8)
-    codec = train_autodecoder(vols, decoder_config(16, 6, feature_channels=4), tcfg, progress=False,
-                              autoencoder=True)
+    codec = train_autodecoder(vols, decoder_config(16, 6, feature_channels=4), tcfg, progress=False, autoencoder=True)
     assert codec.features.shape == (2, 4, 4, 4, 4) and codec.losses[-1] < codec.losses[0]
 
 
@@ -56,8 +56,9 @@ def test_feature_fitting_against_a_frozen_decoder_improves_the_new_shape():
     assert err_after < 0.85 * err_before
 
 
-@pytest.mark.parametrize("field, value", [("mode", "sparse"), ("block_size", 12), ("band_fraction", 1.5),
-                                          ("blocks_per_shape", 0)])
+@pytest.mark.parametrize(
+    "field, value", [("mode", "sparse"), ("block_size", 12), ("band_fraction", 1.5), ("blocks_per_shape", 0)]
+)
 def test_bad_patch_settings_are_refused(field, value):
     with pytest.raises(ConfigError):
         TrainConfig(**{field: value}).validate()

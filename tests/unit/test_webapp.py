@@ -66,8 +66,9 @@ def test_ablation_variants_keep_the_reference_first_and_refuse_a_single_value():
 def test_progress_is_monotone_and_weighted_by_stage_cost():
     reports = []
     setting = {"preset": "quick", "width": "tiny", "epochs": 100}
-    tracker = JobProgress.for_run(["necgs", "draco"], {"necgs": [setting], "draco": [{"bits": 8}]}, 4,
-                                  lambda f, t: reports.append((f, t)))
+    tracker = JobProgress.for_run(
+        ["necgs", "draco"], {"necgs": [setting], "draco": [{"bits": 8}]}, 4, lambda f, t: reports.append((f, t))
+    )
     for stage, phase in (("fit", "encode"), ("train", "encode"), ("code", "encode"), ("decode", "decode")):
         for frac in (0.0, 0.5, 1.0):  # every stage restarts at 0: the bar must not
             tracker.on_stage(StageEvent(0, "necgs", "quick tiny", phase, stage, frac))
@@ -99,11 +100,15 @@ def _summary(rows):
 
 
 def test_variants_get_stable_named_colours_deltas_and_a_matched_peer():
-    summary = _summary([("floor", "metric floor", "ok", 1000, 1.0, 0.002, 0.9, 0.002, 0),
-                        ("necgs", "quick tiny", "ok", 100, 10.0, 0.010, 0.5, 0.010, 0),
-                        ("necgs", "quick tiny (no ssim)", "ok", 90, 11.0, 0.015, 0.4, 0.015, 0),
-                        ("draco", "q8", "ok", 500, 2.0, 0.003, 0.8, 0.003, 0),
-                        ("draco", "q6", "ok", 120, 8.0, 0.006, 0.6, 0.006, 0)])
+    summary = _summary(
+        [
+            ("floor", "metric floor", "ok", 1000, 1.0, 0.002, 0.9, 0.002, 0),
+            ("necgs", "quick tiny", "ok", 100, 10.0, 0.010, 0.5, 0.010, 0),
+            ("necgs", "quick tiny (no ssim)", "ok", 90, 11.0, 0.015, 0.4, 0.015, 0),
+            ("draco", "q8", "ok", 500, 2.0, 0.003, 0.8, 0.003, 0),
+            ("draco", "q6", "ok", 120, 8.0, 0.006, 0.6, 0.006, 0),
+        ]
+    )
     drawn = views.with_series(summary, per_setting=True)
     figs = [rd_figure(drawn, m, overlays=[("run 3", drawn)]) for m in ("cd", "f1_005")]
     colours = [{t.name: t.marker.color for t in f.data} for f in figs]
