@@ -11,18 +11,11 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--use-gl=swiftshader",
-    "--enable-unsafe-swiftshader",
-]
+from necgs.webapp.export import ARGS as EXPORT_ARGS
+from necgs.webapp.export import CHROMIUM
+
+# The page export's flags plus what a page with WebGL viewers needs (software GL, no extras).
+ARGS = [*EXPORT_ARGS, "--disable-sync", "--disable-quic", "--use-gl=swiftshader", "--enable-unsafe-swiftshader"]
 #: Leaf elements reading exactly "Error" (Gradio's badge on a failed output) and error toasts.
 ERROR_BADGES_JS = """() => [...document.querySelectorAll('body *')]
   .filter(e => e.children.length === 0 && (e.innerText || '').trim() === 'Error'
