@@ -164,22 +164,8 @@ def on_run(
     progress=gr.Progress(),  # noqa: B008 (Gradio finds the progress tracker by this default)
 ) -> list:
     """Run NeCGS with the chosen switches beside the chosen peers."""
-
-    def work(session, cancel, report):
-        source, notes = _source(session, dataset, files)
-        setting = jobs.necgs_settings(width, preset, ssim, deform, autoencoder, int(epochs or 0) or None)
-        run = jobs.execute_run(
-            source,
-            ["necgs", *(peers or [])],
-            [setting],
-            int(limit),
-            jobs.METRIC_SAMPLES,
-            progress=report,
-            cancel=cancel,
-        )
-        return run, notes
-
-    return _job(request, progress, work)
+    setting = jobs.necgs_settings(width, preset, ssim, deform, autoencoder, int(epochs or 0) or None)
+    return _job(request, progress, _run_work(dataset, files, limit, peers, [setting], None))
 
 
 def on_ablation(
@@ -199,10 +185,15 @@ def on_ablation(
     progress=gr.Progress(),  # noqa: B008 (Gradio finds the progress tracker by this default)
 ) -> list:
     """Run every chosen variant of one factor on the same shapes in one job."""
+    base = jobs.necgs_settings(width, preset, ssim, deform, autoencoder, int(epochs or 0) or None)
+    return _job(request, progress, _run_work(dataset, files, limit, peers, None, (factor, values, base)))
+
+
+def _run_work(dataset, files, limit, peers, settings: list[dict] | None, ablation: tuple | None):
+    """The job body shared by a run and an ablation: NeCGS settings (or one factor's variants) beside peers."""
 
     def work(session, cancel, report):
-        base = jobs.necgs_settings(width, preset, ssim, deform, autoencoder, int(epochs or 0) or None)
-        variants = jobs.ablation_variants(factor, values, base)
+        variants = settings if ablation is None else jobs.ablation_variants(*ablation)
         source, notes = _source(session, dataset, files)
         run = jobs.execute_run(
             source,
@@ -212,11 +203,11 @@ def on_ablation(
             jobs.METRIC_SAMPLES,
             progress=report,
             cancel=cancel,
-            config_extra={"ablation": factor},
+            config_extra=None if ablation is None else {"ablation": ablation[0]},
         )
         return run, notes
 
-    return _job(request, progress, work)
+    return work
 
 
 def on_cancel(request: gr.Request) -> str:
