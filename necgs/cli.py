@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "view",
     "datasets",
     "metrics",
+    "prior",
 )
 
 

@@ -32,17 +32,13 @@ import torch
 
 from necgs import __version__
 from necgs.coding.archive import MINOR, ArchiveReader, Section, write_archive
-from necgs.coding.entropy import _get_varints, _put_varints, decode_symbols, encode_with_model, shared_model
+from necgs.coding.entropy import _get_varints, encode_with_model, shared_model
 from necgs.coding.rate_model import codec_estimate_bytes
+from necgs.coding.sections import feature_sections, read_weights, weight_sections
 from necgs.coding.shape_table import pack_shapes, unpack_shapes
 from necgs.coding.streams import (
-    batch_feature_model,
-    best_chunk,
     decode_stream,
-    encode_stream,
     model_from_bytes,
-    read_chunk,
-    tensor_candidates,
 )
 from necgs.config import NecgsConfig, preset
 from necgs.errors import ConfigError, CorruptArchiveError, NecgsError
@@ -54,6 +50,16 @@ from necgs.model.blocks import decode_volume
 from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.quant import QuantSpec
 from necgs.paths import cache_dir
+from necgs.prior import (
+    Prior,
+    PriorFitConfig,
+    band_errors,
+    check_prior,
+    find_prior,
+    find_prior_by_id,
+    list_priors,
+    nearest_features,
+)
 from necgs.rate import binary_ply_bytes
 from necgs.training.train import (
     QuantizedTensor,
@@ -68,6 +74,8 @@ if TYPE_CHECKING:
     from necgs.rate_control import RatePlan
 
 FORMAT = "necgs"
+#: Minor version of archives that name a prior instead of holding a decoder (others stay 1.2).
+PRIOR_MINOR = 3
 #: progress(stage, done, total, detail) — stages: fit, train, code, decode.
 StageProgress = Callable[[str, int, int, str], None]
 
@@ -87,6 +95,8 @@ class CompressResult:
             surface (a collapsed or undertrained decoder); the archive is still written.
         ratio_ply: The meshes as binary PLY over the archive (what rate control targets).
         rate_plan: The setting rate control chose, when a target was given.
+        prior: Name and id of the prior the archive needs, if compressed against one.
+        notes: What the user should know about the result (prior choice, domain warnings).
     """
 
     path: Path
@@ -98,6 +108,8 @@ class CompressResult:
     empty_shapes: list[str] = field(default_factory=list)
     ratio_ply: float | None = None
     rate_plan: RatePlan | None = None
+    prior: dict | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def _as_loaded(source) -> LoadedSet:
@@ -127,6 +139,8 @@ def compress(
     checkpoint_dir: str | os.PathLike | None = None,
     target_ratio: float | None = None,
     target_bytes: int | None = None,
+    prior: str | os.PathLike | Prior | None = None,
+    prior_fit: PriorFitConfig | None = None,
 ) -> CompressResult:
     """Compress a set of meshes into one ``.ncgs`` archive.
 
@@ -142,6 +156,10 @@ def compress(
             the width, bits and lambda_R of ``config`` are replaced by a measured table's
             choice (:mod:`necgs.rate_control`).
         target_bytes: Rate control: wanted archive size (exclusive with ``target_ratio``).
+        prior: Compress against a pretrained decoder (:mod:`necgs.prior`): a name, a path,
+            a :class:`Prior`, or "auto" (the best installed prior or no prior, whichever
+            decodes better; ``notes`` says which). Only the features are fitted and stored.
+        prior_fit: How shapes are fitted against the prior (default :class:`PriorFitConfig`).
 
     Returns:
         The :class:`CompressResult`.
@@ -151,6 +169,12 @@ def compress(
     if not loaded.meshes:
         reasons = "; ".join(str(f) for f in loaded.failures[:3])
         raise NecgsError(f"{source}: no usable mesh" + (f" ({reasons})" if reasons else ""))
+    if prior is not None and (target_ratio is not None or target_bytes is not None):
+        raise ConfigError("a target ratio or size cannot be combined with a prior (the prior fixes the decoder)")
+    if prior is not None and str(prior) == "auto":
+        return _compress_auto(loaded, output, cfg, prior_fit, progress, cancel, checkpoint_dir)
+    if prior is not None:
+        return compress_with_prior(loaded, output, find_prior(prior), prior_fit, cfg, progress)
     plan = None
     if target_ratio is not None or target_bytes is not None:
         from necgs.rate_control import plan_rate
@@ -204,14 +228,16 @@ def compress(
     )
 
 
-def shapes_without_surface(archive: str | os.PathLike | bytes, device: str = "auto") -> list[str]:
+def shapes_without_surface(
+    archive: str | os.PathLike | bytes, device: str = "auto", prior: str | os.PathLike | Prior | None = None
+) -> list[str]:
     """Names of the shapes of an archive whose decoded TSDF never changes sign (no surface).
 
     Runs the decoder only (no marching cubes): one forward pass per shape.
     """
     dev = resolve_device(device)
     empty = []
-    with open_archive(archive) as arc:
+    with open_archive(archive, prior=prior) as arc:
         decoder = arc.decoder(dev)
         for i, record in enumerate(arc.shapes):
             with torch.no_grad():
@@ -219,6 +245,172 @@ def shapes_without_surface(archive: str | os.PathLike | bytes, device: str = "au
             if not (bool((tsdf < 0).any()) and bool((tsdf > 0).any())):
                 empty.append(str(record.get("name", i)))
     return empty
+
+
+# ---------------------------------------------------------------------------- priors
+def compress_with_prior(
+    source,
+    output: str | os.PathLike,
+    prior: Prior,
+    fit: PriorFitConfig | None = None,
+    config: NecgsConfig | None = None,
+    progress: StageProgress | None = None,
+) -> CompressResult:
+    """Compress meshes against a frozen prior: only their features are fitted and stored.
+
+    Args:
+        source: Meshes (anything :func:`compress` takes; one mesh is fine).
+        output: The archive path.
+        prior: The pretrained decoder.
+        fit: Fitting budget (default :class:`PriorFitConfig`).
+        config: Only its device and coder are used.
+        progress: Stage callback.
+
+    Returns:
+        The :class:`CompressResult`; ``notes`` warns when the shapes look unlike the prior's
+        training data (their band error is over twice the prior's own median).
+    """
+    loaded = _as_loaded(source)
+    if not loaded.meshes:
+        raise NecgsError(f"{source}: no usable mesh")
+    fit = fit or PriorFitConfig()
+    device = (config or preset("quick")).train.device
+    coder = (config or preset("quick")).coder
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    fcfg = fit.fit(prior, device)
+    fit_cb = (lambda d, n: _emit(progress, "fit", d, n)) if progress else True
+    fitted = fit_volumes(loaded.meshes, fcfg, progress=fit_cb)
+    seconds["fit"] = time.perf_counter() - t
+    t = time.perf_counter()
+    tcfg = fit.train(prior, device)
+    features = fit_features(
+        prior.codec(),
+        fitted.volumes,
+        tcfg,
+        progress=(lambda e, n, loss, eta: _emit(progress, "train", e, n, f"loss {loss:.4f}")) if progress else False,
+        init=nearest_features(prior, fitted.volumes),
+    )
+    seconds["train"] = time.perf_counter() - t
+    t = time.perf_counter()
+    shapes = [
+        _shape_record(m, tr, b, batch=0) for m, tr, b in zip(loaded.meshes, fitted.transforms, loaded.source_bytes)
+    ]
+    cfg = NecgsConfig(
+        fit=fcfg,
+        width=list(prior.decoder_cfg.widths),
+        feature_channels=prior.decoder_cfg.feature_channels,
+        feature_resolution=prior.decoder_cfg.feature_resolution,
+        train=tcfg,
+        coder=coder,
+    )
+    size = write_prior_archive(output, cfg, prior, features, shapes, seconds["train"])
+    seconds["code"] = time.perf_counter() - t
+    t = time.perf_counter()
+    errors = band_errors(prior.decoder(), features.value(), fitted.volumes)
+    empty = shapes_without_surface(output, device=device, prior=prior)
+    seconds["check"] = time.perf_counter() - t
+    notes = []
+    reference = prior.card.get("band_error_median")
+    if reference and float(np.median(errors)) > 2 * reference:
+        notes.append(
+            f"these shapes look unlike prior {prior.name!r}'s training data (band error "
+            f"{np.median(errors):.3f} vs {reference:.3f} on it): a decoder trained on the set may do better; "
+            f"try --prior auto or no prior"
+        )
+    ply = sum(binary_ply_bytes(m) for m in loaded.meshes)
+    return CompressResult(
+        Path(output),
+        size,
+        [m.name for m in loaded.meshes],
+        [str(f) for f in loaded.failures],
+        seconds,
+        0,
+        empty,
+        ply / size,
+        None,
+        {"name": prior.name, "id": prior.id},
+        notes,
+    )
+
+
+def write_prior_archive(
+    output, cfg: NecgsConfig, prior: Prior, features: QuantizedTensor, shapes: list[dict], seconds: float
+) -> int:
+    """Write a format 1.3 archive that names ``prior`` by id instead of holding a decoder."""
+    fmeta, fsections = feature_sections(features, 0, cfg.coder, shared=prior.feature_model)
+    metadata = {
+        "format": FORMAT,
+        "library_version": __version__,
+        "config": _json_config(cfg),
+        "decoder": prior.decoder_cfg.to_dict(),
+        "prior": {"id": prior.id, "name": prior.name},
+        "batches": [{"batch": 0, "mode": "prior", "features": fmeta}],
+        "train_seconds": round(seconds, 3),
+    }
+    return write_archive(output, metadata, [Section("shapes", pack_shapes(shapes)), *fsections], PRIOR_MINOR)
+
+
+def _json_config(cfg: NecgsConfig) -> dict:
+    d = cfg.to_dict()
+    if isinstance(d["width"], tuple):
+        d["width"] = list(d["width"])
+    return d
+
+
+def decoded_cd(archive: str | os.PathLike, meshes: Sequence[Mesh], prior: Prior | None = None) -> float:
+    """Median Chamfer distance of an archive's decoded shapes to ``meshes`` (same order)."""
+    from necgs.metrics import compare_meshes
+
+    decoded = decompress(archive, prior=prior, device="cpu")
+    return float(np.median([compare_meshes(d, m, 20_000).cd for d, m in zip(decoded, meshes)]))
+
+
+def _compress_auto(
+    loaded: LoadedSet,
+    output,
+    cfg: NecgsConfig,
+    fit: PriorFitConfig | None,
+    progress: StageProgress | None,
+    cancel: Callable[[], bool] | None,
+    checkpoint_dir,
+) -> CompressResult:
+    """``--prior auto``: every installed prior and a set-trained decoder; keep the better.
+
+    Better is the lower median Chamfer distance of the decoded shapes; when a prior archive is
+    within 10% of the set-trained one it is kept, since it is the smaller. The choice and both
+    numbers are in the result's ``notes``.
+    """
+    import shutil
+    import tempfile
+
+    out = Path(output)
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
+        best = None
+        for info in list_priors():
+            candidate = find_prior(info["file"])
+            path = Path(tmp) / f"prior-{candidate.id}.ncgs"
+            result = compress_with_prior(loaded, path, candidate, fit, cfg, progress)
+            score = decoded_cd(path, loaded.meshes, candidate)
+            if best is None or score < best[0]:
+                best = (score, result, path)
+        own_path = Path(tmp) / "set.ncgs"
+        own = compress(loaded, own_path, cfg, progress=progress, cancel=cancel, checkpoint_dir=checkpoint_dir)
+        own_score = decoded_cd(own_path, loaded.meshes)
+        if best is not None and best[0] <= 1.1 * own_score:
+            score, chosen, path = best
+            why = f"picked prior {chosen.prior['name']!r}: median CD {score:.3e} vs {own_score:.3e} set-trained"
+        else:
+            score, chosen, path = own_score, own, own_path
+            why = "picked a set-trained decoder: " + (
+                f"median CD {own_score:.3e} vs {best[0]:.3e} with prior {best[1].prior['name']!r}"
+                if best is not None
+                else "no prior is installed"
+            )
+        shutil.move(str(path), out)
+    chosen.path = out
+    chosen.notes = [why] + [n for n in chosen.notes if "look unlike" not in n]
+    return chosen
 
 
 def _shape_record(mesh: Mesh, transform: Transform, source_bytes: int, batch: int) -> dict:
@@ -233,58 +425,7 @@ def _shape_record(mesh: Mesh, transform: Transform, source_bytes: int, batch: in
     }
 
 
-def _weight_sections(codec: TrainedCodec, coder: str) -> tuple[dict, Section]:
-    """The ``weights`` section: a chunk per tensor, or one shared chunk when that is smaller.
-
-    Any set of named tensors works; their order is stored in the metadata. ``coder``
-    "laplace" always codes a Laplace per tensor: exactly the models the rate term of
-    training estimates.
-    """
-    names = list(codec.weights)
-    tensors = [codec.weights[n] for n in names]
-    chunks = [best_chunk(q.symbols, tensor_candidates(q.symbols, q.spec.bits, q.shape, coder)) for q in tensors]
-    per_tensor = b"".join(blob for _, blob in chunks)
-    symbols = np.concatenate([q.symbols for q in tensors])
-    joint_model, joint = None, None
-    if coder != "laplace" and len({q.spec.bits for q in tensors}) == 1:  # one alphabet: one shared model is an option
-        joint_model, joint = best_chunk(
-            symbols, tensor_candidates(symbols, tensors[0].spec.bits, (symbols.size,), coder)
-        )
-    meta = {
-        "order": names,
-        "specs": {n: codec.weights[n].spec.to_dict() for n in names},
-        "shapes": {n: list(codec.weights[n].shape) for n in names},
-    }
-    if joint is not None and len(joint) < len(per_tensor):
-        info = {"layout": "joint", "coder": joint_model.coder, "count": int(symbols.size)}
-        return meta, Section("weights", joint, info)
-    info = {
-        "layout": "tensors",
-        "coder": "per-tensor",
-        "coders": [m.coder for m, _ in chunks],
-        "count": int(symbols.size),
-    }
-    return meta, Section("weights", per_tensor, info)
-
-
-def _feature_sections(features: QuantizedTensor, batch: int, coder: str) -> tuple[dict, list[Section]]:
-    """Sections ``features.model.<batch>`` and ``features.<batch>`` of one batch's features."""
-    m = features.shape[0]
-    c = features.shape[1]
-    per_shape = int(np.prod(features.shape[1:]))
-    streams = features.symbols.reshape(m, c, per_shape // c)
-    model = batch_feature_model(streams, features.spec.bits, coder)
-    payloads = [encode_stream(s, model) for s in streams.reshape(m, per_shape)]
-    body = _put_varints(np.array([len(p) for p in payloads], dtype=np.int64)) + b"".join(payloads)
-    sections = [
-        Section(f"features.model.{batch}", model.to_bytes(), {"coder": model.coder}),
-        Section(f"features.{batch}", body, {"count": per_shape, "shapes": m}),
-    ]
-    meta = {"spec": features.spec.to_dict(), "shape": list(features.shape[1:])}
-    return meta, sections
-
-
-def _legacy_feature_sections(
+def _legacyfeature_sections(
     features: QuantizedTensor, first_index: int, batch: int, coder: str
 ) -> tuple[dict, list[Section]]:
     """Format 1.1 feature sections (one per shape), used when growing a 1.0/1.1 archive."""
@@ -314,8 +455,8 @@ def _rate_estimate(codec: TrainedCodec) -> dict[str, float]:
 
 def write_codec_archive(output, cfg: NecgsConfig, codec: TrainedCodec, shapes: list[dict]) -> int:
     """Entropy-code a trained codec and write a format 1.2 archive; returns its size."""
-    wmeta, wsection = _weight_sections(codec, cfg.coder)
-    fmeta, fsections = _feature_sections(codec.features, 0, cfg.coder)
+    wmeta, wsection = weight_sections(codec.weights, cfg.coder)
+    fmeta, fsections = feature_sections(codec.features, 0, cfg.coder)
     metadata = {
         "format": FORMAT,
         "library_version": __version__,
@@ -345,7 +486,9 @@ class OpenedArchive:
     decoder_cfg: DecoderConfig
     shapes: list[dict]
     deform: bool
+    prior_given: str | os.PathLike | Prior | None = None
     _batches: dict = field(default_factory=dict, repr=False)
+    _prior: Prior | None = field(default=None, repr=False)
 
     @property
     def metadata(self) -> dict:
@@ -357,39 +500,32 @@ class OpenedArchive:
         """True for the 1.2 layout (shape table, a feature section per batch, chunked weights)."""
         return "shapes" in self.reader.section_names()
 
+    @property
+    def prior_ref(self) -> dict | None:
+        """``{"id", "name"}`` of the prior this archive was compressed against, if any."""
+        return self.metadata.get("prior")
+
+    def prior(self) -> Prior | None:
+        """The prior the archive needs: the one given (checked by id) or an installed one."""
+        ref = self.prior_ref
+        if ref is None:
+            return None
+        if self._prior is None:
+            wanted, name = str(ref.get("id")), str(ref.get("name"))
+            if self.prior_given is not None:
+                self._prior = check_prior(find_prior(self.prior_given), wanted, name, self.reader.name)
+            else:
+                self._prior = find_prior_by_id(wanted, name)
+            if self._prior.decoder_cfg.to_dict() != self.decoder_cfg.to_dict():
+                raise CorruptArchiveError(f"{self.reader.name}: decoder description differs from its prior's")
+        return self._prior
+
     def weights(self) -> dict[str, QuantizedTensor]:
-        """Decode the decoder's quantized parameters."""
-        meta = self.metadata["weights"]
-        info = self.reader.section_info("weights").info
-        count = _bounded_count(info.get("count"), self.reader, "weights")
-        data = self.reader.read_section("weights")
-        shapes = {name: tuple(int(x) for x in meta["shapes"][name]) for name in meta["order"]}
-        sizes = [int(np.prod(shape)) for shape in shapes.values()]
-        if sum(sizes) != count:
-            raise CorruptArchiveError(f"{self.reader.name}: weights section does not match the decoder")
-        if self.compact and info.get("layout") == "tensors":
-            pieces, pos = [], 0
-            for n in sizes:
-                symbols, _, pos = read_chunk(data, pos, n)
-                pieces.append(symbols)
-            if pos != len(data):
-                raise CorruptArchiveError(f"{self.reader.name}: weights section has trailing bytes")
-            symbols = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
-        elif self.compact:
-            symbols, _, pos = read_chunk(data, 0, count)
-            if pos != len(data):
-                raise CorruptArchiveError(f"{self.reader.name}: weights section has trailing bytes")
-        else:
-            symbols = decode_symbols(data, count)
-        out, pos = {}, 0
-        for (name, shape), n in zip(shapes.items(), sizes):
-            spec = QuantSpec.from_dict(meta["specs"][name])
-            piece = symbols[pos : pos + n]
-            if piece.size and (piece.min() < 0 or piece.max() >= spec.levels):
-                raise CorruptArchiveError(f"{self.reader.name}: tensor {name} holds symbols outside its grid")
-            out[name] = QuantizedTensor(piece, spec, shape)
-            pos += n
-        return out
+        """Decode the decoder's quantized parameters (from the prior for an archive that names one)."""
+        prior = self.prior()
+        if prior is not None:
+            return prior.weights
+        return read_weights(self.reader, self.metadata["weights"], self.compact)
 
     def decoder(self, device="cpu") -> Decoder:
         """The decoder rebuilt from its symbols."""
@@ -418,13 +554,23 @@ class OpenedArchive:
 
     def _feature_stream(self, index: int, batch: int):
         """The model and payload bytes of shape ``index`` (in batch ``batch``)."""
-        model, _ = model_from_bytes(self.reader.read_section(f"features.model.{batch}"))
+        if self._batch(batch)["features"].get("model") == "prior":
+            prior = self.prior()
+            if prior is None:
+                raise CorruptArchiveError(f"{self.reader.name}: batch {batch} uses a prior's model but names no prior")
+            model = prior.feature_model
+        else:
+            model, _ = model_from_bytes(self.reader.read_section(f"features.model.{batch}"))
+        return model, self.feature_payload(index, batch)
+
+    def feature_payload(self, index: int, batch: int) -> bytes:
+        """The coded feature bytes of shape ``index`` (in batch ``batch``), without its model."""
         if not self.compact:
-            return model, self.reader.read_section(f"feature.{index}")
+            return self.reader.read_section(f"feature.{index}")
         if batch not in self._batches:
             self._batches[batch] = self._split_batch(batch)
         members = [i for i, s in enumerate(self.shapes) if int(s["batch"]) == batch]
-        return model, self._batches[batch][members.index(index)]
+        return self._batches[batch][members.index(index)]
 
     def _split_batch(self, batch: int) -> list[bytes]:
         """The per-shape payloads of section ``features.<batch>``."""
@@ -463,14 +609,15 @@ class OpenedArchive:
         self.close()
 
 
-def _bounded_count(value, reader: ArchiveReader, name: str) -> int:
-    if not isinstance(value, int) or value < 0 or value > 64 * reader.total_bytes + 1024:
-        raise CorruptArchiveError(f"{reader.name}: section {name!r} announces an implausible symbol count")
-    return value
+def open_archive(path: str | os.PathLike | bytes, prior: str | os.PathLike | Prior | None = None) -> OpenedArchive:
+    """Open and validate an archive's header (sections are read lazily).
 
-
-def open_archive(path: str | os.PathLike | bytes) -> OpenedArchive:
-    """Open and validate an archive's header (sections are read lazily)."""
+    Args:
+        path: The archive (path or bytes).
+        prior: For an archive compressed against a prior: the prior to use (name, path or
+            object; refused when its id differs). By default an installed prior with the
+            archive's id is looked for when the decoder is first needed.
+    """
     reader = ArchiveReader(path)
     try:
         meta = reader.metadata
@@ -481,7 +628,7 @@ def open_archive(path: str | os.PathLike | bytes) -> OpenedArchive:
         if not isinstance(shapes, list) or not all(isinstance(s, dict) for s in shapes):
             raise CorruptArchiveError(f"{reader.name}: malformed shape table")
         deform = bool(meta["config"].get("deform", True))
-        return OpenedArchive(reader, decoder_cfg, shapes, deform)
+        return OpenedArchive(reader, decoder_cfg, shapes, deform, prior)
     except (KeyError, TypeError, ValueError, ConfigError, AttributeError) as exc:
         reader.close()
         raise CorruptArchiveError(f"{reader.name}: malformed metadata ({type(exc).__name__}: {exc})") from None
@@ -499,6 +646,7 @@ def decompress(
     device: str = "auto",
     progress: StageProgress | None = None,
     sparse: bool = True,
+    prior: str | os.PathLike | Prior | None = None,
 ) -> list[Mesh]:
     """Decode meshes (original coordinates) from an archive; optionally write them.
 
@@ -512,12 +660,14 @@ def decompress(
         sparse: Run the fine decoder levels only near the surface where that is faster
             (K >= 128 and a decoder with a coarse head, :func:`necgs.model.blocks.decode_volume`);
             ``False`` decodes every voxel.
+        prior: The prior of an archive compressed against one (name, path or object);
+            default: the installed prior with the archive's id.
 
     Returns:
         The decoded meshes, in archive order (or the order of ``shapes``).
     """
     dev = resolve_device(device)
-    with open_archive(archive) as arc:
+    with open_archive(archive, prior=prior) as arc:
         indices = list(range(len(arc.shapes))) if shapes is None else [arc.index_of(n) for n in shapes]
         decoder = arc.decoder(dev)
         out = []
@@ -554,7 +704,7 @@ def describe(archive: str | os.PathLike) -> dict:
         feature_bytes = sum(sizes[k] for k in feature_sections)
         shapes = []
         for i, s in enumerate(arc.shapes):
-            own = len(arc._feature_stream(i, int(s["batch"]))[1]) if arc.compact else sizes.get(f"feature.{i}", 0)
+            own = len(arc.feature_payload(i, int(s["batch"])))
             shapes.append(
                 {
                     "name": s["name"],
@@ -577,7 +727,12 @@ def describe(archive: str | os.PathLike) -> dict:
             "rate_estimate": arc.metadata.get("rate_estimate"),
             "n_shapes": len(arc.shapes),
             "decoder": arc.decoder_cfg.to_dict(),
-            "decoder_parameters": int(sum(np.prod(v) for v in arc.metadata["weights"]["shapes"].values())),
+            "decoder_parameters": (
+                int(sum(np.prod(v) for v in arc.metadata["weights"]["shapes"].values()))
+                if "weights" in arc.metadata
+                else int(sum(np.prod(p.shape) for p in Decoder(arc.decoder_cfg).parameters()))
+            ),
+            "prior": arc.prior_ref,
             "coders": {
                 name: r.section_info(name).info.get("coder")
                 for name in r.section_names()
@@ -599,6 +754,7 @@ def add_shapes(
     *,
     epochs: int | None = None,
     progress: StageProgress | None = None,
+    prior: str | os.PathLike | Prior | None = None,
 ) -> CompressResult:
     """Add new shapes to an archive, optimizing only their features (frozen decoder).
 
@@ -610,11 +766,12 @@ def add_shapes(
         output: The grown archive (may equal ``archive``; written atomically).
         epochs: Feature-fitting epochs (default: the archive's training epochs).
         progress: Stage callback.
+        prior: The prior of an archive compressed against one (default: the installed one).
 
     Returns:
         The :class:`CompressResult` of the grown archive (names of all shapes).
     """
-    with open_archive(archive) as arc:
+    with open_archive(archive, prior=prior) as arc:
         cfg = _config_from_metadata(arc.metadata["config"])
         old_names = {s["name"] for s in arc.shapes}
         loaded = _as_loaded(source)
@@ -652,11 +809,11 @@ def add_shapes(
         *(_shape_record(m, tr, b, batch) for m, tr, b in zip(loaded.meshes, fitted.transforms, loaded.source_bytes)),
     ]
     if compact:
-        fmeta, fsections = _feature_sections(new_features, batch, cfg.coder)
+        fmeta, fsections = feature_sections(new_features, batch, cfg.coder)
         old_sections = [Section("shapes", pack_shapes(records)) if s.name == "shapes" else s for s in old_sections]
-        minor = MINOR
+        minor = PRIOR_MINOR if "prior" in metadata else MINOR
     else:  # a 1.0/1.1 archive grows in its own layout, so its old shapes stay bit-identical
-        fmeta, fsections = _legacy_feature_sections(new_features, n_old, batch, cfg.coder)
+        fmeta, fsections = _legacyfeature_sections(new_features, n_old, batch, cfg.coder)
         metadata["shapes"] = records
         minor = 1
     metadata["batches"] = [*metadata["batches"], {"batch": batch, "mode": "frozen-decoder", "features": fmeta}]

@@ -11,13 +11,14 @@ def register(sub) -> None:
     p.add_argument("source", help="folder, zip or mesh file with the new shapes")
     p.add_argument("-o", "--output", required=True, help="the grown archive")
     p.add_argument("--epochs", type=int, help="feature-fitting epochs (default: the archive's)")
+    p.add_argument("--prior", help="the prior of an archive compressed against one (default: the installed one)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from necgs.pipeline import add_shapes, describe
 
-    result = add_shapes(args.archive, args.source, args.output, epochs=args.epochs)
+    result = add_shapes(args.archive, args.source, args.output, epochs=args.epochs, prior=args.prior)
     for failure in result.failures:
         warn(f"skipped {failure}")
     d = describe(result.path)

@@ -38,6 +38,11 @@ def register(sub) -> None:
     target.add_argument(
         "--target-bytes", type=int, metavar="B", help="rate control: aim at an archive of at most B bytes"
     )
+    p.add_argument(
+        "--prior",
+        help="compress against a pretrained decoder: a name (necgs prior list), a .ncgp path, or auto "
+        "(the better of the installed priors and a set-trained decoder)",
+    )
     p.add_argument("--nproc", type=int, default=1, help="processes for distributed training (torchrun on this machine)")
     add_device(p)
     p.set_defaults(func=run)
@@ -61,6 +66,10 @@ def run(args) -> int:
         lambda_rate=args.lambda_rate,
     )
     targets = {"target_ratio": args.target_ratio, "target_bytes": args.target_bytes}
+    if args.prior and args.nproc > 1:
+        from necgs.errors import ConfigError
+
+        raise ConfigError("--prior fits features only; it runs in one process (drop --nproc)")
     if args.nproc > 1 and any(v is not None for v in targets.values()):
         from necgs.pipeline import _as_loaded
         from necgs.rate_control import plan_rate
@@ -80,9 +89,13 @@ def run(args) -> int:
         return code
     from necgs.pipeline import compress
 
-    result = compress(args.source, args.output, cfg, **targets)
+    result = compress(args.source, args.output, cfg, **targets, prior=args.prior)
     for failure in result.failures:
         warn(f"skipped {failure}")
+    for note in result.notes:
+        print(note)
+    if result.prior:
+        print(f"uses prior {result.prior['name']!r} (id {result.prior['id']}); decompress finds it by id")
     if result.rate_plan is not None:
         print(result.rate_plan.describe())
     print(

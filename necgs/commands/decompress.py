@@ -11,6 +11,7 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="folder for the decoded meshes")
     p.add_argument("--shape", action="append", help="decode only this shape (repeatable)")
     p.add_argument("--format", default="ply", choices=("ply", "obj", "off", "stl", "glb"))
+    p.add_argument("--prior", help="the prior of an archive compressed against one (default: the installed one)")
     add_device(p)
     p.set_defaults(func=run)
 
@@ -18,6 +19,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from necgs.pipeline import decompress
 
-    meshes = decompress(args.archive, args.output, shapes=args.shape, fmt=args.format, device=args.device)
+    meshes = decompress(
+        args.archive, args.output, shapes=args.shape, fmt=args.format, device=args.device, prior=args.prior
+    )
     print(f"{len(meshes)} meshes written to {args.output}")
     return 0

@@ -20,9 +20,14 @@ def run(args) -> int:
         print(json.dumps(d, indent=2))
         return 0
     print(f"{d['file']}: necgs archive v{d['version']}, {d['n_shapes']} shapes, {d['bytes']} bytes")
+    where = (
+        f"in prior {d['prior']['name']!r} (id {d['prior']['id']}), not in the archive"
+        if d.get("prior")
+        else f"{d['weights_bytes']} bytes"
+    )
     print(
         f"  decoder  K={d['decoder']['resolution']} widths={d['decoder']['widths']} "
-        f"({d['decoder_parameters']} parameters): {d['weights_bytes']} bytes"
+        f"({d['decoder_parameters']} parameters): {where}"
     )
     print(
         f"  features {d['feature_bytes']} bytes + models {d['feature_model_bytes']} bytes; "

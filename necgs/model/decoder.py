@@ -268,6 +268,12 @@ class Decoder(nn.Module):
                 kept.append(x)
         return kept + [x]
 
+    def predict_coarse(self, features: torch.Tensor) -> torch.Tensor:
+        """Only the coarse head: (B, C, K', K', K') -> (B, 1, Kc, Kc, Kc); the fine levels are not run."""
+        p = self.effective_params(None)
+        conv = convolution_for(features)
+        return self.coarse_prediction(self.run_levels(features, p, conv, self.cfg.coarse_level, True), p, conv)
+
     def coarse_prediction(self, levels: list[torch.Tensor], p: dict[str, torch.Tensor], conv) -> torch.Tensor:
         """The coarse head on the kept coarse level: (B, 1, Kc, Kc, Kc)."""
         if not self.cfg.coarse_head:

@@ -217,12 +217,16 @@ def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _config_digest(volumes: torch.Tensor, dcfg: DecoderConfig, tcfg: TrainConfig) -> str:
+def _config_digest(
+    volumes: torch.Tensor, dcfg: DecoderConfig, tcfg: TrainConfig, init: dict[str, torch.Tensor] | None = None
+) -> str:
     h = hashlib.sha256()
     settings = asdict(tcfg)
     settings.pop("device")
     h.update(json.dumps([dcfg.to_dict(), settings], sort_keys=True).encode())
     h.update(volumes.numpy().tobytes())
+    for name in sorted(init or {}):
+        h.update(name.encode() + init[name].detach().cpu().numpy().tobytes())
     return h.hexdigest()[:20]
 
 
@@ -316,6 +320,7 @@ def train_autodecoder(
     progress: TrainProgress | bool = True,
     cancel: Callable[[], bool] | None = None,
     autoencoder: bool = False,
+    init_decoder: dict[str, torch.Tensor] | None = None,
 ) -> TrainedCodec:
     """Train features and decoder on the volumes with quantization-aware training.
 
@@ -328,6 +333,8 @@ def train_autodecoder(
         cancel: Called between steps; returning True stops with :class:`KeyboardInterrupt`.
         autoencoder: Ablation (paper C.3): features come from a ConvNeXt-style encoder of
             the volumes instead of being free parameters; only its outputs are stored.
+        init_decoder: Decoder parameters to start from instead of a random initialization
+            (fine-tuning a prior); they are part of the checkpoint's identity.
 
     Returns:
         The quantized :class:`TrainedCodec`.
@@ -341,6 +348,8 @@ def train_autodecoder(
     n = volumes.shape[0]
     torch.manual_seed(tcfg.seed)
     decoder = Decoder(dcfg).to(device)
+    if init_decoder is not None:
+        decoder.load_state_dict(init_decoder)
     kp = dcfg.feature_resolution
     features = torch.nn.Parameter(
         torch.randn((n, dcfg.feature_channels, kp, kp, kp), generator=torch.Generator().manual_seed(tcfg.seed))
@@ -357,7 +366,7 @@ def train_autodecoder(
         model = torch.nn.parallel.DistributedDataParallel(decoder)
     extra = list(encoder.parameters()) if encoder is not None else [features]
     opt = torch.optim.Adam([{"params": decoder.parameters()}, {"params": extra}], lr=tcfg.lr)
-    digest = _config_digest(volumes, dcfg, tcfg)
+    digest = _config_digest(volumes, dcfg, tcfg, init_decoder)
     tag = f".rank{rank}of{world}" if world > 1 else ""
     start_epoch, losses = 0, []
     resumed = _load_checkpoint(checkpoint_dir, tag, digest)
@@ -491,7 +500,11 @@ def _report(bar, progress, done: int, epochs: int, loss: float, eta: float) -> N
 
 
 def fit_features(
-    codec: TrainedCodec, volumes: torch.Tensor, tcfg: TrainConfig, progress: TrainProgress | bool = False
+    codec: TrainedCodec,
+    volumes: torch.Tensor,
+    tcfg: TrainConfig,
+    progress: TrainProgress | bool = False,
+    init: torch.Tensor | None = None,
 ) -> QuantizedTensor:
     """Optimize features of NEW shapes against the frozen quantized decoder.
 
@@ -503,6 +516,7 @@ def fit_features(
         volumes: (M, 4, K, K, K) volumes of the new shapes.
         tcfg: Training settings (epochs, lr, loss weights).
         progress: As in :func:`train_autodecoder`.
+        init: (M, C, K', K', K') starting features; default: the mean of the codec's features.
 
     Returns:
         The new shapes' quantized features, shape (M, C, K', K', K').
@@ -516,8 +530,9 @@ def fit_features(
     m = volumes.shape[0]
     cfg = codec.decoder_cfg
     kp = cfg.feature_resolution
-    init = codec.features.value().mean(0, keepdim=True).expand(m, -1, -1, -1, -1).clone()
-    features = torch.nn.Parameter(init.to(device))
+    if init is None:
+        init = codec.features.value().mean(0, keepdim=True).expand(m, -1, -1, -1, -1)
+    features = torch.nn.Parameter(init.clone().to(device))
     opt = torch.optim.Adam([features], lr=tcfg.lr * tcfg.feature_lr_scale)
     steps = max(math.ceil(m / tcfg.batch_size), 1)
     total = steps * tcfg.epochs

@@ -1,0 +1,546 @@
+"""Pretrained decoders ("priors"): a frozen decoder shipped once, named by archives by id.
+
+A prior is what every archive of a domain would otherwise pay for: the decoder, a model of
+its features, and the features of the shapes it was trained on (used only to start the
+features of new shapes close to a similar training shape). An archive compressed against a
+prior stores its shapes' features and the prior's id, nothing else; ``decompress`` finds the
+prior among the shipped ones (``assets/priors/``), the folders in ``NECGS_PRIOR_DIRS`` and the
+user's cache, or takes a path, and refuses a prior whose id differs.
+
+File layout: the ``.ncgs`` container (:mod:`necgs.coding.archive`) with metadata ``format:
+"necgs-prior"``, so a mesh-set reader refuses it and vice versa. Sections:
+
+- ``weights``: the decoder's quantized tensors (:func:`necgs.coding.sections.weight_sections`);
+- ``features.model``: the feature model archives may share (``"model": "prior"``);
+- ``features``: the training shapes' quantized features, one chunk.
+
+The id is a SHA-256 over everything decoding depends on (architecture, tensor grids and
+symbols, feature grid, feature model), so two priors with the same id decode alike. The
+metadata's ``card`` records what the prior was trained on (sources, shape names) and how.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from necgs import __version__
+from necgs.coding.archive import ArchiveReader, Section, write_archive
+from necgs.coding.sections import feature_model, read_weights, weight_sections
+from necgs.coding.streams import AnyModel, model_from_bytes
+from necgs.errors import ConfigError, CorruptArchiveError, NecgsError
+from necgs.geometry.fit import FitConfig, fit_volumes
+from necgs.io.datasets import resolve_dataset
+from necgs.io.loading import load_meshes
+from necgs.model.decoder import Decoder, DecoderConfig, decoder_config
+from necgs.model.quant import QuantSpec
+from necgs.paths import REPO_ROOT, cache_dir, data_roots
+from necgs.training.patches import coarse_targets
+from necgs.training.train import QuantizedTensor, TrainConfig, TrainedCodec, build_decoder, train_autodecoder
+
+PRIOR_FORMAT = "necgs-prior"
+PRIOR_VERSION = 1
+PRIOR_SUFFIX = ".ncgp"
+#: Priors that come with necgs.
+SHIPPED_DIR = REPO_ROOT / "assets" / "priors"
+
+
+class PriorNotFoundError(NecgsError):
+    """No prior with the wanted name or id is installed."""
+
+
+class PriorMismatchError(NecgsError):
+    """A prior was given whose id is not the one the archive was compressed against."""
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """How a prior is trained (``necgs prior train``).
+
+    The defaults are the shipped priors' settings: K = 64, width 16 (227k parameters,
+    8-bit: about 0.2 MB), patch training with 16 shapes x 2 blocks of 16^3 per step, so
+    every shape's feature moves often on a corpus of a hundred or more shapes.
+
+    Attributes:
+        resolution: K of the volumes.
+        width: Decoder size (as :func:`necgs.model.decoder.decoder_config` takes it).
+        feature_channels: C of each feature.
+        feature_resolution: K' of each feature.
+        fit_iterations: Fitting iterations of the training shapes' volumes.
+        steps: Training steps.
+        lr: Peak learning rate.
+        batch_size: Shapes per step.
+        blocks_per_shape: Blocks per shape per step.
+        block_size: Side of a block at resolution K.
+        weight_bits: Quantization bits of the decoder (it is stored once, so 8).
+        feature_bits: Quantization bits of the features.
+        warmup_fraction: Share of warm-up steps.
+        checkpoint_every: Epochs between checkpoints.
+        seed: Seed of initialization and sampling.
+        device: "auto", "cpu" or "cuda".
+    """
+
+    resolution: int = 64
+    width: int | str = 16
+    feature_channels: int = 8
+    feature_resolution: int = 4
+    fit_iterations: int = 100
+    steps: int = 15_000
+    lr: float = 4e-3
+    batch_size: int = 16
+    blocks_per_shape: int = 2
+    block_size: int = 16
+    weight_bits: int = 8
+    feature_bits: int = 6
+    warmup_fraction: float = 0.05
+    checkpoint_every: int = 50
+    seed: int = 0
+    device: str = "auto"
+
+    def fit(self) -> FitConfig:
+        """The fitting settings of the training shapes."""
+        return FitConfig(resolution=self.resolution, iterations=self.fit_iterations, device=self.device).validate()
+
+    def decoder(self) -> DecoderConfig:
+        """The prior's decoder architecture."""
+        return decoder_config(self.resolution, self.width, self.feature_channels, self.feature_resolution)
+
+    def train(self, n_shapes: int) -> TrainConfig:
+        """Training settings giving ``steps`` steps on ``n_shapes`` shapes."""
+        if not 1 <= self.steps <= 10_000_000:
+            raise ConfigError(f"prior steps must be in [1, 10000000], got {self.steps}")
+        per_epoch = max(math.ceil(n_shapes / self.batch_size), 1)
+        return TrainConfig(
+            epochs=math.ceil(self.steps / per_epoch),
+            lr=self.lr,
+            batch_size=self.batch_size,
+            blocks_per_shape=self.blocks_per_shape,
+            block_size=self.block_size,
+            mode="patch",
+            weight_bits=self.weight_bits,
+            feature_bits=self.feature_bits,
+            warmup_fraction=self.warmup_fraction,
+            checkpoint_every=self.checkpoint_every,
+            seed=self.seed,
+            device=self.device,
+        ).validate()
+
+
+@dataclass(frozen=True)
+class PriorFitConfig:
+    """How new shapes are compressed against a prior (``compress --prior``).
+
+    Attributes:
+        fit_iterations: Fitting iterations of each new shape's volume (20 gave CD 3.06e-3
+            against 2.94e-3 at 50 on AMA frames at K = 64, in less than half the time).
+        fit_samples: Surface samples per fitting iteration.
+        visits: Feature updates per shape.
+        batch_size: Shapes per step.
+        blocks_per_shape: Blocks of each shape per step.
+        lr: Peak learning rate of the features.
+    """
+
+    fit_iterations: int = 20
+    fit_samples: int = 10_000
+    visits: int = 150
+    batch_size: int = 16
+    blocks_per_shape: int = 4
+    lr: float = 2e-2
+
+    def fit(self, prior: Prior, device: str = "auto") -> FitConfig:
+        """The prior's fitting frame (resolution, truncation, fill) with this budget."""
+        return replace(prior.fit, iterations=self.fit_iterations, samples=self.fit_samples, device=device).validate()
+
+    def train(self, prior: Prior, device: str = "auto") -> TrainConfig:
+        """Feature-fitting settings (:func:`necgs.training.train.fit_features`): ``visits`` epochs."""
+        spec = prior.card.get("settings", {})
+        return TrainConfig(
+            epochs=self.visits,
+            lr=self.lr,
+            feature_lr_scale=1.0,
+            batch_size=self.batch_size,
+            blocks_per_shape=self.blocks_per_shape,
+            block_size=int(spec.get("block_size", 16)),
+            mode="patch",
+            feature_bits=prior.features.spec.bits,
+            weight_bits=next(iter(prior.weights.values())).spec.bits,
+            checkpoint_every=0,
+            device=device,
+        ).validate()
+
+
+@dataclass
+class Prior:
+    """A pretrained decoder and what archives compressed against it share.
+
+    Attributes:
+        name: Short name (``bodies``); archives record it beside the id for messages.
+        decoder_cfg: The architecture.
+        weights: Quantized decoder tensors by name.
+        features: Quantized features of the training shapes, (N, C, K', K', K'); their grid
+            is the one new shapes' features are quantized on.
+        feature_model: The entropy model archives may share for their features (a Laplace
+            per channel, so it codes any symbol of the grid).
+        fit: How the training shapes were fitted (resolution, truncation, fill).
+        card: What it was trained on and how (JSON-ready).
+        path: The file it was read from, if any.
+    """
+
+    name: str
+    decoder_cfg: DecoderConfig
+    weights: dict[str, QuantizedTensor]
+    features: QuantizedTensor
+    feature_model: AnyModel
+    fit: FitConfig
+    card: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def id(self) -> str:
+        """Content hash of everything decoding depends on (16 hex digits)."""
+        return prior_id(self.decoder_cfg, self.weights, self.features.spec, self.feature_model)
+
+    @property
+    def resolution(self) -> int:
+        """K of the volumes the decoder produces."""
+        return self.decoder_cfg.resolution
+
+    def decoder(self, device: str | torch.device = "cpu") -> Decoder:
+        """The frozen decoder with its dequantized parameters."""
+        return build_decoder(self.decoder_cfg, self.weights, device)
+
+    def codec(self) -> TrainedCodec:
+        """The prior as a trained codec over its training shapes (the ``add`` path takes it)."""
+        return TrainedCodec(self.decoder_cfg, self.weights, self.features)
+
+    def describe(self) -> dict:
+        """Name, id, size, architecture and card."""
+        params = int(sum(np.prod(q.shape) for q in self.weights.values()))
+        return {
+            "name": self.name,
+            "id": self.id,
+            "file": str(self.path) if self.path else None,
+            "bytes": self.path.stat().st_size if self.path and self.path.is_file() else None,
+            "resolution": self.resolution,
+            "decoder_parameters": params,
+            "training_shapes": self.features.shape[0],
+            "card": self.card,
+        }
+
+
+def prior_id(cfg: DecoderConfig, weights: dict[str, QuantizedTensor], feature_spec: QuantSpec, model: AnyModel) -> str:
+    """SHA-256 (first 16 hex digits) of the architecture, the tensors and the feature grid and model."""
+    h = hashlib.sha256()
+    h.update(json.dumps([cfg.to_dict(), feature_spec.to_dict()], sort_keys=True).encode())
+    for name in sorted(weights):
+        q = weights[name]
+        h.update(json.dumps([name, q.spec.to_dict(), list(q.shape)]).encode())
+        h.update(np.ascontiguousarray(q.symbols, dtype="<i8").tobytes())
+    h.update(model.to_bytes())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------- files
+def write_prior(path: str | os.PathLike, prior: Prior) -> int:
+    """Write ``prior`` as a ``.ncgp`` file (atomically); returns its size in bytes."""
+    wmeta, wsection = weight_sections(prior.weights, "auto")
+    fmeta, fsection = weight_sections({"features": prior.features}, "auto", name="features")
+    metadata = {
+        "format": PRIOR_FORMAT,
+        "prior_version": PRIOR_VERSION,
+        "library_version": __version__,
+        "id": prior.id,
+        "name": prior.name,
+        "decoder": prior.decoder_cfg.to_dict(),
+        "fit": asdict(prior.fit),
+        "weights": wmeta,
+        "features": fmeta,
+        "card": prior.card,
+    }
+    model = Section("features.model", prior.feature_model.to_bytes(), {"coder": prior.feature_model.coder})
+    return write_archive(path, metadata, [wsection, model, fsection])
+
+
+def read_prior(path: str | os.PathLike) -> Prior:
+    """Read and verify a prior file.
+
+    Raises:
+        NecgsError: Not a prior, a newer prior version, or content that does not match its id
+            (every container error of :class:`~necgs.coding.archive.ArchiveReader` too).
+    """
+    with ArchiveReader(path) as reader:
+        meta = reader.metadata
+        if meta.get("format") != PRIOR_FORMAT:
+            raise NecgsError(f"{path}: not a necgs prior (format {meta.get('format')!r})")
+        if int(meta.get("prior_version", 0)) > PRIOR_VERSION:
+            raise NecgsError(f"{path}: prior version {meta.get('prior_version')} is newer than this necgs reads")
+        try:
+            cfg = DecoderConfig.from_dict(meta["decoder"])
+            weights = read_weights(reader, meta["weights"])
+            features = read_weights(reader, meta["features"], name="features")["features"]
+            model, _ = model_from_bytes(reader.read_section("features.model"))
+            fit = FitConfig(**meta["fit"]).validate()
+            prior = Prior(str(meta["name"]), cfg, weights, features, model, fit, dict(meta.get("card", {})), Path(path))
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+            raise CorruptArchiveError(f"{path}: malformed prior ({type(exc).__name__}: {exc})") from None
+        if prior.id != meta.get("id"):
+            raise CorruptArchiveError(f"{path}: prior content does not match its id {meta.get('id')!r}")
+        build_decoder(cfg, weights)  # the tensors fit the architecture
+        return prior
+
+
+def prior_dirs() -> list[Path]:
+    """Where priors are looked for: the shipped folder, ``NECGS_PRIOR_DIRS``, the user's cache."""
+    extra = [Path(p) for p in os.environ.get("NECGS_PRIOR_DIRS", "").split(os.pathsep) if p]
+    return [d for d in [SHIPPED_DIR, *extra, cache_dir("priors")] if d.is_dir()]
+
+
+def _headers() -> list[tuple[Path, dict]]:
+    """(path, metadata) of every readable prior file in :func:`prior_dirs`."""
+    found = []
+    for folder in prior_dirs():
+        for path in sorted(folder.glob(f"*{PRIOR_SUFFIX}")):
+            try:
+                with ArchiveReader(path) as reader:
+                    if reader.metadata.get("format") == PRIOR_FORMAT:
+                        found.append((path, reader.metadata))
+            except NecgsError:
+                continue  # a damaged file in a search folder must not hide the others
+    return found
+
+
+def list_priors() -> list[dict]:
+    """Name, id, file and card summary of every installed prior."""
+    out = []
+    for path, meta in _headers():
+        card = meta.get("card", {})
+        out.append(
+            {
+                "name": meta.get("name"),
+                "id": meta.get("id"),
+                "file": str(path),
+                "bytes": path.stat().st_size,
+                "resolution": meta.get("decoder", {}).get("resolution"),
+                "trained_on": [t.get("source") for t in card.get("trained_on", [])],
+            }
+        )
+    return out
+
+
+def find_prior(spec: str | os.PathLike | Prior) -> Prior:
+    """A prior given as an object, a file path, or the name of an installed prior.
+
+    Raises:
+        PriorNotFoundError: No such file or installed name; the message lists the names.
+    """
+    if isinstance(spec, Prior):
+        return spec
+    text = str(spec)
+    if Path(text).is_file():
+        return read_prior(text)
+    for path, meta in _headers():
+        if meta.get("name") == text or path.stem == text:
+            return read_prior(path)
+    names = ", ".join(sorted({str(m.get("name")) for _, m in _headers()})) or "none installed"
+    raise PriorNotFoundError(f"no prior named {text!r} and no such file (installed priors: {names})")
+
+
+def find_prior_by_id(prior_id_: str, name: str = "?") -> Prior:
+    """The installed prior with this id.
+
+    Raises:
+        PriorNotFoundError: None of :func:`prior_dirs` holds it.
+    """
+    for path, meta in _headers():
+        if meta.get("id") == prior_id_:
+            return read_prior(path)
+    raise PriorNotFoundError(
+        f"this archive needs prior {name!r} (id {prior_id_}), which is not installed; "
+        f"pass it with --prior PATH or put it in one of: {', '.join(str(d) for d in prior_dirs())}"
+    )
+
+
+def check_prior(prior: Prior, wanted_id: str, wanted_name: str, archive: str) -> Prior:
+    """``prior`` if its id is ``wanted_id``; else :class:`PriorMismatchError`."""
+    if prior.id != wanted_id:
+        raise PriorMismatchError(
+            f"{archive}: compressed against prior {wanted_name!r} (id {wanted_id}), "
+            f"but the prior given is {prior.name!r} (id {prior.id})"
+        )
+    return prior
+
+
+# ---------------------------------------------------------------------------- training
+ProgressFn = Callable[[str, int, int, str], None]
+
+
+def _resolve_source(source: str | os.PathLike) -> tuple[Path, str]:
+    """The folder of a source and its label: a set name, ``set/sub`` under a data root, or a path."""
+    text = str(source)
+    for root in data_roots():
+        candidate = root / text
+        if not Path(text).exists() and candidate.exists():
+            return candidate, text
+    path = resolve_dataset(text)
+    for root in data_roots():
+        try:
+            return path, str(path.resolve().relative_to(root.resolve()))
+        except ValueError:
+            continue
+    return path, text
+
+
+def load_sources(sources: Sequence[str | os.PathLike]) -> tuple[list, list[dict]]:
+    """Meshes of every source (a data set name, folder, zip or file) and a record of each.
+
+    Returns:
+        The meshes (names prefixed by their source) and, per source, its name, shape count
+        and a digest of its shape names.
+    """
+    meshes, record = [], []
+    for source in sources:
+        path, label = _resolve_source(source)
+        loaded = load_meshes(path)
+        if not loaded.meshes:
+            raise NecgsError(f"{source}: no usable mesh to train a prior on")
+        names = [m.name for m in loaded.meshes]
+        record.append(
+            {
+                "source": label,
+                "shapes": len(names),
+                "names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()[:16],
+            }
+        )
+        for m in loaded.meshes:
+            m.name = f"{label}/{m.name}"
+        meshes.extend(loaded.meshes)
+    return meshes, record
+
+
+def train_prior(
+    sources: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    cfg: PriorConfig | None = None,
+    *,
+    name: str | None = None,
+    init: Prior | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    progress: ProgressFn | None = None,
+) -> Prior:
+    """Pretrain a decoder on one or more corpora and write it as a prior.
+
+    Resumable: checkpoints go to ``checkpoint_dir`` (default: a cache folder named after
+    the output), and a rerun with the same sources and settings continues from the last one.
+
+    Args:
+        sources: Data set names, folders, zips or mesh files.
+        output: The ``.ncgp`` file to write.
+        cfg: Training settings (default :class:`PriorConfig`).
+        name: The prior's name (default: the output's stem).
+        init: A prior to fine-tune from (same architecture).
+        checkpoint_dir: Where checkpoints go.
+        progress: ``progress(stage, done, total, detail)``; stages "fit" and "train".
+
+    Returns:
+        The written :class:`Prior`.
+    """
+    cfg = cfg or PriorConfig()
+    dcfg = cfg.decoder()
+    if init is not None and init.decoder_cfg.to_dict() != dcfg.to_dict():
+        raise ConfigError(f"prior {init.name!r} has another architecture than the settings ask for")
+    meshes, record = load_sources(sources)
+    t0 = time.perf_counter()
+    fit_cb = (lambda d, n: progress("fit", d, n, "")) if progress else False
+    fitted = fit_volumes(meshes, cfg.fit(), progress=fit_cb)
+    fit_seconds = time.perf_counter() - t0
+    tcfg = cfg.train(len(meshes))
+    ckpt = Path(checkpoint_dir) if checkpoint_dir else cache_dir("checkpoints", f"prior-{Path(output).stem}")
+    train_cb = (
+        (lambda e, n, loss, eta: progress("train", e, n, f"loss {loss:.4f}, ETA {eta:.0f} s")) if progress else False
+    )
+    init_state = init.decoder().state_dict() if init is not None else None
+    codec = train_autodecoder(
+        fitted.volumes, dcfg, tcfg, checkpoint_dir=ckpt, progress=train_cb, init_decoder=init_state
+    )
+    decoder = codec.decoder()
+    errors = band_errors(decoder, codec.features.value(), fitted.volumes)
+    card = {
+        "trained_on": record,
+        "shape_names": [m.name for m in meshes],
+        "settings": asdict(cfg),
+        "fine_tuned_from": {"name": init.name, "id": init.id} if init is not None else None,
+        "fit_seconds": round(fit_seconds, 1),
+        "train_seconds": round(codec.seconds, 1),
+        "resumed_from_epoch": codec.resumed_from,
+        "final_loss": codec.losses[-1] if codec.losses else None,
+        "band_error_median": float(np.median(errors)),
+        "band_error_p90": float(np.percentile(errors, 90)),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    prior = Prior(
+        name or Path(output).stem,
+        dcfg,
+        codec.weights,
+        codec.features,
+        feature_model(codec.features, "laplace"),  # a Laplace per channel codes any symbol
+        cfg.fit(),
+        card,
+    )
+    write_prior(output, prior)
+    prior.path = Path(output)
+    return prior
+
+
+# ---------------------------------------------------------------------------- using
+@torch.no_grad()
+def band_errors(decoder: Decoder, features: torch.Tensor, volumes: torch.Tensor) -> np.ndarray:
+    """Per shape, the mean absolute TSDF error of the decode on the band |TSDF| < 1.
+
+    Args:
+        decoder: The decoder (inference).
+        features: (N, C, K', K', K') features.
+        volumes: (N, 4, K, K, K) target volumes.
+
+    Returns:
+        (N,) errors in TSDF units: what tells a shape the prior knows from one it does not.
+    """
+    out = []
+    for i in range(features.shape[0]):
+        pred = decoder(features[i : i + 1])[0, 0]
+        target = volumes[i, 0]
+        band = target.abs() < 1
+        out.append(float((pred - target)[band].abs().mean()) if band.any() else 0.0)
+    return np.array(out)
+
+
+@torch.no_grad()
+def nearest_features(prior: Prior, volumes: torch.Tensor) -> torch.Tensor:
+    """Start features for new shapes: each takes the training feature whose coarse decode is closest.
+
+    The coarse head (resolution K/4) of the training features is compared by L1 with each new
+    volume's average-pooled TSDF; a decoder without a coarse head starts from the mean feature.
+
+    Args:
+        prior: The prior.
+        volumes: (M, 4, K, K, K) volumes of the new shapes.
+
+    Returns:
+        (M, C, K', K', K') starting features.
+    """
+    train = prior.features.value()
+    if not prior.decoder_cfg.coarse_head:
+        return train.mean(0, keepdim=True).expand(volumes.shape[0], -1, -1, -1, -1).clone()
+    decoder = prior.decoder()
+    coarse = torch.cat([decoder.predict_coarse(train[i : i + 16]) for i in range(0, train.shape[0], 16)])
+    targets = coarse_targets(volumes, prior.decoder_cfg.coarse_resolution)
+    distance = (coarse.flatten(1)[None] - targets.flatten(1)[:, None]).abs().mean(-1)  # (M, N)
+    return train[distance.argmin(1)].clone()

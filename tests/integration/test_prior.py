@@ -1,0 +1,209 @@
+"""Priors: training, the file, compressing against one, finding it again, refusing the wrong one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import necgs.prior as prior_mod
+from necgs.coding.archive import MAGIC
+from necgs.errors import NecgsError
+from necgs.io.datasets import resolve_dataset
+from necgs.io.loading import load_meshes
+from necgs.pipeline import compress, decompress, describe, shapes_without_surface
+from necgs.prior import (
+    PriorConfig,
+    PriorFitConfig,
+    PriorMismatchError,
+    PriorNotFoundError,
+    find_prior,
+    list_priors,
+    read_prior,
+    train_prior,
+)
+
+TINY = PriorConfig(
+    resolution=32,
+    width=8,
+    fit_iterations=0,
+    steps=160,
+    lr=5e-3,
+    batch_size=8,
+    blocks_per_shape=2,
+    block_size=16,
+    checkpoint_every=0,
+    device="cpu",
+)
+FAST = PriorFitConfig(fit_iterations=0, visits=60, batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A prior trained on 12 procedural figures (about a minute on 2 cores)."""
+    folder = tmp_path_factory.mktemp("priors")
+    path = folder / "figs.ncgp"
+    figures = load_meshes(resolve_dataset("figures")).meshes[:12]
+    src = tmp_path_factory.mktemp("figs")
+    from necgs.io.loading import save_mesh
+
+    for m in figures:
+        save_mesh(m, src / f"{m.name}.ply")
+    prior = train_prior([str(src)], path, TINY, name="figs", checkpoint_dir=folder / "ckpt")
+    return prior
+
+
+@pytest.fixture
+def no_shipped(monkeypatch, tmp_path):
+    """Only the priors a test installs are found."""
+    monkeypatch.setattr(prior_mod, "SHIPPED_DIR", tmp_path / "none")
+    monkeypatch.setenv("NECGS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("NECGS_PRIOR_DIRS", raising=False)
+
+
+def held_out(n=2):
+    """Figures the prior never saw (it was trained on the first 12)."""
+    return load_meshes(resolve_dataset("figures")).meshes[12 : 12 + n]
+
+
+def test_prior_file_is_versioned_hashed_and_records_its_data(tiny):
+    data = tiny.path.read_bytes()
+    assert data.startswith(MAGIC) and b"pickle" not in data
+    again = read_prior(tiny.path)
+    assert again.id == tiny.id and len(tiny.id) == 16
+    assert again.card["trained_on"][0]["shapes"] == 12
+    assert len(again.card["shape_names"]) == 12
+    assert again.card["settings"]["steps"] == TINY.steps
+    assert 0 < again.card["band_error_median"] < 1
+
+
+def test_held_out_shapes_compress_against_the_prior_and_decode(tiny, tmp_path, no_shipped):
+    out = tmp_path / "a.ncgs"
+    r = compress(held_out(), out, prior=tiny.path, prior_fit=FAST)
+    assert r.prior == {"name": "figs", "id": tiny.id}
+    d = describe(out)
+    assert d["version"] == "1.3" and d["weights_bytes"] == 0 and d["prior"]["id"] == tiny.id
+    meshes = decompress(out, prior=tiny.path)
+    assert len(meshes) == 2 and all(m.n_faces > 100 for m in meshes)
+    assert not shapes_without_surface(out, prior=tiny.path)
+    assert r.bytes < 1500  # features and shape records only
+
+
+def test_decompress_finds_an_installed_prior_by_id(tiny, tmp_path, no_shipped, monkeypatch):
+    out = tmp_path / "a.ncgs"
+    compress(held_out(1), out, prior=tiny, prior_fit=FAST)
+    with pytest.raises(PriorNotFoundError, match=tiny.id):
+        decompress(out)
+    monkeypatch.setenv("NECGS_PRIOR_DIRS", str(tiny.path.parent))
+    assert [p["id"] for p in list_priors()] == [tiny.id]
+    assert find_prior("figs").id == tiny.id
+    assert len(decompress(out)) == 1
+
+
+def test_a_mismatched_prior_is_refused(tiny, tmp_path, no_shipped):
+    other_path = tmp_path / "other.ncgp"
+    from dataclasses import replace
+
+    other = train_prior(
+        [str(resolve_dataset("cad"))], other_path, replace(TINY, steps=8, seed=3), checkpoint_dir=tmp_path / "c"
+    )
+    assert other.id != tiny.id
+    out = tmp_path / "a.ncgs"
+    compress(held_out(1), out, prior=tiny, prior_fit=FAST)
+    with pytest.raises(PriorMismatchError, match="compressed against prior 'figs'"):
+        decompress(out, prior=other_path)
+
+
+def test_a_single_mesh_file_is_a_valid_input(tiny, tmp_path, no_shipped):
+    from necgs.io.loading import save_mesh
+
+    mesh = held_out(1)[0]
+    path = tmp_path / "one.ply"
+    save_mesh(mesh, path)
+    r = compress(path, tmp_path / "one.ncgs", prior=tiny, prior_fit=FAST)
+    assert r.names == ["one"] and not r.empty_shapes
+    assert decompress(tmp_path / "one.ncgs", prior=tiny)[0].n_faces > 100
+
+
+def test_damaged_or_foreign_prior_files_give_clear_errors(tiny, tmp_path, no_shipped):
+    data = bytearray(tiny.path.read_bytes())
+    data[-10] ^= 0xFF
+    bad = tmp_path / "bad.ncgp"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(NecgsError, match="bad.ncgp"):
+        read_prior(bad)
+    archive = tmp_path / "a.ncgs"
+    compress(held_out(1), archive, prior=tiny, prior_fit=FAST)
+    with pytest.raises(NecgsError, match="not a necgs prior"):
+        read_prior(archive)
+    with pytest.raises(PriorNotFoundError, match="no prior named 'nosuch'"):
+        find_prior("nosuch")
+
+
+def test_prior_auto_picks_one_and_says_which(tiny, tmp_path, no_shipped, monkeypatch):
+    from necgs.config import preset
+
+    monkeypatch.setenv("NECGS_PRIOR_DIRS", str(tiny.path.parent))
+    out = tmp_path / "auto.ncgs"
+    cfg = preset("quick", epochs=2, resolution=16, device="cpu")
+    r = compress(held_out(2), out, cfg, prior="auto", prior_fit=FAST)
+    assert out.is_file() and r.path == out
+    assert r.notes and r.notes[0].startswith("picked")
+    picked_prior = "prior 'figs'" in r.notes[0].split(":")[0]
+    assert (describe(out)["prior"] is not None) == picked_prior
+
+
+def run_cli(*args, env=None):
+    import os
+
+    full = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "necgs", *args], capture_output=True, text=True, timeout=600, env=full)
+
+
+def test_cli_prior_train_list_info_compress_decompress(tmp_path):
+    src = tmp_path / "figs"
+    src.mkdir()
+    from necgs.io.loading import save_mesh
+
+    for m in load_meshes(resolve_dataset("figures")).meshes[:4]:
+        save_mesh(m, src / f"{m.name}.ply")
+    env = {"NECGS_PRIOR_DIRS": str(tmp_path / "priors"), "NECGS_CACHE_DIR": str(tmp_path / "cache")}
+    (tmp_path / "priors").mkdir()
+    p = tmp_path / "priors" / "mini.ncgp"
+    r = run_cli(
+        "prior",
+        "train",
+        str(src),
+        "-o",
+        str(p),
+        "--steps",
+        "4",
+        "--resolution",
+        "16",
+        "--width",
+        "4",
+        "--fit-iterations",
+        "0",
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "prior 'mini'" in r.stdout and p.is_file()
+    r = run_cli("prior", "list", env=env)
+    assert r.returncode == 0 and "mini" in r.stdout
+    r = run_cli("prior", "info", "mini", env=env)
+    assert r.returncode == 0 and "trained on" in r.stdout and "4 shapes" in r.stdout
+    one = src / sorted(x.name for x in src.iterdir())[0]
+    r = run_cli("compress", str(one), "-o", str(tmp_path / "o.ncgs"), "--prior", "mini", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "uses prior 'mini'" in r.stdout
+    r = run_cli("info", str(tmp_path / "o.ncgs"), env=env)
+    assert "in prior 'mini'" in r.stdout
+    r = run_cli("decompress", str(tmp_path / "o.ncgs"), "-o", str(tmp_path / "dec"), env=env)
+    assert r.returncode == 0, r.stderr
+    r = run_cli(
+        "decompress", str(tmp_path / "o.ncgs"), "-o", str(tmp_path / "dec"), env={**env, "NECGS_PRIOR_DIRS": ""}
+    )
+    assert r.returncode == 2 and "needs prior 'mini'" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("compress", str(one), "-o", str(tmp_path / "x.ncgs"), "--prior", "nosuch", env=env)
+    assert r.returncode == 2 and "no prior named 'nosuch'" in r.stderr
