@@ -3,8 +3,9 @@
 A set codec: :meth:`encode` returns ONE blob, the whole ``.ncgs`` archive.
 Settings: ``preset`` (quick|standard|paper), ``width`` and ``lambda_rate`` (the rate
 knobs: decoder size and lambda_R of the rate term), ``epochs``, ``resolution``,
-``weight_bits``, ``feature_bits``, ``train_mode`` (patch or dense), and ``ssim``, ``deform``
-and ``autoencoder`` (the ablations).
+``weight_bits``, ``feature_bits``, ``train_mode`` (patch or dense), ``ssim``, ``deform``
+and ``autoencoder`` (the ablations), and ``prior`` (a prior's name or path: only the features
+are fitted, against that pretrained decoder, :mod:`necgs.prior`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,14 @@ class NecgsCodec(Codec):
             )
         with tempfile.TemporaryDirectory(prefix="necgs-codec-") as tmp:
             path = Path(tmp) / "set.ncgs"
-            compress(list(meshes), path, cfg, progress=stage_cb, checkpoint_dir=Path(tmp) / "ckpt")
+            compress(
+                list(meshes),
+                path,
+                cfg,
+                progress=stage_cb,
+                checkpoint_dir=Path(tmp) / "ckpt",
+                prior=setting.get("prior"),
+            )
             return [path.read_bytes()]
 
     def decode(self, blobs: Sequence[bytes], setting: dict, progress: ProgressFn | None = None) -> list[Mesh]:
@@ -68,9 +76,11 @@ class NecgsCodec(Codec):
         stage_cb = None
         if progress is not None:
             stage_cb = lambda stage, done, total, detail="": progress(stage, done / max(total, 1))  # noqa: E731
-        return decompress(blobs[0], progress=stage_cb)
+        return decompress(blobs[0], progress=stage_cb, prior=setting.get("prior"))
 
     def setting_label(self, setting: dict) -> str:
+        if setting.get("prior"):
+            return f"prior {Path(str(setting['prior'])).stem}"
         extras = [k for k in ("ssim", "deform") if setting.get(k) is False]
         if setting.get("autoencoder"):
             extras.append("auto-encoder")
