@@ -384,19 +384,14 @@ ProgressFn = Callable[[str, int, int, str], None]
 
 
 def _resolve_source(source: str | os.PathLike) -> tuple[Path, str]:
-    """The folder of a source and its label: a set name, ``set/sub`` under a data root, or a path."""
-    text = str(source)
-    for root in data_roots():
-        candidate = root / text
-        if not Path(text).exists() and candidate.exists():
-            return candidate, text
-    path = resolve_dataset(text)
+    """The folder of a source and its label: its path relative to a data root, or as given."""
+    path = resolve_dataset(source)
     for root in data_roots():
         try:
             return path, str(path.resolve().relative_to(root.resolve()))
         except ValueError:
             continue
-    return path, text
+    return path, str(source)
 
 
 def load_sources(sources: Sequence[str | os.PathLike]) -> tuple[list, list[dict]]:

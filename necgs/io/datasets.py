@@ -140,7 +140,7 @@ def ensure_mixed() -> Path:
 
 
 def resolve_dataset(name_or_path: str | os.PathLike) -> Path:
-    """Folder (or zip) of a data set given by name or path.
+    """Folder (or zip) of a data set given by name, ``set/sub-folder`` of a real set, or path.
 
     Raises:
         ConfigError: Unknown name and no such path; the message lists the known names.
@@ -157,5 +157,8 @@ def resolve_dataset(name_or_path: str | os.PathLike) -> Path:
     path = Path(text)
     if path.exists():
         return path
+    for root in data_roots():  # a part of a real set: humans_ama/crane
+        if (root / text).is_dir() and _count_meshes(root / text):
+            return root / text
     known = ", ".join(i.name for i in list_datasets())
     raise ConfigError(f"unknown data set {text!r} (not a folder either); known: {known}")

@@ -1,0 +1,168 @@
+"""Priors, evaluated honestly: shapes the prior never saw, beside decimation + Draco at equal bytes.
+
+One run on ``--shapes`` evenly spaced shapes of a set:
+- NeCGS against each ``--prior`` (only features fitted), timed as a user's whole compression;
+- optionally NeCGS trained on the set (``--set-trained standard``) on the same shapes;
+- decimation + Draco on a fine sweep, interpolated (log bytes) to each NeCGS point's bytes;
+- the metric's sampling floor;
+- ``--single``: one shape compressed alone against each prior (time, CD), beside the same
+  shape's CD in the set-trained archive.
+
+Refuses to run when a shape of the set is in a prior's training data (by source and name).
+
+Usage:
+    python benchmarks/bench_prior.py humans_ama/samba --priors bodies general --shapes 16 \\
+        --set-trained standard --single 3 --tag samba16
+
+Writes benchmarks/results/prior_<tag>.json and .csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from necgs.evaluation import evaluate
+from necgs.metrics import compare_meshes
+from necgs.pipeline import compress, decompress
+from necgs.prior import _resolve_source, find_prior
+from necgs.rate import binary_ply_bytes
+
+from _common import RESULTS, evenly_spaced, write_json
+
+#: Decimation + Draco settings dense enough to interpolate at the bytes of a prior archive.
+PEER_SWEEP = [
+    {"keep": k, "bits": b}
+    for k, b in ((0.1, 9), (0.05, 9), (0.03, 8), (0.02, 8), (0.015, 8), (0.01, 8), (0.007, 8), (0.005, 7))
+]
+
+
+def check_held_out(prior, label: str, names: list[str]) -> None:
+    """Raise if any evaluated shape is in the prior's training data."""
+    trained = set(prior.card.get("shape_names", []))
+    overlap = [n for n in names if f"{label}/{n}" in trained]
+    sources = [t["source"] for t in prior.card.get("trained_on", [])]
+    if overlap or any(label == s or label.startswith(s + "/") for s in sources):
+        raise SystemExit(f"prior {prior.name!r} was trained on {label} ({overlap[:3]}): not a held-out evaluation")
+
+
+def peer_at(peers: pd.DataFrame, nbytes: float, metric: str) -> float:
+    """The peer's metric interpolated at ``nbytes`` (linear in log bytes; NaN outside its range)."""
+    p = peers.sort_values("bytes")
+    x, y = np.log(p["bytes"].to_numpy(float)), p[metric].to_numpy(float)
+    t = math.log(nbytes)
+    if t < x[0] or t > x[-1]:
+        return float("nan")
+    return float(np.interp(t, x, y))
+
+
+def single_shape(prior, mesh, set_cd: float | None) -> dict:
+    """One mesh alone against ``prior``: seconds, bytes, CD (and the set-trained CD of the same shape)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "one.ncgs"
+        t = time.perf_counter()
+        r = compress([mesh], path, prior=prior)
+        seconds = time.perf_counter() - t
+        t = time.perf_counter()
+        decoded = decompress(path, prior=prior, device="cpu")[0]
+        decode_s = time.perf_counter() - t
+    m = compare_meshes(decoded, mesh, 100_000)
+    return {
+        "prior": prior.name,
+        "shape": mesh.name,
+        "seconds": seconds,
+        "decode_s": decode_s,
+        "bytes": r.bytes,
+        "ratio_ply": binary_ply_bytes(mesh) / r.bytes,
+        "cd": m.cd,
+        "f1_005": m.f1_005,
+        "set_trained_cd": set_cd,
+        "cd_vs_set_trained": m.cd / set_cd if set_cd else None,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("dataset", help="a set, or set/sub-folder (humans_ama/samba)")
+    p.add_argument("--priors", nargs="+", required=True, help="prior names or paths")
+    p.add_argument("--shapes", type=int, default=16)
+    p.add_argument("--set-trained", help="also train NeCGS on the set with this preset (e.g. standard)")
+    p.add_argument("--set-width", default="small")
+    p.add_argument("--single", type=int, nargs="*", default=[], help="indices of shapes to compress alone")
+    p.add_argument("--tag", required=True)
+    args = p.parse_args()
+
+    loaded = evenly_spaced(args.dataset, args.shapes)
+    _, label = _resolve_source(args.dataset)
+    priors = [find_prior(x) for x in args.priors]
+    for prior in priors:
+        check_held_out(prior, label, [m.name for m in loaded.meshes])
+    settings = [{"prior": str(prior.path)} for prior in priors]
+    if args.set_trained:
+        settings.append({"preset": args.set_trained, "width": args.set_width})
+    t0 = time.time()
+    result = evaluate(
+        loaded,
+        ["necgs", "decimate-draco"],
+        settings={"necgs": settings, "decimate-draco": PEER_SWEEP},
+        progress=lambda stage, frac: print(f"[{100 * frac:5.1f}%] {time.time() - t0:6.0f}s {stage}", flush=True),
+    )
+    s = result.summary
+    peers = s[(s.codec == "decimate-draco") & (s.status == "ok")]
+    floor = s[s.codec == "floor"].iloc[0]
+    rows = []
+    for _, r in s[(s.codec == "necgs") & (s.status == "ok")].iterrows():
+        per = result.per_shape[(result.per_shape.codec == "necgs") & (result.per_shape.label == r.label)]
+        rows.append(
+            {
+                "variant": r.label,
+                "bytes": int(r.bytes),
+                "ratio_ply": r.ratio_ply,
+                "cd_mean": r.cd,
+                "cd_median": float(per.cd.median()),
+                "empty": int((~np.isfinite(per.cd)).sum()),
+                "f1_005": r.f1_005,
+                "encode_s": r.encode_s,
+                "decode_ms_per_shape": r.decode_ms_per_shape,
+                "peer_cd_at_bytes": peer_at(peers, r.bytes, "cd"),
+                "peer_f1_at_bytes": peer_at(peers, r.bytes, "f1_005"),
+                "floor_cd": floor.cd,
+            }
+        )
+    table = pd.DataFrame(rows)
+    singles = []
+    set_rows = result.per_shape[result.per_shape.label.str.startswith(str(args.set_trained or "-"))]
+    for i in args.single:
+        mesh = loaded.meshes[i]
+        hit = set_rows[set_rows["shape"] == mesh.name]
+        set_cd = float(hit.cd.iloc[0]) if len(hit) else None
+        for prior in priors:
+            singles.append(single_shape(prior, mesh, set_cd))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    table.to_csv(RESULTS / f"prior_{args.tag}.csv", index=False)
+    write_json(
+        f"prior_{args.tag}",
+        {
+            "args": vars(args),
+            "dataset": label,
+            "shapes": [m.name for m in loaded.meshes],
+            "priors": [{"name": x.name, "id": x.id, "trained_on": x.card.get("trained_on")} for x in priors],
+            "necgs": rows,
+            "single": singles,
+            "summary": s.drop(columns=["setting"], errors="ignore").to_dict("records"),
+            "wall_seconds": time.time() - t0,
+        },
+    )
+    print(table.to_string(index=False))
+    if singles:
+        print(pd.DataFrame(singles).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
