@@ -67,6 +67,7 @@ from necgs.training.train import (
     TrainedCodec,
     build_decoder,
     fit_features,
+    repair_empty_shapes,
     train_autodecoder,
 )
 
@@ -202,6 +203,15 @@ def compress(
         cancel=cancel,
         autoencoder=cfg.autoencoder,
     )
+    notes = []
+    if not cfg.autoencoder:
+        codec, repaired = repair_empty_shapes(codec, fitted.volumes, cfg.train)
+        if repaired:
+            notes.append(
+                f"refitted the features of {len(repaired)} shapes that decoded to no surface: "
+                + ", ".join(loaded.meshes[i].name for i in repaired[:5])
+                + (", ..." if len(repaired) > 5 else "")
+            )
     seconds["train"] = time.perf_counter() - t
     t = time.perf_counter()
     _emit(progress, "code", 0, 1)
@@ -225,6 +235,7 @@ def compress(
         empty,
         ply / size,
         plan,
+        notes=notes,
     )
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 from necgs.coding.rate_model import rate_term
 from necgs.errors import ConfigError
@@ -555,3 +556,52 @@ def fit_features(
             progress(done, tcfg.epochs, epoch_loss / steps, (time.perf_counter() - t0) / done * (tcfg.epochs - done))
     f = features.detach().cpu()
     return QuantizedTensor(to_symbols(f, spec), spec, (m, cfg.feature_channels, kp, kp, kp))
+
+
+@torch.no_grad()
+def shapes_without_surface_in(codec: TrainedCodec, device: str | torch.device = "cpu") -> list[int]:
+    """Indices of the codec's shapes whose decoded TSDF never changes sign (no surface)."""
+    decoder = codec.decoder(device)
+    features = codec.features.value()
+    empty = []
+    for i in range(features.shape[0]):
+        tsdf = decoder(features[i : i + 1].to(device))[0, 0]
+        if not (bool((tsdf < 0).any()) and bool((tsdf > 0).any())):
+            empty.append(i)
+    return empty
+
+
+def repair_empty_shapes(
+    codec: TrainedCodec, volumes: torch.Tensor, tcfg: TrainConfig, visits: int = 200
+) -> tuple[TrainedCodec, list[int]]:
+    """Refit the features of shapes that decode to no surface, against the frozen decoder.
+
+    A shape whose feature the training left where the decoder says "outside" everywhere would
+    decode to nothing. Its feature is restarted from the feature of the shape whose volume is
+    nearest (L1 of the average-pooled TSDF at K/4) among those that decode, and fitted alone
+    against the trained, quantized decoder (:func:`fit_features`), on the same feature grid.
+
+    Args:
+        codec: The trained codec.
+        volumes: (N, 4, K, K, K) its shapes' volumes.
+        tcfg: The training settings (loss, blocks, lr).
+        visits: Feature updates per repaired shape.
+
+    Returns:
+        The codec with the repaired features, and the indices that were repaired (they may
+        still be empty; the archive check reports that).
+    """
+    device = resolve_device(tcfg.device)
+    empty = shapes_without_surface_in(codec, device)
+    good = [i for i in range(volumes.shape[0]) if i not in empty]
+    if not empty or not good:
+        return codec, []
+    pooled = F.avg_pool3d(volumes[:, :1], 4).flatten(1)
+    distance = (pooled[empty][:, None] - pooled[good][None]).abs().mean(-1)
+    start = codec.features.value()[[good[int(j)] for j in distance.argmin(1)]]
+    fixed = fit_features(codec, volumes[empty], replace(tcfg, epochs=visits, checkpoint_every=0), init=start)
+    per = int(np.prod(codec.features.shape[1:]))
+    symbols = codec.features.symbols.copy().reshape(-1, per)
+    symbols[empty] = fixed.symbols.reshape(len(empty), per)
+    features = QuantizedTensor(symbols.reshape(-1), codec.features.spec, codec.features.shape)
+    return replace(codec, features=features), empty

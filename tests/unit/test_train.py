@@ -62,3 +62,31 @@ def test_feature_fitting_against_a_frozen_decoder_improves_the_new_shape():
 def test_bad_patch_settings_are_refused(field, value):
     with pytest.raises(ConfigError):
         TrainConfig(**{field: value}).validate()
+
+
+def test_a_shape_left_without_surface_gets_its_feature_refitted():
+    """Shape 1's feature is moved to where the decoder says "outside" everywhere; the repair
+    restarts it from the nearest shape that decodes and fits it back; shape 0 is untouched."""
+    from dataclasses import replace
+
+    from necgs.training.train import QuantizedTensor, repair_empty_shapes, shapes_without_surface_in
+
+    vols = spheres(16, [0.4, 0.55, 0.7])
+    tcfg = TrainConfig(epochs=60, lr=1e-2, batch_size=3, checkpoint_every=0, device="cpu", block_size=8)
+    codec = train_autodecoder(vols, decoder_config(16, 6, feature_channels=4), tcfg, progress=False)
+    assert shapes_without_surface_in(codec) == []
+    per = codec.features.symbols.size // 3
+    broken = None
+    for level in range(codec.features.spec.levels):  # a constant feature that decodes to no surface
+        symbols = codec.features.symbols.copy()
+        symbols[per : 2 * per] = level
+        trial = replace(codec, features=QuantizedTensor(symbols, codec.features.spec, codec.features.shape))
+        if 1 in shapes_without_surface_in(trial):
+            broken = trial
+            break
+    if broken is None:
+        pytest.fail("no constant feature decodes to an empty volume; the test needs another way to break shape 1")
+    repaired, which = repair_empty_shapes(broken, vols, tcfg, visits=60)
+    assert which == [1]
+    assert shapes_without_surface_in(repaired) == []
+    assert (repaired.features.symbols[:per] == codec.features.symbols[:per]).all()
