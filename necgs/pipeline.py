@@ -307,15 +307,7 @@ def compress_with_prior(
     shapes = [
         _shape_record(m, tr, b, batch=0) for m, tr, b in zip(loaded.meshes, fitted.transforms, loaded.source_bytes)
     ]
-    cfg = NecgsConfig(
-        fit=fcfg,
-        width=list(prior.decoder_cfg.widths),
-        feature_channels=prior.decoder_cfg.feature_channels,
-        feature_resolution=prior.decoder_cfg.feature_resolution,
-        train=tcfg,
-        coder=coder,
-    )
-    size = write_prior_archive(output, cfg, prior, features, shapes, seconds["train"])
+    size = write_prior_archive(output, prior, features, shapes, seconds["train"], coder)
     seconds["code"] = time.perf_counter() - t
     t = time.perf_counter()
     errors = band_errors(prior.decoder(), features.value(), fitted.volumes)
@@ -346,27 +338,24 @@ def compress_with_prior(
 
 
 def write_prior_archive(
-    output, cfg: NecgsConfig, prior: Prior, features: QuantizedTensor, shapes: list[dict], seconds: float
+    output, prior: Prior, features: QuantizedTensor, shapes: list[dict], seconds: float, coder: str = "auto"
 ) -> int:
-    """Write a format 1.3 archive that names ``prior`` by id instead of holding a decoder."""
-    fmeta, fsections = feature_sections(features, 0, cfg.coder, shared=prior.feature_model)
+    """Write a format 1.3 archive that names ``prior`` by id instead of holding a decoder.
+
+    The settings stored are only what decoding needs (deformation on, the coder); fitting more
+    shapes (``add``) takes the prior's frame and :class:`PriorFitConfig`.
+    """
+    fmeta, fsections = feature_sections(features, 0, coder, shared=prior.feature_model)
     metadata = {
         "format": FORMAT,
         "library_version": __version__,
-        "config": _json_config(cfg),
+        "config": {"deform": True, "coder": coder},
         "decoder": prior.decoder_cfg.to_dict(),
         "prior": {"id": prior.id, "name": prior.name},
         "batches": [{"batch": 0, "mode": "prior", "features": fmeta}],
         "train_seconds": round(seconds, 3),
     }
     return write_archive(output, metadata, [Section("shapes", pack_shapes(shapes)), *fsections], PRIOR_MINOR)
-
-
-def _json_config(cfg: NecgsConfig) -> dict:
-    d = cfg.to_dict()
-    if isinstance(d["width"], tuple):
-        d["width"] = list(d["width"])
-    return d
 
 
 def decoded_cd(archive: str | os.PathLike, meshes: Sequence[Mesh], prior: Prior | None = None) -> float:
@@ -436,7 +425,7 @@ def _shape_record(mesh: Mesh, transform: Transform, source_bytes: int, batch: in
     }
 
 
-def _legacyfeature_sections(
+def _legacy_feature_sections(
     features: QuantizedTensor, first_index: int, batch: int, coder: str
 ) -> tuple[dict, list[Section]]:
     """Format 1.1 feature sections (one per shape), used when growing a 1.0/1.1 archive."""
@@ -783,7 +772,13 @@ def add_shapes(
         The :class:`CompressResult` of the grown archive (names of all shapes).
     """
     with open_archive(archive, prior=prior) as arc:
-        cfg = _config_from_metadata(arc.metadata["config"])
+        used_prior = arc.prior()
+        if used_prior is not None:  # the prior's frame and the feature-fitting budget of compress --prior
+            fit_cfg, train_cfg = PriorFitConfig().fit(used_prior), PriorFitConfig().train(used_prior)
+            coder = str(arc.metadata["config"].get("coder", "auto"))
+        else:
+            cfg = _config_from_metadata(arc.metadata["config"])
+            fit_cfg, train_cfg, coder = cfg.fit, cfg.train, cfg.coder
         old_names = {s["name"] for s in arc.shapes}
         loaded = _as_loaded(source)
         if not loaded.meshes:
@@ -802,15 +797,16 @@ def add_shapes(
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     fitted = fit_volumes(
-        loaded.meshes, cfg.fit, progress=(lambda d, n: _emit(progress, "fit", d, n)) if progress else True
+        loaded.meshes, fit_cfg, progress=(lambda d, n: _emit(progress, "fit", d, n)) if progress else True
     )
     seconds["fit"] = time.perf_counter() - t
     t = time.perf_counter()
-    tcfg = cfg.train if epochs is None else replace(cfg.train, epochs=epochs)
+    tcfg = train_cfg if epochs is None else replace(train_cfg, epochs=epochs)
     new_features = fit_features(
         codec_old,
         fitted.volumes,
         tcfg,
+        init=nearest_features(used_prior, fitted.volumes) if used_prior is not None else None,
         progress=(lambda e, n, loss, eta: _emit(progress, "train", e, n, f"loss {loss:.4f}")) if progress else False,
     )
     seconds["train"] = time.perf_counter() - t
@@ -820,11 +816,12 @@ def add_shapes(
         *(_shape_record(m, tr, b, batch) for m, tr, b in zip(loaded.meshes, fitted.transforms, loaded.source_bytes)),
     ]
     if compact:
-        fmeta, fsections = feature_sections(new_features, batch, cfg.coder)
+        shared = used_prior.feature_model if used_prior is not None else None
+        fmeta, fsections = feature_sections(new_features, batch, coder, shared=shared)
         old_sections = [Section("shapes", pack_shapes(records)) if s.name == "shapes" else s for s in old_sections]
         minor = PRIOR_MINOR if "prior" in metadata else MINOR
     else:  # a 1.0/1.1 archive grows in its own layout, so its old shapes stay bit-identical
-        fmeta, fsections = _legacyfeature_sections(new_features, n_old, batch, cfg.coder)
+        fmeta, fsections = _legacy_feature_sections(new_features, n_old, batch, coder)
         metadata["shapes"] = records
         minor = 1
     metadata["batches"] = [*metadata["batches"], {"batch": batch, "mode": "frozen-decoder", "features": fmeta}]

@@ -207,3 +207,17 @@ def test_cli_prior_train_list_info_compress_decompress(tmp_path):
     assert r.returncode == 2 and "needs prior 'mini'" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("compress", str(one), "-o", str(tmp_path / "x.ncgs"), "--prior", "nosuch", env=env)
     assert r.returncode == 2 and "no prior named 'nosuch'" in r.stderr
+
+
+def test_add_grows_a_prior_archive_against_the_same_prior(tiny, tmp_path, no_shipped):
+    from necgs.pipeline import add_shapes, open_archive
+
+    first = tmp_path / "a.ncgs"
+    compress(held_out(1), first, prior=tiny, prior_fit=FAST)
+    more = load_meshes(resolve_dataset("figures")).meshes[20:21]
+    grown = add_shapes(first, more, tmp_path / "b.ncgs", epochs=20, prior=tiny)
+    assert len(grown.names) == 2
+    with open_archive(first, prior=tiny) as a, open_archive(tmp_path / "b.ncgs", prior=tiny) as b:
+        assert b.reader.version == (1, 3) and b.prior_ref["id"] == tiny.id
+        assert (a.feature_symbols(0) == b.feature_symbols(0)).all()
+    assert len(decompress(tmp_path / "b.ncgs", prior=tiny)) == 2
