@@ -221,3 +221,20 @@ def test_add_grows_a_prior_archive_against_the_same_prior(tiny, tmp_path, no_shi
         assert b.reader.version == (1, 3) and b.prior_ref["id"] == tiny.id
         assert (a.feature_symbols(0) == b.feature_symbols(0)).all()
     assert len(decompress(tmp_path / "b.ncgs", prior=tiny)) == 2
+
+
+def test_cli_prior_train_in_the_background_writes_a_log_and_the_prior(tmp_path):
+    import time
+
+    env = {"NECGS_CACHE_DIR": str(tmp_path / "cache")}
+    out = tmp_path / "bg.ncgp"
+    r = run_cli(
+        "prior", "train", "cad", "-o", str(out), "--steps", "2", "--resolution", "16", "--width", "4",
+        "--fit-iterations", "0", "--background", env=env,
+    )  # fmt: skip
+    assert r.returncode == 0 and "background" in r.stdout and str(out) + ".log" in r.stdout
+    deadline = time.time() + 300
+    while not out.is_file() and time.time() < deadline:
+        time.sleep(2)
+    assert out.is_file(), (tmp_path / "bg.ncgp.log").read_text()[-2000:]
+    assert read_prior(out).card["trained_on"][0]["source"] == "cad"
