@@ -169,7 +169,7 @@ class TrainedCodec:
         weights: Quantized decoder parameters by name.
         features: Quantized features of all shapes; symbols (N * C * K'^3,), shape (N, C, K', K', K').
         losses: Mean loss of each epoch.
-        seconds: Training time.
+        seconds: Training time, including the runs a resumed run continues.
         resumed_from: Epoch the run resumed from (0: a fresh run).
     """
 
@@ -231,17 +231,19 @@ def _config_digest(
     return h.hexdigest()[:20]
 
 
-def _save_checkpoint(folder: Path, tag: str, digest: str, epoch: int, state: dict, losses: list[float]) -> None:
+def _save_checkpoint(
+    folder: Path, tag: str, digest: str, epoch: int, state: dict, losses: list[float], seconds: float = 0.0
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".checkpoint{tag}.{os.getpid()}.tmp"
     torch.save(state, tmp)
     os.replace(tmp, folder / f"checkpoint{tag}.pt")
     meta = folder / f".checkpoint{tag}.{os.getpid()}.json.tmp"
-    meta.write_text(json.dumps({"digest": digest, "epoch": epoch, "losses": losses}))
+    meta.write_text(json.dumps({"digest": digest, "epoch": epoch, "losses": losses, "seconds": round(seconds, 3)}))
     os.replace(meta, folder / f"checkpoint{tag}.json")
 
 
-def _load_checkpoint(folder: Path | None, tag: str, digest: str) -> tuple[dict, int, list[float]] | None:
+def _load_checkpoint(folder: Path | None, tag: str, digest: str) -> tuple[dict, int, list[float], float] | None:
     if (
         folder is None
         or not (folder / f"checkpoint{tag}.json").is_file()
@@ -253,7 +255,7 @@ def _load_checkpoint(folder: Path | None, tag: str, digest: str) -> tuple[dict, 
         if meta.get("digest") != digest:
             return None
         state = torch.load(folder / f"checkpoint{tag}.pt", map_location="cpu", weights_only=True)
-        return state, int(meta["epoch"]), [float(x) for x in meta["losses"]]
+        return state, int(meta["epoch"]), [float(x) for x in meta["losses"]], float(meta.get("seconds", 0.0))
     except (OSError, ValueError, RuntimeError, KeyError):
         return None  # an unreadable checkpoint means starting over, never a crash
 
@@ -369,10 +371,10 @@ def train_autodecoder(
     opt = torch.optim.Adam([{"params": decoder.parameters()}, {"params": extra}], lr=tcfg.lr)
     digest = _config_digest(volumes, dcfg, tcfg, init_decoder)
     tag = f".rank{rank}of{world}" if world > 1 else ""
-    start_epoch, losses = 0, []
+    start_epoch, losses, earlier = 0, [], 0.0
     resumed = _load_checkpoint(checkpoint_dir, tag, digest)
     if resumed is not None:
-        state, start_epoch, losses = resumed
+        state, start_epoch, losses, earlier = resumed
         decoder.load_state_dict(state["decoder"])
         if encoder is not None:
             encoder.load_state_dict(state["encoder"])
@@ -433,14 +435,14 @@ def train_autodecoder(
             state = {"decoder": decoder.state_dict(), "features": features.detach().cpu(), "optim": opt.state_dict()}
             if encoder is not None:
                 state["encoder"] = encoder.state_dict()
-            _save_checkpoint(checkpoint_dir, tag, digest, done, state, losses)
+            _save_checkpoint(checkpoint_dir, tag, digest, done, state, losses, earlier + time.perf_counter() - t0)
     if bar is not None:
         bar.close()
     if encoder is not None:
         with torch.no_grad():
             features = torch.nn.Parameter(torch.cat([encoder(volumes[i : i + 4].to(device)) for i in range(0, n, 4)]))
     final = _gather_features(features.detach(), mine, world)
-    codec = export_codec(decoder, final, tcfg, losses, time.perf_counter() - t0)
+    codec = export_codec(decoder, final, tcfg, losses, earlier + time.perf_counter() - t0)
     codec.resumed_from = start_epoch
     return codec
 
