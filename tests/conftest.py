@@ -46,3 +46,23 @@ def app_url():
     )
     yield f"http://127.0.0.1:{port}/"
     demo.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_prior_dir(tmp_path_factory) -> Path:
+    """A folder holding one tiny prior, ``tiny`` (K = 16, trained for seconds on the built-in cad set)."""
+    from necgs.prior import PriorConfig, train_prior
+
+    folder = tmp_path_factory.mktemp("priors")
+    cfg = PriorConfig(
+        resolution=16,
+        width="tiny",
+        steps=60,
+        fit_iterations=0,
+        batch_size=8,
+        block_size=8,
+        checkpoint_every=0,
+        device="cpu",
+    )
+    train_prior(["cad"], folder / "tiny.ncgp", cfg, checkpoint_dir=tmp_path_factory.mktemp("prior-ckpt"))
+    return folder
