@@ -138,7 +138,7 @@ def _job(request: gr.Request, progress: gr.Progress, work):
         for stage, notes in work(session, cancel, lambda frac, text: progress(frac, desc=text)):
             view = views.build_run_view(stage.run)
             if not stage.final:
-                yield [*show_view(view, partial_status(stage), []), stage.run]
+                yield [*show_view(view, partial_status(stage) + failures_html(view.summary), []), stage.run]
                 continue
             text = info_html(f"Run {stage.run} done: {view.label}.")
             text += "".join(info_html(f"note: {n}") for n in notes) + failures_html(view.summary)
