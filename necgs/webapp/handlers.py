@@ -291,18 +291,22 @@ def on_restore(run: int | None) -> list:
             if any(all(s.get(k) == v for k, v in overrides.items()) for s in trained):
                 chosen.append(name)
     dataset = config.get("dataset")
-    switches = [
-        gr.update(value=str(base.get("width", "small"))),
-        gr.update(value=base.get("preset", "quick")),
-        gr.update(value=base.get("epochs")),
-        gr.update(value=base.get("ssim", True)),
-        gr.update(value=base.get("deform", True)),
-        gr.update(value=base.get("autoencoder", False)),
-    ]
+    switches = (
+        [
+            gr.update(value=str(base.get("width", "small"))),
+            gr.update(value=base.get("preset", "quick")),
+            gr.update(value=base.get("epochs")),
+            gr.update(value=base.get("ssim", True)),
+            gr.update(value=base.get("deform", True)),
+            gr.update(value=base.get("autoencoder", False)),
+        ]
+        if base is not None
+        else [gr.update() for _ in range(6)]  # a prior only: the training switches stay as they are
+    )
     return [
         gr.update(value=dataset) if dataset in _dataset_names() else gr.update(),
         gr.update(value=config.get("shapes") or config.get("limit")),
-        *(switches if base is not None else [gr.update() for _ in switches]),
+        *switches,
         gr.update(value=[c for c in config.get("codecs", []) if c != "necgs"]),
         restored_decoder(run, settings),
         gr.update(value=factor) if factor in jobs.ABLATIONS else gr.update(),

@@ -271,6 +271,11 @@ def test_a_prior_variant_is_stored_first_then_the_run_completes(monkeypatch, tin
     fitted, decoded = teaching.teaching_volumes(final.run, "necgs::prior tiny", "cad_000")
     assert fitted.shape == decoded.shape == (4, 16, 16, 16)
     assert views.runs_table().set_index("id").loc[final.run, "decoder"] == "prior tiny"
+    from necgs.webapp import handlers
+
+    restored = handlers.on_restore(final.run)  # a prior only: the training switches stay as they are
+    assert len(restored) == 13 and restored[9]["value"] == "prior: tiny"
+    assert all("value" not in u for u in restored[2:8]) and restored[8]["value"] == ["draco"]
 
 
 def test_a_job_cancelled_after_its_prior_part_leaves_nothing(monkeypatch, tiny_prior_dir):
