@@ -511,7 +511,7 @@ def on_teach(
     try:
         fitted, decoded = teaching.teaching_volumes(run, necgs_key, shape)
     except NecgsError as exc:
-        return [None, gr.update(), gr.update(value=None), str(exc)]
+        return [None, gr.update(), gr.update(value=None), jobs.scrub_paths(exc)]  # e.g. its prior is gone
     K = fitted.shape[-1]
     k = int(k) if k is not None and 0 <= int(k) < K else K // 2
     fitted_glb = _fitted_glb(run, shape, necgs_key, session, vmax)
