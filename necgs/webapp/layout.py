@@ -1,8 +1,9 @@
-"""The page's layout and its wiring (building it does no work: no run, no file read).
+"""The page's layout and its wiring (building it does no work: no run; the only files read are
+the installed priors' headers, for the decoder choices).
 
-Top: the controls (one run, or an ablation of one factor; the decoder trained on the set,
-an installed prior, or both) beside the single progress
-display, the status, the RD figures (past runs can be overlaid) and the metrics table.
+Top: the controls (one run, or an ablation of one factor; a decoder trained on the set, an
+installed prior, or both) beside the single progress display, the status, the RD figures
+(past runs can be overlaid) and the metrics table.
 Below: the matched-rate viewers (original, NeCGS, the peer nearest in bytes), the same
 shape under each ablation variant, the teaching view (fitted vs decoded volume), the
 per-shape metrics, the downloads, the reviewer figure and the runs registry.
