@@ -464,23 +464,42 @@ class ResultsStore:
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30)
 
-    def add_run(self, result: EvaluationResult, config: dict, archive: str | None = None) -> int:
-        """Store a run; returns its id."""
+    def add_run(self, result: EvaluationResult, config: dict, archive: str | None = None, status: str = "done") -> int:
+        """Store a run; returns its id (``status`` "partial" while more of it is computing)."""
         with self._connect() as db:
             cur = db.execute(
                 "INSERT INTO runs (created, dataset, config, status, archive) VALUES (?, ?, ?, ?, ?)",
-                (time.time(), result.dataset, json.dumps(config), "done", archive),
+                (time.time(), result.dataset, json.dumps(config), status, archive),
             )
             run = int(cur.lastrowid)
-            db.executemany(
-                "INSERT INTO rows VALUES (?, ?)",
-                [(run, json.dumps(r)) for r in json.loads(result.summary.to_json(orient="records"))],
-            )
-            db.executemany(
-                "INSERT INTO shape_rows VALUES (?, ?)",
-                [(run, json.dumps(r)) for r in json.loads(result.per_shape.to_json(orient="records"))],
-            )
+            self._insert_rows(db, run, result)
         return run
+
+    def replace_run(self, run: int, result: EvaluationResult, config: dict, status: str = "done") -> None:
+        """Replace a stored run's rows, configuration and status in one transaction (readers see
+        the old run or the new one, never a mix)."""
+        with self._connect() as db:
+            db.execute("UPDATE runs SET config = ?, status = ? WHERE id = ?", (json.dumps(config), status, run))
+            db.execute("DELETE FROM rows WHERE run = ?", (run,))
+            db.execute("DELETE FROM shape_rows WHERE run = ?", (run,))
+            self._insert_rows(db, run, result)
+
+    def delete_run(self, run: int) -> None:
+        """Remove a run and its rows."""
+        with self._connect() as db:
+            for table, column in (("runs", "id"), ("rows", "run"), ("shape_rows", "run")):
+                db.execute(f"DELETE FROM {table} WHERE {column} = ?", (run,))
+
+    @staticmethod
+    def _insert_rows(db: sqlite3.Connection, run: int, result: EvaluationResult) -> None:
+        db.executemany(
+            "INSERT INTO rows VALUES (?, ?)",
+            [(run, json.dumps(r)) for r in json.loads(result.summary.to_json(orient="records"))],
+        )
+        db.executemany(
+            "INSERT INTO shape_rows VALUES (?, ?)",
+            [(run, json.dumps(r)) for r in json.loads(result.per_shape.to_json(orient="records"))],
+        )
 
     def list_runs(self, dataset: str | None = None) -> pd.DataFrame:
         """Runs, newest first (optionally of one data set)."""

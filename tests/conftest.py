@@ -35,10 +35,21 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url():
-    """The Gradio app served on 127.0.0.1 for one test module."""
+def app_priors() -> Path | None:
+    """The folder of priors the app of a test module sees (a module overrides this); None: as installed."""
+    return None
+
+
+@pytest.fixture(scope="module")
+def app_url(app_priors):
+    """The Gradio app served on 127.0.0.1 for one test module (with only ``app_priors``' priors, if given)."""
+    from necgs import prior
     from necgs.webapp import build_demo
 
+    saved = os.environ.get("NECGS_PRIOR_DIRS"), prior.SHIPPED_DIR
+    if app_priors is not None:
+        os.environ["NECGS_PRIOR_DIRS"] = str(app_priors)
+        prior.SHIPPED_DIR = prior.SHIPPED_DIR / "not-here"  # the choices are the test's, whatever ships
     demo = build_demo()
     port = free_port()
     demo.queue(default_concurrency_limit=1).launch(
@@ -46,3 +57,28 @@ def app_url():
     )
     yield f"http://127.0.0.1:{port}/"
     demo.close()
+    if saved[0] is None:
+        os.environ.pop("NECGS_PRIOR_DIRS", None)
+    else:
+        os.environ["NECGS_PRIOR_DIRS"] = saved[0]
+    prior.SHIPPED_DIR = saved[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_prior_dir(tmp_path_factory) -> Path:
+    """A folder holding one tiny prior, ``tiny`` (K = 16, trained for seconds on the built-in cad set)."""
+    from necgs.prior import PriorConfig, train_prior
+
+    folder = tmp_path_factory.mktemp("priors")
+    cfg = PriorConfig(
+        resolution=16,
+        width="tiny",
+        steps=60,
+        fit_iterations=0,
+        batch_size=8,
+        block_size=8,
+        checkpoint_every=0,
+        device="cpu",
+    )
+    train_prior(["cad"], folder / "tiny.ncgp", cfg, checkpoint_dir=tmp_path_factory.mktemp("prior-ckpt"))
+    return folder

@@ -124,22 +124,56 @@ def on_shipped(overlays: list[int] | None, request: gr.Request) -> list:
     return show_view(view, info_html(f"Showing the {view.label}."), overlays)
 
 
-def _job(request: gr.Request, progress: gr.Progress, work) -> list:
-    """Run a job; turn its failures into a visible message that clears the results."""
+def _job(request: gr.Request, progress: gr.Progress, work):
+    """Run a job, showing each stage it stores (a prior variant first, then the whole run); turn
+    its failures into a visible message that clears the results.
+
+    Yields RESULT_OUTPUTS and the partial-run state: the run id when a first part is shown (its
+    change fills the viewers while the rest computes), else unchanged.
+    """
     session = _session(request)
     cancel = sessions.cancel_event(session)
     cancel.clear()
     try:
-        run, notes = work(session, cancel, lambda frac, text: progress(frac, desc=text))
+        for stage, notes in work(session, cancel, lambda frac, text: progress(frac, desc=text)):
+            view = views.build_run_view(stage.run)
+            if not stage.final:
+                yield [*show_view(view, partial_status(stage) + failures_html(view.summary), []), stage.run]
+                continue
+            text = info_html(f"Run {stage.run} done: {view.label}.")
+            text += "".join(info_html(f"note: {n}") for n in notes) + failures_html(view.summary)
+            yield [*show_view(view, text, []), gr.update()]
     except Cancelled:
-        return cleared(problem_html("Cancelled: the results were cleared; press Run again."))
+        yield [*cleared(problem_html("Cancelled: the results were cleared; press Run again.")), gr.update()]
     except jobs.UploadError as exc:
-        return cleared(problem_html(f"Your upload could not be used: {exc.title}.", exc.details))
+        yield [*cleared(problem_html(f"Your upload could not be used: {exc.title}.", exc.details)), gr.update()]
     except NecgsError as exc:
-        return cleared(problem_html("The run could not start:", [jobs.scrub_paths(exc)]))
-    view = views.build_run_view(run)
-    text = f"Run {run} done: {view.label}."
-    return show_view(view, info_html(text) + "".join(info_html(f"note: {n}") for n in notes), [])
+        yield [*cleared(problem_html("The run could not start:", [jobs.scrub_paths(exc)])), gr.update()]
+
+
+def partial_status(stage: jobs.RunStage) -> str:
+    """The status while a run's first part is shown: what is ready, in how long, and what follows."""
+    ready = ", ".join(f"necgs {label}" for label in stage.ready)
+    counts: dict[str, list[str]] = {}
+    for codec, label in stage.pending:
+        counts.setdefault(codec, []).append(label)
+    rest = ", ".join(
+        " | ".join(f"necgs {label}" for label in labels) if codec == "necgs" else f"{codec} ({len(labels)} settings)"
+        for codec, labels in counts.items()
+    )
+    return info_html(
+        f"Run {stage.run}: {ready} ready after {stage.seconds:.0f} s and shown below; still computing {rest} "
+        "(the table marks them pending)."
+    )
+
+
+def failures_html(summary: pd.DataFrame) -> str:
+    """A problem box naming each setting that failed in a run (the others are shown), or nothing."""
+    failed = summary[summary.status == "error"] if "status" in summary else summary.iloc[:0]
+    if not len(failed):
+        return ""
+    lines = [f"{r.codec} {r.label}: {jobs.scrub_paths(r.error)}" for r in failed.itertuples()]
+    return problem_html("Some settings failed; the others are shown:", lines)
 
 
 def _source(session: str, dataset: str, files: list[str] | None):
@@ -160,12 +194,13 @@ def on_run(
     deform: bool,
     autoencoder: bool,
     peers: list[str],
+    decoder: str | None,
     request: gr.Request,
     progress=gr.Progress(),  # noqa: B008 (Gradio finds the progress tracker by this default)
-) -> list:
-    """Run NeCGS with the chosen switches beside the chosen peers."""
+):
+    """Run NeCGS (a decoder trained with the chosen switches, a prior, or both) beside the chosen peers."""
     setting = jobs.necgs_settings(width, preset, ssim, deform, autoencoder, int(epochs or 0) or None)
-    return _job(request, progress, _run_work(dataset, files, limit, peers, [setting], None))
+    yield from _job(request, progress, _run_work(dataset, files, limit, peers, decoder, [setting], None))
 
 
 def on_ablation(
@@ -179,23 +214,28 @@ def on_ablation(
     deform: bool,
     autoencoder: bool,
     peers: list[str],
+    decoder: str | None,
     factor: str,
     values: list[str],
     request: gr.Request,
     progress=gr.Progress(),  # noqa: B008 (Gradio finds the progress tracker by this default)
-) -> list:
-    """Run every chosen variant of one factor on the same shapes in one job."""
+):
+    """Run every chosen variant of one factor on the same shapes in one job (and a chosen prior beside them)."""
     base = jobs.necgs_settings(width, preset, ssim, deform, autoencoder, int(epochs or 0) or None)
-    return _job(request, progress, _run_work(dataset, files, limit, peers, None, (factor, values, base)))
+    yield from _job(request, progress, _run_work(dataset, files, limit, peers, decoder, None, (factor, values, base)))
 
 
-def _run_work(dataset, files, limit, peers, settings: list[dict] | None, ablation: tuple | None):
-    """The job body shared by a run and an ablation: NeCGS settings (or one factor's variants) beside peers."""
+def _run_work(dataset, files, limit, peers, decoder, settings: list[dict] | None, ablation: tuple | None):
+    """The job body shared by a run and an ablation: NeCGS settings (or one factor's variants) and
+    the chosen prior beside the peers; yields (stage, notes) per stored stage (:func:`jobs.run_stages`)."""
 
     def work(session, cancel, report):
-        variants = settings if ablation is None else jobs.ablation_variants(*ablation)
+        if ablation is None:
+            variants = jobs.decoder_variants(decoder, settings)
+        else:  # the factor's variants train; a chosen prior runs beside them
+            variants = jobs.decoder_variants(decoder, jobs.ablation_variants(*ablation), always_train=True)
         source, notes = _source(session, dataset, files)
-        run = jobs.execute_run(
+        for stage in jobs.run_stages(
             source,
             ["necgs", *(peers or [])],
             variants,
@@ -204,10 +244,14 @@ def _run_work(dataset, files, limit, peers, settings: list[dict] | None, ablatio
             progress=report,
             cancel=cancel,
             config_extra=None if ablation is None else {"ablation": ablation[0]},
-        )
-        return run, notes
+        ):
+            yield stage, notes
 
     return work
+
+
+def on_partial(run: int | None) -> None:
+    """A job stored its first part (the event's chain fills the viewers from the pickers it set)."""
 
 
 def on_cancel(request: gr.Request) -> str:
@@ -230,34 +274,69 @@ def on_load_run(run_id: float | None, overlays: list[int] | None, request: gr.Re
 
 
 def on_restore(run: int | None) -> list:
-    """CONTROL_OUTPUTS set to a loaded run's settings (data set, shapes, NeCGS switches, peers, ablation)."""
-    keep = [gr.update() for _ in range(12)]
+    """CONTROL_OUTPUTS set to a loaded run's settings (data set, shapes, NeCGS switches, peers, decoder,
+    ablation). A run with a prior only leaves the training switches as they are; a prior that is no
+    longer installed is named in the decoder control's note (the choice stays one that exists)."""
+    keep = [gr.update() for _ in range(13)]
     if not _stored(run):
         return keep
     config = jobs.run_config(int(run))
     settings = config.get("necgs") or [{}]
-    base = settings[0]
+    trained = [s for s in settings if not jobs.is_prior(s)]
+    base = trained[0] if trained else None
     factor = config.get("ablation", "")
     chosen = []
     if factor in jobs.ABLATIONS:
         for name, overrides in jobs.ABLATIONS[factor].items():
-            if any(all(s.get(k) == v for k, v in overrides.items()) for s in settings):
+            if any(all(s.get(k) == v for k, v in overrides.items()) for s in trained):
                 chosen.append(name)
     dataset = config.get("dataset")
+    switches = (
+        [
+            gr.update(value=str(base.get("width", "small"))),
+            gr.update(value=base.get("preset", "quick")),
+            gr.update(value=base.get("epochs")),
+            gr.update(value=base.get("ssim", True)),
+            gr.update(value=base.get("deform", True)),
+            gr.update(value=base.get("autoencoder", False)),
+        ]
+        if base is not None
+        else [gr.update() for _ in range(6)]  # a prior only: the training switches stay as they are
+    )
     return [
         gr.update(value=dataset) if dataset in _dataset_names() else gr.update(),
         gr.update(value=config.get("shapes") or config.get("limit")),
-        gr.update(value=str(base.get("width", "small"))),
-        gr.update(value=base.get("preset", "quick")),
-        gr.update(value=base.get("epochs")),
-        gr.update(value=base.get("ssim", True)),
-        gr.update(value=base.get("deform", True)),
-        gr.update(value=base.get("autoencoder", False)),
+        *switches,
         gr.update(value=[c for c in config.get("codecs", []) if c != "necgs"]),
+        restored_decoder(run, settings),
         gr.update(value=factor) if factor in jobs.ABLATIONS else gr.update(),
         gr.update(choices=list(jobs.ABLATIONS[factor]), value=chosen) if factor in jobs.ABLATIONS else gr.update(),
         gr.update(selected="ablation" if factor else "one run"),
     ]
+
+
+def restored_decoder(run: int, settings: list[dict]) -> dict:
+    """The decoder control set to a run's choice, or a note when its prior is not installed here."""
+    priors = jobs.installed_priors()
+    choices = jobs.decoder_choices(priors)
+    choice = jobs.decoder_choice(settings)
+    if choice in choices:
+        return gr.update(choices=choices, value=choice, info=jobs.decoder_note(priors))
+    missing = jobs.parse_decoder(choice)[1]
+    return gr.update(
+        choices=choices,
+        info=f"Run {run} used prior {missing!r}, which is not installed here; its results stay viewable. "
+        + jobs.decoder_note(priors),
+    )
+
+
+def on_decoder_choices(value: str | None) -> dict:
+    """The decoder control with the priors installed now (read on every page load)."""
+    priors = jobs.installed_priors()
+    choices = jobs.decoder_choices(priors)
+    return gr.update(
+        choices=choices, value=value if value in choices else jobs.TRAIN_DECODER, info=jobs.decoder_note(priors)
+    )
 
 
 def _dataset_names() -> list[str]:
@@ -367,8 +446,8 @@ def _viewer(path: str | None, summary: pd.DataFrame, key: str | None, role: str,
 def on_pick_row(necgs_key: str | None, other_key: str | None, evt: gr.SelectData) -> list:
     """A click on a table row selects that setting for its viewer."""
     row = evt.row_value or []
-    if len(row) < 2 or row[0] == "floor":
-        return [gr.update(), gr.update()]
+    if len(row) < 2 or row[0] == "floor" or any(str(cell) in ("pending", "error") for cell in row):
+        return [gr.update(), gr.update()]  # nothing decoded to show (yet)
     return pick_key(f"{row[0]}::{row[1]}")
 
 
@@ -432,7 +511,7 @@ def on_teach(
     try:
         fitted, decoded = teaching.teaching_volumes(run, necgs_key, shape)
     except NecgsError as exc:
-        return [None, gr.update(), gr.update(value=None), str(exc)]
+        return [None, gr.update(), gr.update(value=None), jobs.scrub_paths(exc)]  # e.g. its prior is gone
     K = fitted.shape[-1]
     k = int(k) if k is not None and 0 <= int(k) < K else K // 2
     fitted_glb = _fitted_glb(run, shape, necgs_key, session, vmax)

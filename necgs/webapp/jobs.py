@@ -5,15 +5,23 @@ one set of shapes in one job, stores the metrics in the SQLite runs registry and
 under the cache's ``runs/<id>/``: the originals, every decoded mesh, each NeCGS archive,
 and for each NeCGS variant the fitted TSDF-Def volumes before compression with their own
 mesh (so the page can separate the error of the representation from that of compression).
+
+A NeCGS variant is either a decoder trained on the set or a prior (a pretrained decoder,
+:mod:`necgs.prior`) against which only each shape's feature is fitted. A prior variant takes
+seconds, so when slower work follows, it runs first and the run is stored as "partial"
+(:func:`run_stages`), which the page shows at once; the rest then replaces it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import threading
-from dataclasses import dataclass, field
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +29,7 @@ import pandas as pd
 
 from necgs.baselines.base import get_codec
 from necgs.errors import NecgsError
-from necgs.evaluation import EvaluationResult, ResultsStore, evaluate
+from necgs.evaluation import EvaluationResult, ResultsStore, StageEvent, evaluate
 from necgs.io.datasets import resolve_dataset
 from necgs.io.loading import MESH_SUFFIXES, LoadedSet, load_meshes, safe_extract_zip, save_mesh
 from necgs.io.mesh import Mesh
@@ -135,6 +143,105 @@ def _relative(source: str, folder: Path) -> str:
         return Path(source).name
 
 
+# ---------------------------------------------------------------------------- decoder choice
+#: The decoder choices: a decoder trained on the set (the default), a prior, or both.
+TRAIN_DECODER = "train a decoder for this set"
+PRIOR_CHOICE = "prior: "
+BOTH_CHOICE = "both: train a decoder + prior "
+
+
+def installed_priors() -> list[dict]:
+    """The installed priors (:func:`necgs.prior.list_priors`), one per name (the first found wins)."""
+    from necgs.prior import list_priors
+
+    seen: dict[str, dict] = {}
+    for info in list_priors():
+        if info.get("name"):
+            seen.setdefault(str(info["name"]), info)
+    return list(seen.values())
+
+
+def decoder_choices(priors: list[dict] | None = None) -> list[str]:
+    """The decoder choices: training on the set, then per installed prior itself and both."""
+    priors = installed_priors() if priors is None else priors
+    out = [TRAIN_DECODER]
+    for info in priors:
+        out += [f"{PRIOR_CHOICE}{info['name']}", f"{BOTH_CHOICE}{info['name']}"]
+    return out
+
+
+def decoder_note(priors: list[dict] | None = None) -> str:
+    """One line on the installed priors (what each was trained on), for the decoder control."""
+    priors = installed_priors() if priors is None else priors
+    if not priors:
+        return "No prior is installed (necgs prior train ... puts one in NECGS_PRIOR_DIRS), so the decoder is trained."
+    described = "; ".join(
+        f"{p['name']} (K={p.get('resolution')}, {(p.get('bytes') or 0) / 1e3:.0f} kB, trained on "
+        f"{', '.join(map(str, p.get('trained_on') or [])) or '?'})"
+        for p in priors
+    )
+    return f"A prior is a decoder pretrained on other shapes; only each shape's feature is fitted: {described}."
+
+
+def parse_decoder(choice: str | None) -> tuple[bool, str | None]:
+    """(train a decoder on the set?, the prior's name or None) of a decoder choice.
+
+    Raises:
+        NecgsError: Not one of :func:`decoder_choices`' forms.
+    """
+    text = str(choice or TRAIN_DECODER)
+    if text == TRAIN_DECODER:
+        return True, None
+    for prefix, train in ((PRIOR_CHOICE, False), (BOTH_CHOICE, True)):
+        if text.startswith(prefix) and text[len(prefix) :].strip():
+            return train, text[len(prefix) :].strip()
+    raise NecgsError(f"unknown decoder choice {text!r}; choose {TRAIN_DECODER!r} or an installed prior")
+
+
+def decoder_choice(settings: list[dict]) -> str:
+    """The decoder choice that made these NeCGS settings (the inverse of :func:`parse_decoder`)."""
+    priors = [str(s["prior"]) for s in settings if is_prior(s)]
+    if not priors:
+        return TRAIN_DECODER
+    trained = any(not is_prior(s) for s in settings)
+    return f"{BOTH_CHOICE if trained else PRIOR_CHOICE}{priors[0]}"
+
+
+def is_prior(setting: dict) -> bool:
+    """Whether a NeCGS setting fits features against a prior (instead of training a decoder)."""
+    return bool(setting.get("prior"))
+
+
+def prior_setting(name: str) -> dict:
+    """The NeCGS setting of an installed prior, checked now: its name and the id it has.
+
+    Raises:
+        NecgsError: No installed prior of that name, or its file is damaged (one line, no server path).
+    """
+    from necgs.prior import read_prior
+
+    info = next((p for p in installed_priors() if p["name"] == name), None)
+    if info is None:
+        names = ", ".join(p["name"] for p in installed_priors()) or "none is installed now"
+        raise NecgsError(f"prior {name!r} is not installed any more (installed: {names}); reload the page")
+    try:
+        prior = read_prior(info["file"])
+    except (NecgsError, OSError) as exc:
+        raise NecgsError(f"prior {name!r} cannot be read ({scrub_paths(exc)}); reinstall it or pick another") from None
+    return {"prior": name, "prior_id": prior.id}
+
+
+def decoder_variants(choice: str | None, trained: list[dict], always_train: bool = False) -> list[dict]:
+    """The NeCGS settings of a decoder choice: the ``trained`` settings (one, or an ablation's
+    variants: ``always_train``), then the prior's (checked, :func:`prior_setting`).
+
+    Raises:
+        NecgsError: An unknown choice or a prior that is missing or damaged.
+    """
+    train, prior = parse_decoder(choice)
+    return (list(trained) if train or always_train else []) + ([prior_setting(prior)] if prior else [])
+
+
 # ---------------------------------------------------------------------------- settings
 def necgs_settings(width: str, preset: str, ssim: bool, deform: bool, autoencoder: bool, epochs: int | None) -> dict:
     """The NeCGS codec setting the controls describe."""
@@ -206,50 +313,192 @@ def execute_run(
 ) -> int:
     """Evaluate NeCGS (each variant) and the peers in one job, store it, keep its files; returns the run id.
 
+    The arguments are :func:`run_stages`'; this waits for the last stage.
+    """
+    *_, last = run_stages(dataset, codecs, variants, limit, n_samples, progress, cancel, config_extra)
+    return last.run
+
+
+@dataclass(frozen=True)
+class RunStage:
+    """What a job has stored so far.
+
+    Attributes:
+        run: The run id (the same for every stage of a job).
+        final: Whether the run is complete (else its first NeCGS variants only, the rest pending).
+        ready: Labels of the NeCGS variants computed so far.
+        pending: (codec, label) of each setting still to compute.
+        seconds: Seconds since the job started.
+    """
+
+    run: int
+    final: bool
+    ready: tuple[str, ...] = ()
+    pending: tuple[tuple[str, str], ...] = ()
+    seconds: float = 0.0
+
+
+def run_stages(
+    dataset: str | LoadedSet,
+    codecs: list[str],
+    variants: list[dict],
+    limit: int,
+    n_samples: int,
+    progress: Report | None = None,
+    cancel: threading.Event | None = None,
+    config_extra: dict | None = None,
+) -> Iterator[RunStage]:
+    """Evaluate NeCGS (each variant) and the peers, storing the run as soon as a first part is ready.
+
+    Prior variants (:func:`is_prior`) take seconds, so when slower work follows they run first
+    and the run is stored with status "partial" (their rows, and a "pending" row for every
+    other setting, so each keeps its place and colour) and yielded; the rest then replaces it
+    under the same id. A job that fails or is cancelled after that removes the partial run.
+
     Args:
         dataset: A data set name or path, or loaded meshes (an upload).
         codecs: "necgs" and the peers' names.
-        variants: The NeCGS settings (several: an ablation, the first is the reference).
+        variants: The NeCGS settings (several: an ablation or a decoder and a prior; the first
+            is the reference).
         limit: Use the first ``limit`` shapes.
         n_samples: Surface samples per metric.
         progress: report(fraction of the job, description), monotone.
         cancel: Set to stop between stages.
         config_extra: More to record in the run's configuration (e.g. the ablation factor).
+
+    Yields:
+        A :class:`RunStage` after the prior variants (only when more follows), then the final one.
     """
+    t0 = time.perf_counter()
     name, loaded = load_source(dataset)
     if not loaded.meshes:
         raise NecgsError(f"{name}: no usable mesh")
     loaded = LoadedSet(loaded.meshes[:limit], loaded.failures, loaded.sources[:limit], loaded.source_bytes[:limit])
-    settings = {"necgs": list(variants)} if "necgs" in codecs else {}
-    settings.update(peer_settings([c for c in codecs if c != "necgs"]))
-    tracker = JobProgress.for_run(codecs, settings, len(loaded.meshes), progress or (lambda f, t: None))
-    result = evaluate(
-        loaded,
-        codecs,
-        settings=settings,
-        n_samples=n_samples,
-        cancel=cancel,
-        keep_decoded=True,
-        on_stage=tracker.on_stage,
-    )
-    result.dataset = name
-    result.summary["dataset"] = name
-    if len(result.per_shape):
-        result.per_shape["dataset"] = name
-    fitted = add_representation_metrics(result, settings.get("necgs", []), n_samples, tracker)
+    variants = list(variants) if "necgs" in codecs else []
+    quick = [v for v in variants if is_prior(v)]
+    slow = [v for v in variants if not is_prior(v)]
+    peers = peer_settings([c for c in codecs if c != "necgs"])
+    split = bool(quick) and bool(slow or any(peers.values()))
+    order = {"necgs": quick + slow, **peers} if split else {"necgs": variants, **peers}
+    tracker = JobProgress.for_run(codecs, order, len(loaded.meshes), progress or (lambda f, t: None))
     config = {
         "dataset": name,
         "codecs": codecs,
-        "necgs": settings.get("necgs", []),
+        "necgs": variants,
         "limit": limit,
         "samples": n_samples,
         "shapes": len(loaded.meshes),
         **(config_extra or {}),
     }
-    run = ResultsStore().add_run(result, config)
-    save_run_files(run, result, fitted)
+    store = ResultsStore()
+
+    def run_part(part_codecs: list[str], settings: dict, offset: int, last: bool) -> tuple[EvaluationResult, dict]:
+        def on_stage(event: StageEvent) -> None:
+            tracker.on_stage(event if event.index < 0 else replace(event, index=event.index + offset))
+
+        result = evaluate(
+            loaded,
+            part_codecs,
+            settings=settings,
+            n_samples=n_samples,
+            cancel=cancel,
+            keep_decoded=True,
+            on_stage=on_stage,
+        )
+        fitted = add_representation_metrics(result, settings.get("necgs", []), n_samples, tracker if last else None)
+        return result, fitted
+
+    if not split:
+        result, fitted = run_part(codecs, {**({"necgs": variants} if "necgs" in codecs else {}), **peers}, 0, True)
+        result = _ordered(result, name, variants)
+        run = store.add_run(result, config)
+        save_run_files(run, result, fitted)
+        tracker.finishing(1.0, "saved")
+        yield RunStage(run, True, _labels(variants), (), time.perf_counter() - t0)
+        return
+    first, fitted = run_part(["necgs"], {"necgs": quick}, 0, False)
+    rest_codecs = [c for c in codecs if c != "necgs" or slow]
+    pending = [("necgs", s) for s in slow] + [(c, s) for c, sweep in peers.items() for s in sweep]
+    partial = _ordered(first, name, variants, pending)
+    run = store.add_run(partial, config, status="partial")
+    try:
+        save_run_files(run, partial, fitted)
+        yield RunStage(
+            run,
+            False,
+            _labels(quick),
+            tuple((c, get_codec(c).setting_label(s)) for c, s in pending),
+            time.perf_counter() - t0,
+        )
+        rest, fitted_rest = run_part(rest_codecs, {**({"necgs": slow} if slow else {}), **peers}, len(quick), True)
+        result = _ordered(_merged(first, rest), name, variants)
+        store.replace_run(run, result, config)
+        save_run_files(run, result, {**fitted, **fitted_rest}, keep=set(partial.decoded))
+    except BaseException:
+        discard_run(run)
+        raise
     tracker.finishing(1.0, "saved")
-    return run
+    yield RunStage(run, True, _labels(variants), (), time.perf_counter() - t0)
+
+
+def _labels(variants: list[dict]) -> tuple[str, ...]:
+    codec = get_codec("necgs")
+    return tuple(codec.setting_label(s) for s in variants)
+
+
+def _merged(first: EvaluationResult, rest: EvaluationResult) -> EvaluationResult:
+    """Two parts of one run on the same shapes: the first's floor, every other row of both."""
+    summary = pd.concat([first.summary, rest.summary[rest.summary.codec != "floor"]], ignore_index=True)
+    per_shape = pd.concat([first.per_shape, rest.per_shape], ignore_index=True)
+    return EvaluationResult(
+        first.dataset,
+        summary,
+        per_shape,
+        {**first.statuses, **rest.statuses},
+        {**first.decoded, **rest.decoded},
+        first.meshes,
+        {**first.blobs, **rest.blobs},
+    )
+
+
+def _ordered(
+    result: EvaluationResult, name: str, variants: list[dict], pending: list[tuple[str, dict]] | None = None
+) -> EvaluationResult:
+    """The run's rows in plan order (floor, the NeCGS variants as chosen, the peers), a "pending" row
+    for each setting still to compute, and the data set's name on every row."""
+    codec = get_codec("necgs")
+    summary = result.summary.copy()
+    if pending:
+        rows = [
+            {
+                "dataset": name,
+                "codec": c,
+                "label": get_codec(c).setting_label(s),
+                "setting": json.dumps(s, sort_keys=True),
+                "status": "pending",
+                "n_shapes": len(result.meshes),
+                "error": "",
+            }
+            for c, s in pending
+        ]
+        summary = pd.concat([summary, pd.DataFrame(rows)], ignore_index=True)
+    rank = {label: k for k, label in enumerate(codec.setting_label(s) for s in variants)}
+    necgs_rank = summary.label.map(rank).where(summary.codec == "necgs")
+    group = np.select([summary.codec == "floor", summary.codec == "necgs"], [0, 1], 2)
+    keys = pd.DataFrame({"group": group, "rank": necgs_rank.fillna(0), "pos": np.arange(len(summary))})
+    summary = summary.loc[keys.sort_values(["group", "rank", "pos"]).index].reset_index(drop=True)
+    summary["dataset"] = name
+    per_shape = result.per_shape.copy()
+    if len(per_shape):
+        per_shape["dataset"] = name
+    decoded = dict(sorted(result.decoded.items(), key=lambda kv: (kv[0][0] != "necgs", rank.get(kv[0][1], 0))))
+    return replace(result, dataset=name, summary=summary, per_shape=per_shape, decoded=decoded)
+
+
+def discard_run(run: int) -> None:
+    """Remove a run from the registry and its folder (a partial run whose job did not finish)."""
+    ResultsStore().delete_run(run)
+    shutil.rmtree(run_dir(run), ignore_errors=True)
 
 
 @dataclass
@@ -269,7 +518,6 @@ def add_representation_metrics(
     columns are added to the summary (means) and per-shape rows of NeCGS; the difference to
     ``cd`` is the share of the error that compression adds.
     """
-    from necgs.baselines.necgs_codec import config_from_setting
     from necgs.geometry.dmc import mesh_from_volume
     from necgs.geometry.fit import fit_volumes
 
@@ -278,12 +526,15 @@ def add_representation_metrics(
     labels = {codec.setting_label(s): s for s in variants}
     ok = result.summary[(result.summary.codec == "necgs") & (result.summary.status == "ok")]
     for k, label in enumerate(label for label in labels if label in set(ok.label)):
-        cfg = config_from_setting(labels[label])
-        fitted = fit_volumes(result.meshes, cfg.fit, progress=False)
+        try:
+            fit_cfg, deform = variant_fit(labels[label])
+        except NecgsError:  # the prior went away since it was used: no representation metrics
+            continue
+        fitted = fit_volumes(result.meshes, fit_cfg, progress=False)
         variant = out[label] = FittedVariant()
         metrics = []
         for vol, transform, gt in zip(fitted.volumes, fitted.transforms, result.meshes):
-            grid = mesh_from_volume(vol, gt.name, deform=cfg.deform)
+            grid = mesh_from_volume(vol, gt.name, deform=deform)
             rec = Mesh(transform.invert(grid.vertices), grid.faces, gt.name)
             variant.volumes.append(vol.numpy())
             variant.meshes.append(rec)
@@ -292,6 +543,20 @@ def add_representation_metrics(
                 tracker.finishing((k + len(metrics) / len(result.meshes)) / (len(labels) + 1), "representation metrics")
         _merge_fitted(result, label, metrics)
     return out
+
+
+def variant_fit(setting: dict):
+    """(FitConfig, deform) of a NeCGS setting's volumes: the preset's, or for a prior the fit
+    ``compress --prior`` does (the prior's frame at :class:`necgs.prior.PriorFitConfig`'s budget),
+    so the content-keyed cache hands back the volumes the run just fitted."""
+    from necgs.baselines.necgs_codec import config_from_setting
+
+    if is_prior(setting):
+        from necgs.prior import PriorFitConfig, find_prior
+
+        return PriorFitConfig().fit(find_prior(setting["prior"]), "cpu"), True
+    cfg = config_from_setting(setting)
+    return cfg.fit, cfg.deform
 
 
 def _merge_fitted(result: EvaluationResult, label: str, metrics: list) -> None:
@@ -308,30 +573,42 @@ def _merge_fitted(result: EvaluationResult, label: str, metrics: list) -> None:
         per.loc[sel, "f1_fitted"] = m.f1_005
 
 
-def save_run_files(run: int, result: EvaluationResult, fitted: dict[str, FittedVariant]) -> None:
-    """Keep a run's originals, decoded meshes (PLY), NeCGS archives and fitted volumes."""
+def save_run_files(
+    run: int, result: EvaluationResult, fitted: dict[str, FittedVariant], keep: set[tuple[str, str]] = frozenset()
+) -> None:
+    """Keep a run's originals, decoded meshes (PLY), NeCGS archives and fitted volumes.
+
+    ``keep``: (codec, label) whose files (and the originals) a partial stage of this run
+    already wrote; they are not rewritten, since the page may be reading them.
+    """
     base = run_dir(run)
-    for m in result.meshes:
+    for m in result.meshes if not keep else []:
         save_mesh(m, base / "original" / f"{_slug(m.name)}.ply")
     index: dict = {"shapes": [m.name for m in result.meshes], "decoded": {}, "archives": {}, "fitted": {}}
     for (codec, label), meshes in result.decoded.items():
         key = f"{codec}::{label}"
         folder = base / "decoded" / _slug(key)
-        for m, orig in zip(meshes, result.meshes):
-            save_mesh(Mesh(m.vertices, m.faces, orig.name), folder / f"{_slug(orig.name)}.ply")
         index["decoded"][key] = folder.name
         if codec == "necgs":
-            archive = f"{_slug(label)}.ncgs"
-            (base / archive).write_bytes(result.blobs[(codec, label)][0])
-            index["archives"][key] = archive
+            index["archives"][key] = f"{_slug(label)}.ncgs"
+        if (codec, label) in keep:
+            continue
+        for m, orig in zip(meshes, result.meshes):
+            save_mesh(Mesh(m.vertices, m.faces, orig.name), folder / f"{_slug(orig.name)}.ply")
+        if codec == "necgs":
+            (base / index["archives"][key]).write_bytes(result.blobs[(codec, label)][0])
     for label, variant in fitted.items():
         folder = base / "fitted" / _slug(label)
+        index["fitted"][f"necgs::{label}"] = folder.name
+        if ("necgs", label) in keep:
+            continue
         folder.mkdir(parents=True, exist_ok=True)
         for vol, mesh, orig in zip(variant.volumes, variant.meshes, result.meshes):
             np.save(folder / f"{_slug(orig.name)}.npy", vol.astype(np.float32), allow_pickle=False)
             save_mesh(mesh, folder / f"{_slug(orig.name)}.ply")
-        index["fitted"][f"necgs::{label}"] = folder.name
-    (base / "index.json").write_text(json.dumps(index))
+    tmp = base / "index.json.tmp"
+    tmp.write_text(json.dumps(index))
+    os.replace(tmp, base / "index.json")  # readers see the old index or the new one
 
 
 def run_index(run: int) -> dict:

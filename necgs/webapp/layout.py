@@ -1,7 +1,9 @@
-"""The page's layout and its wiring (building it does no work: no run, no file read).
+"""The page's layout and its wiring (building it does no work: no run; the only files read are
+the installed priors' headers, for the decoder choices).
 
-Top: the controls (one run, or an ablation of one factor) beside the single progress
-display, the status, the RD figures (past runs can be overlaid) and the metrics table.
+Top: the controls (one run, or an ablation of one factor; a decoder trained on the set, an
+installed prior, or both) beside the single progress display, the status, the RD figures
+(past runs can be overlaid) and the metrics table.
 Below: the matched-rate viewers (original, NeCGS, the peer nearest in bytes), the same
 shape under each ablation variant, the teaching view (fitted vs decoded volume), the
 per-shape metrics, the downloads, the reviewer figure and the runs registry.
@@ -47,6 +49,7 @@ def build_demo():
         run_state = gr.State(None)
         vmax_state = gr.State(None)
         initial_ready = gr.State(None)
+        partial_run = gr.State(None)  # a job's first part (a prior variant) is stored: fill the viewers
         gr.Markdown(HEADER)
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
@@ -60,6 +63,14 @@ def build_demo():
                     elem_id="upload",
                 )
                 limit = gr.Slider(2, 64, value=6, step=1, label="shapes (first N)", elem_id="limit")
+                priors = jobs.installed_priors()
+                decoder = gr.Dropdown(
+                    jobs.decoder_choices(priors),
+                    value=jobs.TRAIN_DECODER,
+                    label="decoder (size, epochs and switches below apply to a trained one)",
+                    info=jobs.decoder_note(priors),
+                    elem_id="decoder",
+                )
                 width = gr.Dropdown(
                     ["tiny", "small", "medium", "large"], value="small", label="decoder size", elem_id="width"
                 )
@@ -198,13 +209,30 @@ def build_demo():
             """Viewers, teaching view and downloads after ``event``."""
             after_view(event.then(handlers.on_view, pick, viewers, show_progress="hidden"), downloads)
 
-        controls = [dataset, upload, limit, width, preset, epochs, ssim, deform, autoencoder, peers]
+        controls = [dataset, upload, limit, width, preset, epochs, ssim, deform, autoencoder, peers, decoder]
         refresh(demo.load(handlers.on_load, None, results, show_progress="hidden"))
+        demo.load(handlers.on_decoder_choices, [decoder], [decoder], show_progress="hidden", queue=False)
         demo.load(None, js=PLOT_CLICK_JS)
-        refresh(run_btn.click(handlers.on_run, controls, results, **job))
-        refresh(ablation_btn.click(handlers.on_ablation, [*controls, factor, values], results, **job))
+        # a job yields twice when a prior variant is ready first: its viewers fill while the rest computes
+        refresh(run_btn.click(handlers.on_run, controls, [*results, partial_run], **job))
+        refresh(ablation_btn.click(handlers.on_ablation, [*controls, factor, values], [*results, partial_run], **job))
+        refresh(partial_run.change(handlers.on_partial, [partial_run], None, show_progress="hidden"))
         cancel_btn.click(handlers.on_cancel, None, status, queue=False)
-        restore = [dataset, limit, width, preset, epochs, ssim, deform, autoencoder, peers, factor, values, mode]
+        restore = [
+            dataset,
+            limit,
+            width,
+            preset,
+            epochs,
+            ssim,
+            deform,
+            autoencoder,
+            peers,
+            decoder,
+            factor,
+            values,
+            mode,
+        ]
         loaded = load_btn.click(handlers.on_load_run, [run_id, overlay], results)
         refresh(loaded)
         loaded.then(handlers.on_restore, [run_state], restore, show_progress="hidden")

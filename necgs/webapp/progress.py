@@ -24,6 +24,12 @@ METRICS_S = 0.06  # CD / NC / F1 at 20k samples
 PEER_S = 0.05  # encode + decode of a classical codec
 REPRESENTATION_S = 0.15  # the fitted volume's own mesh and metrics (the teaching breakdown)
 WIDTH_COST = {"tiny": 1.0, "small": 2.0, "medium": 4.0, "large": 8.0}
+#: Against a prior (features only, :class:`necgs.prior.PriorFitConfig` defaults): per shape at K = 32,
+#: fitting at 20 iterations and one feature visit (measured: 6 `figures` shapes against a K = 32
+#: width-8 prior took 4.6 s fitting + 12.5 s features; 3 against a K = 64 width-16 one 3 + 10 s).
+PRIOR_FIT_S = 0.8
+PRIOR_VISIT_S = 0.015
+PRIOR_START_S = 2.0  # reading the prior and choosing each shape's starting feature
 NECGS_STAGES = ("fit", "train", "code")
 
 #: report(fraction in [0, 1], description)
@@ -34,6 +40,9 @@ def necgs_weights(setting: dict, n_shapes: int) -> dict[str, float]:
     """Estimated seconds of each stage of one NeCGS setting."""
     from necgs.baselines.necgs_codec import config_from_setting
 
+    if setting.get("prior"):
+        return prior_weights(setting, n_shapes)
+
     cfg = config_from_setting(setting)
     scale = (cfg.fit.resolution / 32) ** 3
     width = WIDTH_COST.get(str(setting.get("width")), 2.0) * (1.0 if cfg.train.use_ssim else NO_SSIM)
@@ -42,6 +51,21 @@ def necgs_weights(setting: dict, n_shapes: int) -> dict[str, float]:
         "train": TRAIN_S * n_shapes * cfg.train.epochs * width * scale,
         "code": 0.5 + 0.02 * n_shapes,
         "decode": DECODE_S * n_shapes * scale,
+        "metrics": METRICS_S * n_shapes,
+    }
+
+
+def prior_weights(setting: dict, n_shapes: int) -> dict[str, float]:
+    """Estimated seconds of each stage of a NeCGS setting against a prior (K from the installed prior)."""
+    from necgs.prior import PriorFitConfig, list_priors
+
+    K = next((int(p["resolution"] or 32) for p in list_priors() if p["name"] == setting["prior"]), 32)
+    fit = PriorFitConfig()
+    return {
+        "fit": PRIOR_START_S + PRIOR_FIT_S * n_shapes * (K / 32) * fit.fit_iterations / 20,
+        "train": PRIOR_VISIT_S * n_shapes * fit.visits * (1 + 0.5 * (K / 32 - 1)),
+        "code": 0.5 + 0.1 * n_shapes,
+        "decode": DECODE_S * n_shapes * (K / 32) ** 3,
         "metrics": METRICS_S * n_shapes,
     }
 

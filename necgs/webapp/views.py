@@ -79,6 +79,8 @@ def _setting_columns(settings: list[dict]) -> dict[str, str]:
 
     values: dict[str, list[str]] = {}
     for s in settings:
+        if s.get("prior"):  # a prior fixes its own decoder: the columns describe trained decoders
+            continue
         try:
             cfg = config_from_setting(s)
         except NecgsError:
@@ -115,10 +117,12 @@ def runs_table() -> pd.DataFrame:
                 "dataset": r.dataset,
                 "shapes": config.get("shapes") or config.get("limit"),
                 "variants": " | ".join(variant_label(s) for s in settings),
+                "decoder": decoder_text(settings),
                 **_setting_columns(settings),
                 "ablation": config.get("ablation", ""),
                 "peers": ", ".join(c for c in config.get("codecs", []) if c != "necgs"),
                 "first launch": "yes" if config.get("initial") else "",
+                "status": "" if r.status == "done" else r.status,
             }
         )
     columns = [
@@ -127,6 +131,7 @@ def runs_table() -> pd.DataFrame:
         "dataset",
         "shapes",
         "variants",
+        "decoder",
         "preset",
         "width",
         "K",
@@ -138,8 +143,15 @@ def runs_table() -> pd.DataFrame:
         "ablation",
         "peers",
         "first launch",
+        "status",
     ]
     return pd.DataFrame(rows, columns=columns)
+
+
+def decoder_text(settings: list[dict]) -> str:
+    """How a run's NeCGS decoders were made: ``trained``, ``prior bodies`` or ``trained + prior bodies``."""
+    trained = ["trained"] if any(not s.get("prior") for s in settings) else []
+    return " + ".join(trained + [f"prior {s['prior']}" for s in settings if s.get("prior")])
 
 
 def run_choices() -> list[tuple[str, int]]:
@@ -242,6 +254,7 @@ def _figures(summary: pd.DataFrame, overlays: list[tuple[str, pd.DataFrame]], ti
             title=f"{title}<br><sub>{fig.layout.title.text}</sub>",
             height=430,
             margin={"l": 60, "r": 10, "t": 70, "b": 50},
+            showlegend=True,  # also for one series (a prior variant shown before the rest is computed)
         )
         figs.append(fig)
     return tuple(figs)

@@ -1,8 +1,9 @@
 """A real browser (Debian chromium through Playwright) uses the page as a person would.
 
-After every step (first load, a run, an ablation, loading past runs, a bad upload) no
-element may show Gradio's red "Error" and the server may not have printed a traceback.
-The archive is downloaded through the page and decoded with ``necgs decompress``.
+After every step (first load, a run, an ablation, a run with a prior beside a trained decoder,
+loading past runs, a bad upload) no element may show Gradio's red "Error" and the server may
+not have printed a traceback. The archive is downloaded through the page and decoded with
+``necgs decompress``. The server sees one tiny prior (``tiny``, trained by a fixture).
 """
 
 import subprocess
@@ -23,6 +24,18 @@ ERROR_BADGES_JS = """() => [...document.querySelectorAll('body *')]
   .map(e => e.outerHTML.slice(0, 200))"""
 
 pytestmark = pytest.mark.browser
+#: Every text the status box shows, in order (a job with a prior shows its first part, then the whole).
+RECORD_STATUS_JS = """() => {
+  window.__statuses = [];
+  new MutationObserver(() => window.__statuses.push(document.querySelector('#status').innerText))
+    .observe(document.querySelector('#status'), {childList: true, subtree: true, characterData: true});
+}"""
+
+
+@pytest.fixture(scope="module")
+def app_priors(tiny_prior_dir):
+    """The app of this module sees the tiny prior, and only it."""
+    return tiny_prior_dir
 
 
 def choose(page, elem_id: str, option: str) -> None:
@@ -61,7 +74,7 @@ def download(page, elem_id: str, dest: Path) -> Path:
     return path
 
 
-@pytest.mark.timeout(1500)  # five jobs' worth of clicking on 2 shared cores
+@pytest.mark.timeout(1500)  # six jobs' worth of clicking on 2 shared cores
 def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
     from playwright.sync_api import sync_playwright
 
@@ -125,6 +138,29 @@ def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
         assert "no ssim" in page.inner_text("#view_variant_1")
         assert_clean(page, capfd, "3_after_ablation", tmp_path)
 
+        # a decoder trained on the set and the prior, beside the peers: the prior's part shows first
+        page.get_by_role("tab", name="one run").click()
+        choose(page, "decoder", "both: train a decoder + prior tiny")
+        page.evaluate(RECORD_STATUS_JS)
+        page.click("#run")
+        wait_status(page, f"Run {run_id + 2} done")
+        statuses = page.evaluate("() => window.__statuses")
+        first = next((k for k, t in enumerate(statuses) if "necgs prior tiny ready after" in t), None)
+        assert first is not None and "pending" in statuses[first], statuses
+        assert not any("done" in t for t in statuses[:first]), statuses
+        legend = " | ".join(
+            page.evaluate("() => [...document.querySelectorAll('#rd_cd .legendtext')].map(e => e.textContent)")
+        )
+        table = page.inner_text("#summary")
+        for name in ("necgs quick tiny", "necgs prior tiny", "draco"):
+            assert name in legend, legend
+        assert "prior tiny" in table and "pending" not in table
+        page.wait_for_selector("#view_necgs canvas", timeout=120_000)
+        page.wait_for_selector("#view_variant_1 canvas", timeout=120_000)
+        assert "prior tiny" in page.inner_text("#view_variant_1")
+        assert "prior tiny" in page.inner_text("#status")  # the run's label names the prior
+        assert_clean(page, capfd, "3b_after_prior_run", tmp_path)
+
         # past runs: a good id, then the default 0
         page.click("#past_runs")
         set_number(page, "#run_id input", str(run_id))
@@ -133,6 +169,9 @@ def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
         page.wait_for_selector("#view_necgs canvas", timeout=120_000)
         page.wait_for_selector("#run", state="visible")  # its switches are restored: a single-setting run
         assert page.locator("#epochs input").input_value() == "15"
+        page.wait_for_function(  # and its decoder: trained on the set
+            "() => document.querySelector('#decoder input').value === 'train a decoder for this set'"
+        )
         assert_clean(page, capfd, "4_after_load_run", tmp_path)
         set_number(page, "#run_id input", "0")
         page.click("#load_run")

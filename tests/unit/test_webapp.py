@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from necgs.errors import NecgsError
-from necgs.evaluation import ResultsStore, StageEvent, rd_figure
+from necgs.evaluation import VARIANT_COLORS, ResultsStore, StageEvent, rd_figure
 from necgs.webapp import build_demo, jobs, sessions, teaching, views
 from necgs.webapp.progress import JobProgress
 
@@ -172,3 +172,139 @@ def test_reviewer_figure_renders_offscreen_with_titles_and_colour_bar(run):
     top = colormap(np.array([1.0]))[0, :3]  # the bar's right end is the ramp's top colour, as on the page
     assert (np.abs(image.astype(int) - top).sum(axis=2) < 10).sum() > 50
     sessions.end_session("fig")
+
+
+# ---------------------------------------------------------------------------- priors in the app
+def only_priors_in(monkeypatch, *folders) -> None:
+    """The installed priors are those of ``folders`` (not the shipped ones, not the user's cache)."""
+    import os
+
+    from necgs import prior
+
+    monkeypatch.setattr(prior, "SHIPPED_DIR", prior.SHIPPED_DIR / "not-here")
+    monkeypatch.setenv("NECGS_PRIOR_DIRS", os.pathsep.join(map(str, folders)))
+
+
+def test_decoder_choices_round_trip_and_with_no_prior_only_training(monkeypatch, tmp_path):
+    only_priors_in(monkeypatch, tmp_path / "none")
+    assert jobs.installed_priors() == [] and jobs.decoder_choices() == [jobs.TRAIN_DECODER]
+    assert "No prior is installed" in jobs.decoder_note()
+    choices = jobs.decoder_choices([{"name": "bodies"}, {"name": "cad"}])
+    assert choices == [
+        jobs.TRAIN_DECODER,
+        "prior: bodies",
+        "both: train a decoder + prior bodies",
+        "prior: cad",
+        "both: train a decoder + prior cad",
+    ]
+    assert [jobs.parse_decoder(c) for c in choices[:3]] == [(True, None), (False, "bodies"), (True, "bodies")]
+    trained = {"preset": "quick", "width": "tiny"}
+    for choice, settings in (
+        (jobs.TRAIN_DECODER, [trained]),
+        ("prior: bodies", [{"prior": "bodies"}]),
+        ("both: train a decoder + prior bodies", [trained, {"prior": "bodies"}]),
+    ):
+        assert jobs.decoder_choice(settings) == choice
+    with pytest.raises(NecgsError, match="unknown decoder choice"):
+        jobs.parse_decoder("prior:")
+    assert views.decoder_text([trained, {"prior": "bodies"}]) == "trained + prior bodies"
+
+
+def test_a_missing_or_broken_prior_is_one_clear_line(monkeypatch, tiny_prior_dir, tmp_path):
+    from necgs.prior import read_prior, write_prior
+
+    only_priors_in(monkeypatch, tiny_prior_dir)
+    setting = jobs.prior_setting("tiny")
+    assert setting == {"prior": "tiny", "prior_id": read_prior(tiny_prior_dir / "tiny.ncgp").id}
+    with pytest.raises(NecgsError, match="'ghost' is not installed any more .installed: tiny."):
+        jobs.decoder_variants("prior: ghost", [{}])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    prior = read_prior(tiny_prior_dir / "tiny.ncgp")
+    prior.name = "damaged"
+    path = broken / "damaged.ncgp"
+    write_prior(path, prior)
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF  # a section's bytes no longer match its CRC; the header still lists it
+    path.write_bytes(bytes(data))
+    only_priors_in(monkeypatch, tiny_prior_dir, broken)
+    assert "prior: damaged" in jobs.decoder_choices()
+    with pytest.raises(NecgsError, match="prior 'damaged' cannot be read") as info:
+        jobs.prior_setting("damaged")
+    assert str(tmp_path) not in str(info.value)
+    from necgs.webapp import handlers
+
+    out = list(
+        handlers._job(None, lambda *a, **k: None, handlers._run_work("cad", None, 2, [], "prior: damaged", [{}], None))
+    )
+    (step,) = out
+    assert step[0] is None and "role='alert'" in step[10] and "prior &#x27;damaged&#x27; cannot be read" in step[10]
+
+
+def test_progress_weighs_a_prior_as_seconds_beside_training(monkeypatch, tiny_prior_dir):
+    from necgs.webapp.progress import necgs_weights
+
+    only_priors_in(monkeypatch, tiny_prior_dir)
+    prior = sum(necgs_weights({"prior": "tiny"}, 6).values())
+    trained = sum(necgs_weights({"preset": "quick", "width": "tiny", "epochs": 150}, 6).values())
+    assert 5 < prior < trained / 5
+
+
+def test_a_prior_variant_is_stored_first_then_the_run_completes(monkeypatch, tiny_prior_dir):
+    only_priors_in(monkeypatch, tiny_prior_dir)
+    variants = jobs.decoder_variants("prior: tiny", [])
+    stages = jobs.run_stages("cad", ["necgs", "draco"], variants, 2, 2000)
+    first = next(stages)
+    assert not first.final and first.ready == ("prior tiny",) and {c for c, _ in first.pending} == {"draco"}
+    assert ResultsStore().list_runs().set_index("id").status[first.run] == "partial"
+    view = views.build_run_view(first.run)
+    assert view.necgs_keys == ["necgs::prior tiny"] and view.peer_keys == []
+    assert set(view.table.status) == {"ok", "pending"} and "necgs prior tiny" in view.label
+    assert [t.name for t in view.figures[0].data] == ["necgs prior tiny"]
+    (final,) = list(stages)
+    assert final.final and final.run == first.run
+    assert ResultsStore().list_runs().set_index("id").status[first.run] == "done"
+    view = views.build_run_view(final.run)
+    assert set(view.table.status) == {"ok"} and view.peer_keys and view.necgs_keys == ["necgs::prior tiny"]
+    row = view.summary[view.summary.codec == "necgs"].iloc[0]
+    assert 0 < row.cd_fitted < 0.1 and row.bytes < 5000  # features only: the decoder is the prior's
+    fitted, decoded = teaching.teaching_volumes(final.run, "necgs::prior tiny", "cad_000")
+    assert fitted.shape == decoded.shape == (4, 16, 16, 16)
+    assert views.runs_table().set_index("id").loc[final.run, "decoder"] == "prior tiny"
+    from necgs.webapp import handlers
+
+    restored = handlers.on_restore(final.run)  # a prior only: the training switches stay as they are
+    assert len(restored) == 13 and restored[9]["value"] == "prior: tiny"
+    assert all("value" not in u for u in restored[2:8]) and restored[8]["value"] == ["draco"]
+
+
+def test_a_job_cancelled_after_its_prior_part_leaves_nothing(monkeypatch, tiny_prior_dir):
+    import threading
+
+    from necgs.evaluation import Cancelled
+
+    only_priors_in(monkeypatch, tiny_prior_dir)
+    cancel = threading.Event()
+    variants = jobs.decoder_variants(
+        "both: train a decoder + prior tiny", [jobs.necgs_settings("tiny", "quick", True, True, False, 5)]
+    )
+    assert [views.variant_label(v) for v in variants] == ["quick tiny", "prior tiny"]
+    stages = jobs.run_stages("cad", ["necgs"], variants, 2, 2000, cancel=cancel)
+    first = next(stages)
+    view = views.build_run_view(first.run)
+    assert view.table.status.tolist() == ["ok", "pending", "ok"]  # floor, then the variants in the order chosen
+    colours = {t.name: t.marker.color for t in view.figures[0].data}
+    cancel.set()
+    with pytest.raises(Cancelled):
+        next(stages)
+    assert not jobs.run_exists(first.run) and not jobs.run_dir(first.run).joinpath("index.json").exists()
+    assert colours == {"necgs prior tiny": VARIANT_COLORS[1]}  # the colour it keeps beside the trained decoder
+
+
+def test_restoring_a_run_with_a_prior_that_is_gone_names_it(monkeypatch, tmp_path):
+    from necgs.webapp import handlers
+
+    only_priors_in(monkeypatch, tmp_path)
+    update = handlers.restored_decoder(7, [{"prior": "bodies"}])
+    assert "value" not in update and "prior 'bodies', which is not installed here" in update["info"]
+    assert handlers.on_decoder_choices("prior: bodies")["value"] == jobs.TRAIN_DECODER
