@@ -360,9 +360,15 @@ def find_prior_by_id(prior_id_: str, name: str = "?") -> Prior:
     Raises:
         PriorNotFoundError: None of :func:`prior_dirs` holds it.
     """
+    damaged = []
     for path, meta in _headers():
         if meta.get("id") == prior_id_:
-            return read_prior(path)
+            try:
+                return read_prior(path)
+            except NecgsError as exc:  # another copy may be intact
+                damaged.append(str(exc))
+    if damaged:
+        raise PriorNotFoundError(f"prior {name!r} (id {prior_id_}) is installed but damaged: {damaged[0]}")
     raise PriorNotFoundError(
         f"this archive needs prior {name!r} (id {prior_id_}), which is not installed; "
         f"pass it with --prior PATH or put it in one of: {', '.join(str(d) for d in prior_dirs())}"
