@@ -84,6 +84,7 @@ def single_shape(prior, mesh, set_cd: float | None) -> dict:
         "f1_005": m.f1_005,
         "set_trained_cd": set_cd,
         "cd_vs_set_trained": m.cd / set_cd if set_cd else None,
+        "notes": r.notes,
     }
 
 
