@@ -60,6 +60,12 @@ ABLATIONS: dict[str, dict[str, dict]] = {
         "8 bits": {"weight_bits": 8, "feature_bits": 8},
         "4 bits": {"weight_bits": 4, "feature_bits": 4},
     },
+    "rate term lambda_R": {
+        "lambda_R 0": {"lambda_rate": 0.0},
+        "lambda_R 1": {"lambda_rate": 1.0},
+        "lambda_R 0.05": {"lambda_rate": 0.05},
+        "lambda_R 3": {"lambda_rate": 3.0},
+    },
 }
 
 

@@ -94,6 +94,7 @@ def _setting_columns(settings: list[dict]) -> dict[str, str]:
             "deformation": "on" if cfg.deform else "off",
             "model": "auto-encoder" if cfg.autoencoder else "auto-decoder",
             "bits w/f": f"{cfg.train.weight_bits}/{cfg.train.feature_bits}",
+            "lambda_R": f"{cfg.train.lambda_rate:g}",
         }
         for k, v in row.items():
             values.setdefault(k, [])

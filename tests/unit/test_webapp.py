@@ -61,6 +61,9 @@ def test_ablation_variants_keep_the_reference_first_and_refuse_a_single_value():
         jobs.ablation_variants("SSIM term", ["with SSIM"], base)
     with pytest.raises(NecgsError, match="unknown ablation factor"):
         jobs.ablation_variants("colour", ["a", "b"], base)
+    rate = jobs.ablation_variants("rate term lambda_R", ["lambda_R 1", "lambda_R 0", "lambda_R 3"], base)
+    assert [v["lambda_rate"] for v in rate] == [0.0, 1.0, 3.0]
+    assert len({views.variant_label(v) for v in rate}) == 3
 
 
 def test_progress_is_monotone_and_weighted_by_stage_cost():
