@@ -98,3 +98,17 @@ def test_nvdiffrast_backend_says_what_is_missing():
     v, f = icosphere()
     with pytest.raises(DependencyError, match="nvdiffrast"):
         fitted_volume(Mesh(v, f), FitConfig(resolution=8, backend="nvdiffrast", device="cpu"), cache=False)
+
+
+def test_fitting_in_two_threads_gives_the_same_volumes_in_the_same_order():
+    from necgs.geometry.fit import FitConfig, fit_volumes
+    from necgs.io.procedural import generate
+
+    meshes = generate("cad", 3)
+    cfg = FitConfig(resolution=16, iterations=5, samples=2000, device="cpu")
+    one = fit_volumes(meshes, cfg, cache=False, progress=False, workers=1)
+    calls = []
+    two = fit_volumes(meshes, cfg, cache=False, progress=lambda d, n: calls.append((d, n)), workers=2)
+    assert two.names == one.names == [m.name for m in meshes]
+    assert torch.equal(one.volumes, two.volumes)
+    assert calls == [(1, 3), (2, 3), (3, 3)]
