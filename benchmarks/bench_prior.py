@@ -62,6 +62,34 @@ def peer_at(peers: pd.DataFrame, nbytes: float, metric: str) -> float:
     return float(np.interp(t, x, y))
 
 
+def reference_rows(name: str, shapes: list[str], peers: pd.DataFrame, floor_cd: float) -> list[dict]:
+    """NeCGS rows of an earlier bench_rd.py run on exactly these shapes, compared with this run's peers."""
+    summary = pd.read_csv(RESULTS / name / "summary.csv")
+    per = pd.read_csv(RESULTS / name / "per_shape.csv")
+    if sorted(per[per.codec == "necgs"]["shape"].unique()) != sorted(shapes):
+        raise SystemExit(f"{name} was run on other shapes")
+    out = []
+    for _, r in summary[(summary.codec == "necgs") & (summary.status == "ok")].iterrows():
+        cds = per[(per.codec == "necgs") & (per.label == r.label)].cd
+        out.append(
+            {
+                "variant": f"{r.label} (set-trained, {name})",
+                "bytes": int(r.bytes),
+                "ratio_ply": r.ratio_ply,
+                "cd_mean": r.cd,
+                "cd_median": float(cds.median()),
+                "empty": int((~np.isfinite(cds)).sum()),
+                "f1_005": r.f1_005,
+                "encode_s": r.encode_s,
+                "decode_ms_per_shape": r.decode_ms_per_shape,
+                "peer_cd_at_bytes": peer_at(peers, r.bytes, "cd"),
+                "peer_f1_at_bytes": peer_at(peers, r.bytes, "f1_005"),
+                "floor_cd": floor_cd,
+            }
+        )
+    return out
+
+
 def single_shape(prior, mesh, set_cd: float | None) -> dict:
     """One mesh alone against ``prior``: seconds, bytes, CD (and the set-trained CD of the same shape)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,6 +123,10 @@ def main() -> None:
     p.add_argument("--shapes", type=int, default=16)
     p.add_argument("--set-trained", help="also train NeCGS on the set with this preset (e.g. standard)")
     p.add_argument("--set-width", default="small")
+    p.add_argument(
+        "--reference",
+        help="instead of --set-trained, a bench_rd.py results folder on the same shapes (e.g. rd_humans_ama_samba_standard_16)",
+    )
     p.add_argument("--single", type=int, nargs="*", default=[], help="indices of shapes to compress alone")
     p.add_argument("--tag", required=True)
     args = p.parse_args()
@@ -136,9 +168,14 @@ def main() -> None:
                 "floor_cd": floor.cd,
             }
         )
+    if args.reference:
+        rows += reference_rows(args.reference, [m.name for m in loaded.meshes], peers, floor.cd)
     table = pd.DataFrame(rows)
     singles = []
     set_rows = result.per_shape[result.per_shape.label.str.startswith(str(args.set_trained or "-"))]
+    if args.reference:
+        ref = pd.read_csv(RESULTS / args.reference / "per_shape.csv")
+        set_rows = ref[ref.codec == "necgs"]
     for i in args.single:
         mesh = loaded.meshes[i]
         hit = set_rows[set_rows["shape"] == mesh.name]

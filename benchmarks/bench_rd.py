@@ -31,7 +31,7 @@ def main() -> None:
         args.dataset,
         args.codecs.split(","),
         settings,
-        f"rd_{args.dataset}_{args.preset}{args.tag}",
+        f"rd_{args.dataset.replace('/', '_')}_{args.preset}{args.tag}",
         shapes=args.shapes,
         args=vars(args),
     )
