@@ -125,7 +125,7 @@ def main() -> None:
     p.add_argument("--set-width", default="small")
     p.add_argument(
         "--reference",
-        help="instead of --set-trained, a bench_rd.py results folder on the same shapes (e.g. rd_humans_ama_samba_standard_16)",
+        help="instead of --set-trained: a bench_rd.py results folder on the same shapes",
     )
     p.add_argument("--single", type=int, nargs="*", default=[], help="indices of shapes to compress alone")
     p.add_argument("--tag", required=True)
