@@ -75,6 +75,9 @@ if TYPE_CHECKING:
     from necgs.rate_control import RatePlan
 
 FORMAT = "necgs"
+#: Median band error (mean |TSDF error| where |TSDF| < 1) above which a prior is said to fit badly,
+#: whatever its own: shapes it fits well measure 0.05-0.09 (body prior on its training shapes).
+BAND_ERROR_LIMIT = 0.2
 #: Minor version of archives that name a prior instead of holding a decoder (others stay 1.2).
 PRIOR_MINOR = 3
 #: progress(stage, done, total, detail) — stages: fit, train, code, decode.
@@ -278,8 +281,9 @@ def compress_with_prior(
         progress: Stage callback.
 
     Returns:
-        The :class:`CompressResult`; ``notes`` warns when the shapes look unlike the prior's
-        training data (their band error is over twice the prior's own median).
+        The :class:`CompressResult`; ``notes`` warns when the prior fits the shapes badly: their
+        median band error is over twice the prior's own or over :data:`BAND_ERROR_LIMIT`, or a
+        shape decodes to no surface.
     """
     loaded = _as_loaded(source)
     if not loaded.meshes:
@@ -313,14 +317,8 @@ def compress_with_prior(
     errors = band_errors(prior.decoder(), features.value(), fitted.volumes)
     empty = shapes_without_surface(output, device=device, prior=prior)
     seconds["check"] = time.perf_counter() - t
-    notes = []
-    reference = prior.card.get("band_error_median")
-    if reference and float(np.median(errors)) > 2 * reference:
-        notes.append(
-            f"these shapes look unlike prior {prior.name!r}'s training data (band error "
-            f"{np.median(errors):.3f} vs {reference:.3f} on it): a decoder trained on the set may do better; "
-            f"try --prior auto or no prior"
-        )
+    note = prior_fit_note(prior, errors, len(empty))
+    notes = [note] if note else []
     ply = sum(binary_ply_bytes(m) for m in loaded.meshes)
     return CompressResult(
         Path(output),
@@ -334,6 +332,28 @@ def compress_with_prior(
         None,
         {"name": prior.name, "id": prior.id},
         notes,
+    )
+
+
+def prior_fit_note(prior: Prior, errors: np.ndarray, n_empty: int) -> str | None:
+    """A warning when ``prior`` fits new shapes badly, else None.
+
+    Badly: their median band error is over twice the prior's own median, or over
+    :data:`BAND_ERROR_LIMIT` whatever the prior's own, or a shape decodes to no surface.
+
+    Args:
+        prior: The prior.
+        errors: (M,) band errors of the new shapes (:func:`necgs.prior.band_errors`).
+        n_empty: How many of them decode to no surface.
+    """
+    reference = float(prior.card.get("band_error_median") or BAND_ERROR_LIMIT)
+    median = float(np.median(errors)) if len(errors) else 0.0
+    if median <= min(2 * reference, BAND_ERROR_LIMIT) and not n_empty:
+        return None
+    return (
+        f"prior {prior.name!r} fits these shapes badly (median band error {median:.3f}, {reference:.3f} on its "
+        f"training shapes; {n_empty} without surface): a decoder trained on the set may do better; "
+        f"try --prior auto or no prior"
     )
 
 
@@ -409,7 +429,7 @@ def _compress_auto(
             )
         shutil.move(str(path), out)
     chosen.path = out
-    chosen.notes = [why] + [n for n in chosen.notes if "look unlike" not in n]
+    chosen.notes = [why] + [n for n in chosen.notes if "fits these shapes badly" not in n]
     return chosen
 
 

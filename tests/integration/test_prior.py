@@ -238,3 +238,18 @@ def test_cli_prior_train_in_the_background_writes_a_log_and_the_prior(tmp_path):
         time.sleep(2)
     assert out.is_file(), (tmp_path / "bg.ncgp.log").read_text()[-2000:]
     assert read_prior(out).card["trained_on"][0]["source"] == "cad"
+
+
+def test_the_tool_says_when_a_prior_fits_badly(tiny):
+    from dataclasses import replace as dc_replace
+
+    import numpy as np
+
+    from necgs.pipeline import BAND_ERROR_LIMIT, prior_fit_note
+
+    good = dc_replace(tiny, card={**tiny.card, "band_error_median": 0.05})
+    assert prior_fit_note(good, np.array([0.06, 0.08]), 0) is None
+    assert "fits these shapes badly" in prior_fit_note(good, np.array([0.15, 0.12]), 0)  # twice its own
+    assert "1 without surface" in prior_fit_note(good, np.array([0.06]), 1)
+    weak = dc_replace(tiny, card={**tiny.card, "band_error_median": 0.47})  # a prior that fits nothing well
+    assert prior_fit_note(weak, np.array([BAND_ERROR_LIMIT + 0.05]), 0) is not None
