@@ -2,7 +2,8 @@
 each stage takes and the quality and size it gives, on a few evenly spaced shapes.
 
 Usage: python benchmarks/bench_resolution.py [--dataset humans_ama] [--shapes 4] [--epochs 100]
-Writes benchmarks/results/table3_resolution.{json,csv}. The fitting cache is bypassed
+    [--preset standard --tag _patch]
+Writes benchmarks/results/table3_resolution<tag>.{json,csv}. The fitting cache is bypassed
 (a fresh cache folder), so the fit seconds are real.
 """
 
@@ -59,6 +60,7 @@ def main() -> None:
     p.add_argument("--width", default="small")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--samples", type=int, default=100_000)
+    p.add_argument("--tag", default="", help="suffix of the result files (table3_resolution<tag>.*)")
     args = p.parse_args()
     loaded = evenly_spaced(args.dataset, args.shapes)
     floor = mean_metrics([sampling_floor(m, args.samples) for m in loaded.meshes])
@@ -70,9 +72,9 @@ def main() -> None:
             print({k: (round(v, 5) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
     table = pd.DataFrame(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    table.to_csv(RESULTS / "table3_resolution.csv", index=False)
+    table.to_csv(RESULTS / f"table3_resolution{args.tag}.csv", index=False)
     write_json(
-        "table3_resolution",
+        f"table3_resolution{args.tag}",
         {"args": vars(args), "shapes": [m.name for m in loaded.meshes], "floor": floor.to_dict(), "rows": rows},
     )
     print(table.to_string(index=False))
