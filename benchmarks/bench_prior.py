@@ -31,7 +31,7 @@ import pandas as pd
 from necgs.evaluation import evaluate
 from necgs.metrics import compare_meshes
 from necgs.pipeline import compress, decompress
-from necgs.prior import _resolve_source, find_prior
+from necgs.prior import find_prior, resolve_source
 from necgs.rate import binary_ply_bytes
 
 from _common import RESULTS, evenly_spaced, write_json
@@ -132,7 +132,7 @@ def main() -> None:
     args = p.parse_args()
 
     loaded = evenly_spaced(args.dataset, args.shapes)
-    _, label = _resolve_source(args.dataset)
+    _, label = resolve_source(args.dataset)
     priors = [find_prior(x) for x in args.priors]
     for prior in priors:
         check_held_out(prior, label, [m.name for m in loaded.meshes])

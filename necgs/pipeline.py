@@ -67,6 +67,7 @@ from necgs.training.train import (
     TrainedCodec,
     build_decoder,
     fit_features,
+    has_surface,
     repair_empty_shapes,
     train_autodecoder,
 )
@@ -256,7 +257,7 @@ def shapes_without_surface(
         for i, record in enumerate(arc.shapes):
             with torch.no_grad():
                 tsdf = decoder(arc.feature(i)[None].to(dev))[0, 0]
-            if not (bool((tsdf < 0).any()) and bool((tsdf > 0).any())):
+            if not has_surface(tsdf):
                 empty.append(str(record.get("name", i)))
     return empty
 
@@ -299,12 +300,13 @@ def compress_with_prior(
     seconds["fit"] = time.perf_counter() - t
     t = time.perf_counter()
     tcfg = fit.train(prior, device)
+    decoder = prior.decoder()
     features = fit_features(
         prior.codec(),
         fitted.volumes,
         tcfg,
         progress=(lambda e, n, loss, eta: _emit(progress, "train", e, n, f"loss {loss:.4f}")) if progress else False,
-        init=nearest_features(prior, fitted.volumes),
+        init=nearest_features(prior, fitted.volumes, decoder),
     )
     seconds["train"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -314,8 +316,8 @@ def compress_with_prior(
     size = write_prior_archive(output, prior, features, shapes, seconds["train"], coder)
     seconds["code"] = time.perf_counter() - t
     t = time.perf_counter()
-    errors = band_errors(prior.decoder(), features.value(), fitted.volumes)
-    empty = shapes_without_surface(output, device=device, prior=prior)
+    errors, empty_at = band_errors(decoder, features.value(), fitted.volumes)
+    empty = [loaded.meshes[i].name for i in empty_at]
     seconds["check"] = time.perf_counter() - t
     note = prior_fit_note(prior, errors, len(empty))
     notes = [note] if note else []
@@ -826,7 +828,7 @@ def add_shapes(
         codec_old,
         fitted.volumes,
         tcfg,
-        init=nearest_features(used_prior, fitted.volumes) if used_prior is not None else None,
+        init=nearest_features(used_prior, fitted.volumes, codec_old.decoder()) if used_prior is not None else None,
         progress=(lambda e, n, loss, eta: _emit(progress, "train", e, n, f"loss {loss:.4f}")) if progress else False,
     )
     seconds["train"] = time.perf_counter() - t

@@ -45,7 +45,14 @@ from necgs.model.decoder import Decoder, DecoderConfig, decoder_config
 from necgs.model.quant import QuantSpec
 from necgs.paths import REPO_ROOT, cache_dir, data_roots
 from necgs.training.patches import coarse_targets
-from necgs.training.train import QuantizedTensor, TrainConfig, TrainedCodec, build_decoder, train_autodecoder
+from necgs.training.train import (
+    QuantizedTensor,
+    TrainConfig,
+    TrainedCodec,
+    build_decoder,
+    has_surface,
+    train_autodecoder,
+)
 
 PRIOR_FORMAT = "necgs-prior"
 PRIOR_VERSION = 1
@@ -390,7 +397,7 @@ def check_prior(prior: Prior, wanted_id: str, wanted_name: str, archive: str) ->
 ProgressFn = Callable[[str, int, int, str], None]
 
 
-def _resolve_source(source: str | os.PathLike) -> tuple[Path, str]:
+def resolve_source(source: str | os.PathLike) -> tuple[Path, str]:
     """The folder of a source and its label: its path relative to a data root, or as given."""
     path = resolve_dataset(source)
     for root in data_roots():
@@ -410,7 +417,7 @@ def load_sources(sources: Sequence[str | os.PathLike]) -> tuple[list, list[dict]
     """
     meshes, record = [], []
     for source in sources:
-        path, label = _resolve_source(source)
+        path, label = resolve_source(source)
         loaded = load_meshes(path)
         if not loaded.meshes:
             raise NecgsError(f"{source}: no usable mesh to train a prior on")
@@ -474,7 +481,7 @@ def train_prior(
         fitted.volumes, dcfg, tcfg, checkpoint_dir=ckpt, progress=train_cb, init_decoder=init_state
     )
     decoder = codec.decoder()
-    errors = band_errors(decoder, codec.features.value(), fitted.volumes)
+    errors, _ = band_errors(decoder, codec.features.value(), fitted.volumes)
     card = {
         "trained_on": record,
         "shape_names": [m.name for m in meshes],
@@ -504,8 +511,8 @@ def train_prior(
 
 # ---------------------------------------------------------------------------- using
 @torch.no_grad()
-def band_errors(decoder: Decoder, features: torch.Tensor, volumes: torch.Tensor) -> np.ndarray:
-    """Per shape, the mean absolute TSDF error of the decode on the band |TSDF| < 1.
+def band_errors(decoder: Decoder, features: torch.Tensor, volumes: torch.Tensor) -> tuple[np.ndarray, list[int]]:
+    """Per shape, the mean absolute TSDF error of the decode on the band |TSDF| < 1, from one decode.
 
     Args:
         decoder: The decoder (inference).
@@ -513,19 +520,22 @@ def band_errors(decoder: Decoder, features: torch.Tensor, volumes: torch.Tensor)
         volumes: (N, 4, K, K, K) target volumes.
 
     Returns:
-        (N,) errors in TSDF units: what tells a shape the prior knows from one it does not.
+        (N,) errors in TSDF units (what tells a shape the prior knows from one it does not),
+        and the indices of the shapes whose decode holds no surface.
     """
-    out = []
+    out, empty = [], []
     for i in range(features.shape[0]):
         pred = decoder(features[i : i + 1])[0, 0]
         target = volumes[i, 0]
         band = target.abs() < 1
         out.append(float((pred - target)[band].abs().mean()) if band.any() else 0.0)
-    return np.array(out)
+        if not has_surface(pred):
+            empty.append(i)
+    return np.array(out), empty
 
 
 @torch.no_grad()
-def nearest_features(prior: Prior, volumes: torch.Tensor) -> torch.Tensor:
+def nearest_features(prior: Prior, volumes: torch.Tensor, decoder: Decoder | None = None) -> torch.Tensor:
     """Start features for new shapes: each takes the training feature whose coarse decode is closest.
 
     The coarse head (resolution K/4) of the training features is compared by L1 with each new
@@ -534,6 +544,7 @@ def nearest_features(prior: Prior, volumes: torch.Tensor) -> torch.Tensor:
     Args:
         prior: The prior.
         volumes: (M, 4, K, K, K) volumes of the new shapes.
+        decoder: The prior's decoder, when the caller has built it already.
 
     Returns:
         (M, C, K', K', K') starting features.
@@ -541,7 +552,7 @@ def nearest_features(prior: Prior, volumes: torch.Tensor) -> torch.Tensor:
     train = prior.features.value()
     if not prior.decoder_cfg.coarse_head:
         return train.mean(0, keepdim=True).expand(volumes.shape[0], -1, -1, -1, -1).clone()
-    decoder = prior.decoder()
+    decoder = decoder or prior.decoder()
     coarse = torch.cat([decoder.predict_coarse(train[i : i + 16]) for i in range(0, train.shape[0], 16)])
     targets = coarse_targets(volumes, prior.decoder_cfg.coarse_resolution)
     distance = (coarse.flatten(1)[None] - targets.flatten(1)[:, None]).abs().mean(-1)  # (M, N)

@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from necgs.coding.rate_model import rate_term
 from necgs.errors import ConfigError
@@ -560,17 +559,17 @@ def fit_features(
     return QuantizedTensor(to_symbols(f, spec), spec, (m, cfg.feature_channels, kp, kp, kp))
 
 
+def has_surface(tsdf: torch.Tensor) -> bool:
+    """Whether a decoded TSDF (K, K, K) changes sign anywhere, i.e. holds a surface."""
+    return bool((tsdf < 0).any()) and bool((tsdf > 0).any())
+
+
 @torch.no_grad()
 def shapes_without_surface_in(codec: TrainedCodec, device: str | torch.device = "cpu") -> list[int]:
     """Indices of the codec's shapes whose decoded TSDF never changes sign (no surface)."""
     decoder = codec.decoder(device)
     features = codec.features.value()
-    empty = []
-    for i in range(features.shape[0]):
-        tsdf = decoder(features[i : i + 1].to(device))[0, 0]
-        if not (bool((tsdf < 0).any()) and bool((tsdf > 0).any())):
-            empty.append(i)
-    return empty
+    return [i for i in range(features.shape[0]) if not has_surface(decoder(features[i : i + 1].to(device))[0, 0])]
 
 
 def repair_empty_shapes(
@@ -598,7 +597,7 @@ def repair_empty_shapes(
     good = [i for i in range(volumes.shape[0]) if i not in empty]
     if not empty or not good:
         return codec, []
-    pooled = F.avg_pool3d(volumes[:, :1], 4).flatten(1)
+    pooled = coarse_targets(volumes, max(volumes.shape[-1] // 4, 1)).flatten(1)
     distance = (pooled[empty][:, None] - pooled[good][None]).abs().mean(-1)
     start = codec.features.value()[[good[int(j)] for j in distance.argmin(1)]]
     fixed = fit_features(codec, volumes[empty], replace(tcfg, epochs=visits, checkpoint_every=0), init=start)
