@@ -153,6 +153,7 @@ class PriorFitConfig:
         visits: Feature updates per shape.
         batch_size: Shapes per step.
         blocks_per_shape: Blocks of each shape per step.
+        block_size: Side of a fitting block at resolution K.
         lr: Peak learning rate of the features (on 4 AMA frames against the body prior: 5e-2
             gave CD 46.8e-3 after 150 visits, 2e-2 did worse on an early checkpoint, 1e-1 the same).
     """
@@ -162,6 +163,7 @@ class PriorFitConfig:
     visits: int = 150
     batch_size: int = 16
     blocks_per_shape: int = 4
+    block_size: int = 16
     lr: float = 5e-2
 
     def fit(self, prior: Prior, device: str = "auto") -> FitConfig:
@@ -170,14 +172,13 @@ class PriorFitConfig:
 
     def train(self, prior: Prior, device: str = "auto") -> TrainConfig:
         """Feature-fitting settings (:func:`necgs.training.train.fit_features`): ``visits`` epochs."""
-        spec = prior.card.get("settings", {})
         return TrainConfig(
             epochs=self.visits,
             lr=self.lr,
             feature_lr_scale=1.0,
             batch_size=self.batch_size,
             blocks_per_shape=self.blocks_per_shape,
-            block_size=int(spec.get("block_size", 16)),
+            block_size=self.block_size,
             mode="patch",
             feature_bits=prior.features.spec.bits,
             weight_bits=next(iter(prior.weights.values())).spec.bits,

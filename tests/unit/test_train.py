@@ -57,7 +57,8 @@ def test_feature_fitting_against_a_frozen_decoder_improves_the_new_shape():
 
 
 @pytest.mark.parametrize(
-    "field, value", [("mode", "sparse"), ("block_size", 12), ("band_fraction", 1.5), ("blocks_per_shape", 0)]
+    "field, value",
+    [("mode", "sparse"), ("block_size", 12), ("block_size", 4), ("band_fraction", 1.5), ("blocks_per_shape", 0)],
 )
 def test_bad_patch_settings_are_refused(field, value):
     with pytest.raises(ConfigError):
