@@ -16,6 +16,7 @@ Writes benchmarks/results/<name>.json and <name>.csv. Short training and subsets
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import tempfile
 import time
@@ -86,7 +87,9 @@ def measure(loaded, setting: dict, base: dict, samples: int) -> dict:
         feature_bits=setting["bits"],
         device="cpu",
     )
-    cfg = replace(cfg, train=replace(cfg.train, lambda_rate=setting["lambda"]))
+    cfg = replace(
+        cfg, train=replace(cfg.train, lambda_rate=setting["lambda"], learn_ranges=bool(setting.get("learned")))
+    )
     with tempfile.TemporaryDirectory(prefix="bench-rate-") as tmp:
         path = Path(tmp) / "set.ncgs"
         result = compress(loaded, path, cfg, checkpoint_dir=Path(tmp) / "ckpt", progress=lambda *a: None)
@@ -173,6 +176,7 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=30_000)
     p.add_argument("--target-ratios", help="instead of settings: compress with these --target-ratio values")
     p.add_argument("--offset", type=int, default=0, help="skip this many shapes before the evenly spaced pick")
+    p.add_argument("--learned", default="0", help="learned quantization ranges: 0, 1 or 0,1 (both)")
     p.add_argument("--name", default=None)
     args = p.parse_args()
     loaded = evenly_spaced(args.dataset, args.shapes, args.offset)
@@ -187,8 +191,11 @@ def main() -> None:
     for width in args.widths.split(","):
         width = int(width) if width.isdigit() else width
         for bits in (int(b) for b in args.bits.split(",")):
-            for lam in (float(x) for x in args.lambdas.split(",")):
-                row = measure(loaded, {"width": width, "bits": bits, "lambda": lam}, base, args.samples)
+            for lam, learned in itertools.product(
+                (float(x) for x in args.lambdas.split(",")), (bool(int(x)) for x in args.learned.split(","))
+            ):
+                setting = {"width": width, "bits": bits, "lambda": lam, "learned": learned}
+                row = measure(loaded, setting, base, args.samples)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 write_json(name, {"args": vars(args), "n_shapes": len(loaded.meshes), "rows": rows})

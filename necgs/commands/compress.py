@@ -9,7 +9,9 @@ def register(sub) -> None:
     p = sub.add_parser("compress", help="compress a set of meshes into one .ncgs archive")
     p.add_argument("source", help="folder (recursive), zip, or mesh file")
     p.add_argument("-o", "--output", required=True, help="archive to write (.ncgs)")
-    p.add_argument("--preset", default="quick", help="quick (K=32), standard (K=64) or paper (K=128, GPU)")
+    p.add_argument(
+        "--preset", default="quick", help="quick (K=64, minutes), standard (K=64, 3x the training) or paper (K=128)"
+    )
     p.add_argument("--width", help="decoder size: tiny|small|medium|large|xl|paper, a base width, or w0,w1,...")
     p.add_argument("--epochs", type=int, help="training epochs (overrides the preset)")
     p.add_argument("--no-ssim", action="store_true", help="ablation: drop the SSIM term of the loss")

@@ -10,6 +10,7 @@ handful of levels.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,8 +56,63 @@ def symmetric_spec(x: torch.Tensor, bits: int, per_tensor: bool) -> QuantSpec:
     return QuantSpec(bits, -r, r)
 
 
-def quantize(x: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
-    """Eq. 5 in the forward pass, identity gradient inside [lo, hi] (straight-through)."""
+@dataclass(frozen=True)
+class LearnedRange:
+    """A symmetric grid [-r, r] whose half-range r is trained with the network (a learned step size).
+
+    The step is 2r / 2^N as for :class:`QuantSpec`; ``r`` is a 0-dim tensor that receives the
+    gradient of the loss (LSQ, Esser et al., ICLR 2020: rounding passes the gradient straight
+    through, and r is pulled up by clipped values and down by the rounding error, with
+    LSQ's gradient scale 1 / sqrt(numel * 2^(N-1))).
+
+    Attributes:
+        bits: N.
+        r: 0-dim positive tensor, the half-range.
+    """
+
+    bits: int
+    r: torch.Tensor
+
+    @property
+    def lo(self) -> torch.Tensor:
+        """Lowest level (a tensor)."""
+        return -self.r
+
+    @property
+    def hi(self) -> torch.Tensor:
+        """Highest level (a tensor)."""
+        return self.r
+
+    @property
+    def step(self) -> torch.Tensor:
+        """Distance between two levels (a tensor)."""
+        return 2 * self.r / 2**self.bits
+
+    def frozen(self) -> QuantSpec:
+        """The archive's spec for the current r (float32-rounded)."""
+        r = float(np.float32(max(float(self.r.detach()), 1e-8)))
+        return QuantSpec(self.bits, -r, r)
+
+
+def _quantize_learned(x: torch.Tensor, spec: LearnedRange) -> torch.Tensor:
+    half = 2 ** (spec.bits - 1)
+    scale = 1.0 / math.sqrt(x.numel() * half)
+    step = spec.r / half
+    step = step * scale + (step - step * scale).detach()  # LSQ's gradient scale, same value
+    v = (x / step).clamp(-half, half)
+    differentiable = (v + (torch.round(v) - v).detach()) * step
+    exact = quantize(x.detach(), spec.frozen())  # the stored levels, bit for bit
+    return differentiable + (exact - differentiable).detach()
+
+
+def quantize(x: torch.Tensor, spec: QuantSpec | LearnedRange) -> torch.Tensor:
+    """Eq. 5 in the forward pass, identity gradient inside [lo, hi] (straight-through).
+
+    With a :class:`LearnedRange` the same levels are computed from the trained r, and r
+    gets a gradient too.
+    """
+    if isinstance(spec, LearnedRange):
+        return _quantize_learned(x, spec)
     lo, hi, step = spec.lo, spec.hi, spec.step
     clamped = x.clamp(lo, hi)
     q = torch.round((clamped - lo) / step) * step + lo

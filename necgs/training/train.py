@@ -34,7 +34,7 @@ from necgs.coding.rate_model import rate_term
 from necgs.errors import ConfigError
 from necgs.model.blocks import best_crop_level
 from necgs.model.decoder import Decoder, DecoderConfig
-from necgs.model.quant import QuantSpec, from_symbols, quantize, symmetric_spec, to_symbols
+from necgs.model.quant import LearnedRange, QuantSpec, from_symbols, quantize, symmetric_spec, to_symbols
 from necgs.training.losses import LossWeights, volume_loss
 from necgs.training.patches import BlockSampler, block_targets, coarse_targets
 
@@ -58,6 +58,9 @@ class TrainConfig:
             fewer weight and feature bytes; 5 bits lost 1e-3 of CD, 4 bits 2.6e-3.
         feature_bits: N for the embedded features (paper: 8).
         per_tensor_ranges: Quantize each tensor on [-max|x|, max|x|] instead of the paper's [-1, 1].
+        learn_ranges: Train each tensor's range [-r, r] (the features' too) with the network
+            instead of taking max|x| (learned step sizes, :class:`necgs.model.quant.LearnedRange`);
+            needs ``per_tensor_ranges``. The archive stores the learned r like a max-abs range.
         lambda1, lambda2, tau, use_ssim: Loss weights of Eq. 3.
         ssim_crop: Side of the random cube the SSIM term is taken on, as a fraction of K
             (1: the whole volume, as the paper).
@@ -93,6 +96,7 @@ class TrainConfig:
     weight_bits: int = 6
     feature_bits: int = 6
     per_tensor_ranges: bool = True
+    learn_ranges: bool = False
     lambda1: float = 5.0
     lambda2: float = 10.0
     tau: float = 1.0
@@ -133,6 +137,8 @@ class TrainConfig:
             raise ConfigError("loss weights, tau and checkpoint_every must be non-negative")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.learn_ranges and not self.per_tensor_ranges:
+            raise ConfigError("learned ranges need per-tensor ranges")
         if self.mode not in ("patch", "dense"):
             raise ConfigError(f"training mode must be patch or dense, got {self.mode!r}")
         if self.block_size not in (4, 8, 16, 32, 64):
@@ -374,7 +380,11 @@ def train_autodecoder(
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(decoder)
     extra = list(encoder.parameters()) if encoder is not None else [features]
-    opt = torch.optim.Adam([{"params": decoder.parameters()}, {"params": extra}], lr=tcfg.lr)
+    ranges = _initial_ranges(decoder, features if encoder is None else None) if tcfg.learn_ranges else None
+    groups = [{"params": decoder.parameters()}, {"params": extra}]
+    if ranges is not None:
+        groups.append({"params": list(ranges.values())})
+    opt = torch.optim.Adam(groups, lr=tcfg.lr)
     digest = _config_digest(volumes, dcfg, tcfg, init_decoder)
     tag = f".rank{rank}of{world}" if world > 1 else ""
     start_epoch, losses, earlier = 0, [], 0.0
@@ -386,6 +396,8 @@ def train_autodecoder(
             encoder.load_state_dict(state["encoder"])
         with torch.no_grad():
             features.copy_(state["features"])
+            for name, r in (ranges or {}).items():
+                r.copy_(state["ranges"][name])
         opt.load_state_dict(state["optim"])
     mine = [i for i in range(n) if i % world == rank]
     steps_per_epoch = max(math.ceil(math.ceil(n / world) / tcfg.batch_size), 1)
@@ -404,11 +416,11 @@ def train_autodecoder(
             lr = _lr_at(epoch * steps_per_epoch + s, total, tcfg)
             opt.param_groups[0]["lr"] = lr
             opt.param_groups[1]["lr"] = lr * (tcfg.feature_lr_scale if encoder is None else 1.0)
-            specs = decoder.quant_specs(tcfg.weight_bits, tcfg.per_tensor_ranges)
+            if ranges is not None:
+                opt.param_groups[2]["lr"] = lr
+            specs = _weight_specs(decoder, tcfg, ranges)
             batch_features = features[idx] if encoder is None else encoder(volumes[idx].to(device))
-            fspec = symmetric_spec(
-                batch_features if encoder is not None else features, tcfg.feature_bits, tcfg.per_tensor_ranges
-            )
+            fspec = _feature_spec(batch_features if encoder is not None else features, tcfg, ranges)
             loss = objective(model, quantize(batch_features, fspec), specs, idx, crops)
             if tcfg.lambda_rate > 0:
                 loss = loss + tcfg.lambda_rate * rate_term(
@@ -421,6 +433,8 @@ def train_autodecoder(
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if ranges is not None and world > 1:
+                _average_range_grads(ranges, world)
             _clip_and_step(opt, decoder, loss)
             epoch_loss += float(loss.detach())
         losses.append(epoch_loss / steps_per_epoch)
@@ -439,6 +453,8 @@ def train_autodecoder(
             and (done % tcfg.checkpoint_every == 0 or done == tcfg.epochs)
         ):
             state = {"decoder": decoder.state_dict(), "features": features.detach().cpu(), "optim": opt.state_dict()}
+            if ranges is not None:
+                state["ranges"] = {name: r.detach().cpu() for name, r in ranges.items()}
             if encoder is not None:
                 state["encoder"] = encoder.state_dict()
             _save_checkpoint(checkpoint_dir, tag, digest, done, state, losses, earlier + time.perf_counter() - t0)
@@ -448,7 +464,9 @@ def train_autodecoder(
         with torch.no_grad():
             features = torch.nn.Parameter(torch.cat([encoder(volumes[i : i + 4].to(device)) for i in range(0, n, 4)]))
     final = _gather_features(features.detach(), mine, world)
-    codec = export_codec(decoder, final, tcfg, losses, earlier + time.perf_counter() - t0)
+    if ranges is not None and encoder is not None:
+        ranges[FEATURE_RANGE].data.fill_(float(final.abs().max()))  # the encoder's outputs: their own range
+    codec = export_codec(decoder, final, tcfg, losses, earlier + time.perf_counter() - t0, ranges)
     codec.resumed_from = start_epoch
     return codec
 
@@ -470,6 +488,15 @@ def _clip_and_step(opt: torch.optim.Optimizer, decoder: Decoder, loss: torch.Ten
     opt.step()
 
 
+def _average_range_grads(ranges: dict[str, torch.Tensor], world: int) -> None:
+    """Under DDP: the learned ranges get the mean gradient of all ranks, like the decoder (same grids)."""
+    for r in ranges.values():
+        if r.grad is None:
+            r.grad = torch.zeros_like(r)
+        dist.all_reduce(r.grad)
+        r.grad /= world
+
+
 def _gather_features(features: torch.Tensor, mine: list[int], world: int) -> torch.Tensor:
     if world == 1:
         return features.cpu()
@@ -479,15 +506,60 @@ def _gather_features(features: torch.Tensor, mine: list[int], world: int) -> tor
     return owned.cpu()
 
 
+#: Key of the features' learned range among the decoder's parameter names.
+FEATURE_RANGE = "features"
+
+
+def _initial_ranges(decoder: Decoder, features: torch.Tensor | None) -> dict[str, torch.nn.Parameter]:
+    """Learned half-ranges r, one per decoder tensor and one for the features, started at max|x|."""
+    ranges = {
+        name: torch.nn.Parameter(t.detach().abs().max().clamp(min=1e-4)) for name, t in decoder.named_parameters()
+    }
+    start = features.detach().abs().max().clamp(min=1e-4) if features is not None else torch.tensor(1.0)
+    ranges[FEATURE_RANGE] = torch.nn.Parameter(start.to(next(decoder.parameters()).device))
+    return ranges
+
+
+def _learned(bits: int, r: torch.Tensor) -> LearnedRange:
+    return LearnedRange(bits, r.abs() + 1e-8)
+
+
+def _weight_specs(decoder: Decoder, tcfg: TrainConfig, ranges: dict[str, torch.Tensor] | None) -> dict:
+    """Every decoder tensor's grid this step: max-abs, or its learned range."""
+    if ranges is None:
+        return decoder.quant_specs(tcfg.weight_bits, tcfg.per_tensor_ranges)
+    return {name: _learned(tcfg.weight_bits, ranges[name]) for name, _ in decoder.named_parameters()}
+
+
+def _feature_spec(features: torch.Tensor, tcfg: TrainConfig, ranges: dict[str, torch.Tensor] | None):
+    """The features' grid this step: max-abs of ``features``, or the learned range."""
+    if ranges is None:
+        return symmetric_spec(features, tcfg.feature_bits, tcfg.per_tensor_ranges)
+    return _learned(tcfg.feature_bits, ranges[FEATURE_RANGE])
+
+
 def export_codec(
-    decoder: Decoder, features: torch.Tensor, tcfg: TrainConfig, losses: list[float], seconds: float
+    decoder: Decoder,
+    features: torch.Tensor,
+    tcfg: TrainConfig,
+    losses: list[float],
+    seconds: float,
+    ranges: dict[str, torch.Tensor] | None = None,
 ) -> TrainedCodec:
-    """Quantize the trained decoder and features into a :class:`TrainedCodec`."""
+    """Quantize the trained decoder and features into a :class:`TrainedCodec` (on learned ranges if given)."""
     weights = {}
     for name, t in decoder.named_parameters():
-        spec = symmetric_spec(t, tcfg.weight_bits, tcfg.per_tensor_ranges)
+        spec = (
+            _learned(tcfg.weight_bits, ranges[name]).frozen()
+            if ranges is not None
+            else symmetric_spec(t, tcfg.weight_bits, tcfg.per_tensor_ranges)
+        )
         weights[name] = QuantizedTensor(to_symbols(t, spec), spec, tuple(t.shape))
-    fspec = symmetric_spec(features, tcfg.feature_bits, tcfg.per_tensor_ranges)
+    fspec = (
+        _learned(tcfg.feature_bits, ranges[FEATURE_RANGE]).frozen()
+        if ranges is not None
+        else symmetric_spec(features, tcfg.feature_bits, tcfg.per_tensor_ranges)
+    )
     fq = QuantizedTensor(to_symbols(features, fspec), fspec, tuple(features.shape))
     return TrainedCodec(decoder.cfg, weights, fq, list(losses), seconds)
 

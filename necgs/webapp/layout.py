@@ -75,7 +75,9 @@ def build_demo():
                     ["tiny", "small", "medium", "large"], value="small", label="decoder size", elem_id="width"
                 )
                 preset = gr.Radio(
-                    ["quick", "standard"], value="quick", label="resolution preset (quick K=32, standard K=64)"
+                    ["quick", "standard"],
+                    value="quick",
+                    label="preset (quick: K=64, 200 epochs; standard: K=64, 600 epochs)",
                 )
                 epochs = gr.Number(value=150, precision=0, label="training epochs", elem_id="epochs")
                 with gr.Row():

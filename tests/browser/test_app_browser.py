@@ -97,7 +97,7 @@ def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
         choose(page, "dataset", "cad")
         choose(page, "width", "tiny")
         set_number(page, "#limit input[type=number]", "2")
-        set_number(page, "#epochs input", "15")
+        set_number(page, "#epochs input", "60")
         page.click("#run")
         status = wait_status(page, "done")
         run_id = int(status.split("Run ")[1].split(" ")[0])
@@ -168,7 +168,7 @@ def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
         wait_status(page, f"Showing run {run_id}:")
         page.wait_for_selector("#view_necgs canvas", timeout=120_000)
         page.wait_for_selector("#run", state="visible")  # its switches are restored: a single-setting run
-        assert page.locator("#epochs input").input_value() == "15"
+        assert page.locator("#epochs input").input_value() == "60"
         page.wait_for_function(  # and its decoder: trained on the set
             "() => document.querySelector('#decoder input').value === 'train a decoder for this set'"
         )

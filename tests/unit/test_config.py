@@ -31,11 +31,11 @@ def test_out_of_range_settings_are_rejected(cfg, needle):
 
 
 def test_presets_are_valid_and_scale():
-    assert [PRESETS[p].fit.resolution for p in ("quick", "standard", "paper")] == [32, 64, 128]
+    assert [PRESETS[p].fit.resolution for p in ("quick", "standard", "paper")] == [64, 64, 128]
     assert PRESETS["paper"].decoder().modules == 5 and PRESETS["standard"].decoder().modules == 4
     cfg = preset("quick", width=24, epochs=3, ssim=False, deform=False, device="cpu")
     assert cfg.train.epochs == 3 and not cfg.train.use_ssim and cfg.fit.backend == "none"
-    assert cfg.decoder().widths == (24, 24, 24, 24)
+    assert cfg.decoder().widths == (24, 24, 24, 24, 24)
     with pytest.raises(ConfigError, match="unknown preset"):
         preset("fastest")
     assert replace(cfg, coder="huffman").validate().coder == "huffman"

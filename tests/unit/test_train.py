@@ -91,3 +91,25 @@ def test_a_shape_left_without_surface_gets_its_feature_refitted():
     assert which == [1]
     assert shapes_without_surface_in(repaired) == []
     assert (repaired.features.symbols[:per] == codec.features.symbols[:per]).all()
+
+
+def test_learned_ranges_train_and_are_what_the_codec_stores():
+    """Training with learned ranges learns, and the stored symbols decode to levels on the stored grid."""
+    from necgs.model.quant import from_symbols
+
+    vols = spheres(16, [0.4, 0.55, 0.7])
+    tcfg = TrainConfig(
+        epochs=60, lr=1e-2, batch_size=3, checkpoint_every=0, device="cpu", weight_bits=4, learn_ranges=True
+    )
+    codec = train_autodecoder(vols, decoder_config(16, 6, feature_channels=4), tcfg, progress=False)
+    assert sign_accuracy(codec, vols) > 0.95
+    for q in codec.weights.values():
+        values = q.value()
+        assert q.spec.bits == 4 and q.spec.lo == -q.spec.hi
+        assert torch.equal(values, from_symbols(q.symbols, q.spec, q.shape))
+        assert values.abs().max() <= q.spec.hi + 1e-6
+
+
+def test_learned_ranges_need_per_tensor_ranges():
+    with pytest.raises(ConfigError):
+        TrainConfig(learn_ranges=True, per_tensor_ranges=False).validate()

@@ -154,7 +154,7 @@ def test_a_tiny_run_fills_every_view(run):
 
 def test_the_teaching_view_separates_representation_and_coding(run):
     fitted, decoded = teaching.teaching_volumes(run, "necgs::quick tiny", "cad_000")
-    assert fitted.shape == decoded.shape == (4, 32, 32, 32) and not np.allclose(fitted, decoded)
+    assert fitted.shape == decoded.shape == (4, 64, 64, 64) and not np.allclose(fitted, decoded)
     fig = teaching.slice_figure(fitted, decoded, 16)
     assert np.allclose(np.asarray(fig.data[2].z), (decoded[0, :, :, 16] - fitted[0, :, :, 16]).T)
     per_shape = ResultsStore().load_run(run)[1]

@@ -1,0 +1,86 @@
+"""Which patch-training settings train best per step and per second (issue #13, point 4).
+
+Each named setting trains the same evenly spaced shapes from scratch for the same number of
+steps (one torch thread), then every shape is decoded densely and scored against its mesh.
+The settings are TrainConfig overrides on top of patch training at lr 5e-3.
+
+Usage:
+    python benchmarks/bench_patch_settings.py --shapes 24 --steps 1000 \\
+        --setting b16x4 '{"block_size": 16, "blocks_per_shape": 4}' \\
+        --setting b8x16 '{"block_size": 8, "blocks_per_shape": 16}'
+    python benchmarks/bench_patch_settings.py --K 32 --setting dense '{"mode": "dense"}'
+
+Appends one JSON line per setting to benchmarks/results/patch_settings.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import replace
+
+import torch
+
+from necgs.geometry.fit import FitConfig, fit_volumes
+from necgs.model.decoder import decoder_config
+from necgs.training.train import TrainConfig, train_autodecoder
+
+from _common import RESULTS, evenly_spaced, machine
+from bench_convergence import decode_metrics
+
+
+def run_setting(loaded, fitted, K: int, width, steps: int, overrides: dict, samples: int) -> dict:
+    """Train one setting for ``steps`` steps and score its decoded shapes."""
+    n = len(loaded.meshes)
+    tcfg = replace(TrainConfig(mode="patch", device="cpu", checkpoint_every=0), **overrides)
+    per_epoch = math.ceil(n / tcfg.batch_size)
+    tcfg = replace(tcfg, epochs=max(steps // per_epoch, 1)).validate()
+    torch.manual_seed(0)
+    codec = train_autodecoder(fitted.volumes, decoder_config(K, width, feature_channels=8), tcfg, progress=False)
+    m = decode_metrics(codec, fitted, loaded.meshes, samples)
+    return {
+        "steps": tcfg.epochs * per_epoch,
+        "train_s": round(codec.seconds, 1),
+        "final_loss": round(codec.losses[-1], 4),
+        "cd_mean": m["cd_mean"],
+        "cd_median": m["cd_median"],
+        "f1_005": m["f1_005"],
+        "empty": m["empty"],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="humans_ama")
+    p.add_argument("--shapes", type=int, default=24)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--K", type=int, default=64)
+    p.add_argument("--width", default="small")
+    p.add_argument("--samples", type=int, default=30_000)
+    p.add_argument("--setting", nargs=2, action="append", metavar=("NAME", "JSON"), required=True)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    loaded = evenly_spaced(args.dataset, args.shapes)
+    fitted = fit_volumes(loaded.meshes, FitConfig(resolution=args.K, iterations=100), progress=False)
+    width = int(args.width) if args.width.isdigit() else args.width
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for name, text in args.setting:
+        overrides = json.loads(text)
+        row = {
+            "name": name,
+            "dataset": args.dataset,
+            "shapes": args.shapes,
+            "K": args.K,
+            "width": args.width,
+            "overrides": overrides,
+            **run_setting(loaded, fitted, args.K, width, args.steps, overrides, args.samples),
+            "machine": machine(),
+        }
+        print(json.dumps(row), flush=True)
+        with open(RESULTS / "patch_settings.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
