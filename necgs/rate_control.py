@@ -53,14 +53,22 @@ FIXED_HEADER_BYTES = 1010
 #: Container prefix, CRC and per-section table entries.
 FRAMING_BYTES = 24
 
-#: Measured on 8 evenly spaced AMA bodies, preset quick (K = 32, 200 epochs), by
-#: ``benchmarks/bench_rate.py`` (results/rate_ama8_*.json); see the module doc.
+#: Measured on 8 evenly spaced AMA bodies, preset quick (K = 64, 8^3 blocks, 200 epochs), by
+#: ``benchmarks/bench_rate.py`` (results/rate_ama8_k64_table.json, rate_ama8_k64_medium.json and
+#: the max-abs rows of rate_ama8_learned_k64.json); in order of size. At K = 64 four bits
+#: lose little: a wider decoder at 4 bits beats a narrower one at 6 at equal bytes.
 RATE_TABLE: tuple[RatePoint, ...] = (
-    RatePoint("small", 6, 0.0, 4.911, 350.0, 1.007e-02),
-    RatePoint("small", 6, 0.05, 4.964, 338.0, 9.875e-03),
-    RatePoint("small", 6, 1.0, 4.396, 339.5, 1.055e-02),
-    RatePoint("small", 5, 0.0, 4.023, 272.5, 1.020e-02),
-    RatePoint("tiny", 6, 0.0, 5.071, 338.0, 1.178e-02),
+    RatePoint("tiny", 4, 0.0, 3.021, 189.2, 1.091e-02),
+    RatePoint("tiny", 5, 0.0, 3.942, 264.8, 1.092e-02),
+    RatePoint(10, 4, 0.0, 2.794, 208.4, 1.047e-02),
+    RatePoint("tiny", 6, 0.0, 4.995, 317.0, 1.012e-02),
+    RatePoint(10, 5, 0.0, 3.899, 275.5, 8.959e-03),
+    RatePoint("small", 4, 0.0, 2.816, 207.6, 9.533e-03),
+    RatePoint(10, 6, 0.0, 4.745, 337.5, 9.502e-03),
+    RatePoint("small", 5, 0.0, 3.651, 277.5, 9.515e-03),
+    RatePoint("small", 6, 0.0, 4.689, 337.5, 9.406e-03),
+    RatePoint("medium", 4, 0.0, 2.717, 197.0, 7.847e-03),
+    RatePoint("medium", 5, 0.0, 3.743, 274.5, 7.547e-03),
 )
 
 
