@@ -46,6 +46,17 @@ def test_plan_picks_the_best_cd_that_fits_and_meets_the_ratio():
     assert "ratio" in plan.describe()
 
 
+def test_plan_lands_near_the_target_before_chasing_a_lower_cd():
+    """A much smaller point with a lower measured CD does not win over one that lands within 10%."""
+    cfg, m = preset("quick"), meshes(16)
+    near, small = RatePoint("small", 6, 0.0, 4.7, 330.0, 9.5e-3), RatePoint("tiny", 4, 0.0, 3.0, 190.0, 9.0e-3)
+    target = int(predict_bytes(cfg, near, m) / 0.95)
+    assert predict_bytes(cfg, small, m) < 0.9 * target
+    assert plan_rate(cfg, m, target_bytes=target, table=(near, small)).point == near
+    far = int(predict_bytes(cfg, near, m) / 0.5)  # nothing lands within 10%: the best CD that fits
+    assert plan_rate(cfg, m, target_bytes=far, table=(near, small)).point == small
+
+
 @pytest.mark.parametrize(
     "kwargs,needle",
     [
