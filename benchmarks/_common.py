@@ -66,6 +66,20 @@ def evenly_spaced(dataset: str, n: int | None, offset: int = 0) -> LoadedSet:
     )
 
 
+def run_record(
+    name: str, dataset: str, codecs: list[str], necgs_settings: list[dict], n_shapes: int, args: dict | None
+) -> dict:
+    """A benchmark run's configuration in the app's schema (so the page names it like its own runs)."""
+    return {
+        "args": args or {},
+        "benchmark": name,
+        "dataset": dataset,
+        "shapes": n_shapes,
+        "codecs": list(codecs),
+        "necgs": necgs_settings if "necgs" in codecs else [],
+    }
+
+
 def run_rd(
     dataset: str,
     codecs: list[str],
@@ -94,7 +108,7 @@ def run_rd(
     if len(result.per_shape):
         result.per_shape["dataset"] = dataset
     out = write_results(result, RESULTS / name)
-    ResultsStore().add_run(result, {"benchmark": name, **(args or {})})
+    ResultsStore().add_run(result, run_record(name, dataset, codecs, necgs_settings, len(loaded.meshes), args))
     write_json(
         name,
         {

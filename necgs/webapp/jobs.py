@@ -633,6 +633,10 @@ def run_config(run: int) -> dict:
     config = json.loads(row.config.iloc[0])
     if isinstance(config.get("necgs"), dict):  # runs stored before ablations: one setting
         config["necgs"] = [config["necgs"]]
+    if isinstance(config.get("codecs"), str):  # benchmark runs stored before run_record: "necgs,draco"
+        config["codecs"] = [c for c in config["codecs"].split(",") if c]
+    if not config.get("shapes") and not config.get("limit"):
+        config["shapes"] = "all"
     return config
 
 

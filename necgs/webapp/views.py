@@ -70,6 +70,8 @@ def run_label(run: int, config: dict | None = None) -> str:
     text = f"run {run}: {config.get('dataset', '?')} x{shapes}, necgs {variants or '-'}"
     if config.get("ablation"):
         text += f" [ablation: {config['ablation']}]"
+    if config.get("benchmark"):
+        text += f" [benchmark {config['benchmark']}]"
     return text + (f"; {peers}" if peers else "")
 
 

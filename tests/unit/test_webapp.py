@@ -152,6 +152,16 @@ def test_a_tiny_run_fills_every_view(run):
     assert not root.exists()
 
 
+def test_a_benchmark_run_stored_in_the_old_schema_gets_a_clean_label():
+    """Benchmark runs once stored their script arguments ("codecs": "necgs,draco", no shape count)."""
+    from necgs.evaluation import EvaluationResult
+
+    old = {"benchmark": "rd_x", "dataset": "humans_ama", "shapes": None, "codecs": "necgs,decimate-draco"}
+    empty = EvaluationResult("humans_ama", pd.DataFrame(), pd.DataFrame())
+    run = ResultsStore().add_run(empty, old)
+    assert views.run_label(run) == f"run {run}: humans_ama xall, necgs - [benchmark rd_x]; decimate-draco"
+
+
 def test_the_teaching_view_separates_representation_and_coding(run):
     fitted, decoded = teaching.teaching_volumes(run, "necgs::quick tiny", "cad_000")
     assert fitted.shape == decoded.shape == (4, 64, 64, 64) and not np.allclose(fitted, decoded)
