@@ -545,6 +545,11 @@ def _feature_spec(features: torch.Tensor, tcfg: TrainConfig, ranges: dict[str, t
     return _learned(tcfg.feature_bits, ranges[FEATURE_RANGE])
 
 
+def _stored(spec: QuantSpec | LearnedRange) -> QuantSpec:
+    """The grid the archive stores: a learned range frozen at its current r."""
+    return spec.frozen() if isinstance(spec, LearnedRange) else spec
+
+
 def export_codec(
     decoder: Decoder,
     features: torch.Tensor,
@@ -554,19 +559,12 @@ def export_codec(
     ranges: dict[str, torch.Tensor] | None = None,
 ) -> TrainedCodec:
     """Quantize the trained decoder and features into a :class:`TrainedCodec` (on learned ranges if given)."""
+    specs = _weight_specs(decoder, tcfg, ranges)
     weights = {}
     for name, t in decoder.named_parameters():
-        spec = (
-            _learned(tcfg.weight_bits, ranges[name]).frozen()
-            if ranges is not None
-            else symmetric_spec(t, tcfg.weight_bits, tcfg.per_tensor_ranges)
-        )
+        spec = _stored(specs[name])
         weights[name] = QuantizedTensor(to_symbols(t, spec), spec, tuple(t.shape))
-    fspec = (
-        _learned(tcfg.feature_bits, ranges[FEATURE_RANGE]).frozen()
-        if ranges is not None
-        else symmetric_spec(features, tcfg.feature_bits, tcfg.per_tensor_ranges)
-    )
+    fspec = _stored(_feature_spec(features, tcfg, ranges))
     fq = QuantizedTensor(to_symbols(features, fspec), fspec, tuple(features.shape))
     return TrainedCodec(decoder.cfg, weights, fq, list(losses), seconds)
 
