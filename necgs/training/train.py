@@ -467,8 +467,6 @@ def train_autodecoder(
         with torch.no_grad():
             features = torch.nn.Parameter(torch.cat([encoder(volumes[i : i + 4].to(device)) for i in range(0, n, 4)]))
     final = _gather_features(features.detach(), mine, world)
-    if ranges is not None and encoder is not None:
-        ranges[FEATURE_RANGE].data.fill_(math.log(max(float(final.abs().max()), 1e-4)))  # the encoder's outputs
     codec = export_codec(decoder, final, tcfg, losses, earlier + time.perf_counter() - t0, ranges)
     codec.resumed_from = start_epoch
     return codec
