@@ -2,13 +2,18 @@
 
 Each named setting trains the same evenly spaced shapes from scratch for the same number of
 steps (one torch thread), then every shape is decoded densely and scored against its mesh.
-The settings are TrainConfig overrides on top of patch training at lr 5e-3.
+The settings are TrainConfig overrides on top of patch training at lr 5e-3; the keys
+``feature_channels`` and ``feature_resolution`` set the embedded feature's size instead
+(default 8 x 4^3). Each row also has the coded decoder and feature bytes, so settings that
+change the size can be compared at equal bytes.
 
 Usage:
     python benchmarks/bench_patch_settings.py --shapes 24 --steps 1000 \\
         --setting b16x4 '{"block_size": 16, "blocks_per_shape": 4}' \\
         --setting b8x16 '{"block_size": 8, "blocks_per_shape": 16}'
     python benchmarks/bench_patch_settings.py --K 32 --setting dense '{"mode": "dense"}'
+    python benchmarks/bench_patch_settings.py --shapes 8 --steps 2000 --width 8 \
+        --setting c16 '{"feature_channels": 16}' --setting r8 '{"feature_resolution": 8}'
 
 Appends one JSON line per setting to benchmarks/results/patch_settings.jsonl.
 """
@@ -22,6 +27,7 @@ from dataclasses import replace
 
 import torch
 
+from necgs.coding.sections import feature_sections, weight_sections
 from necgs.geometry.fit import FitConfig, fit_volumes
 from necgs.model.decoder import decoder_config
 from necgs.training.train import TrainConfig, train_autodecoder
@@ -29,19 +35,31 @@ from necgs.training.train import TrainConfig, train_autodecoder
 from _common import RESULTS, evenly_spaced, machine
 from bench_convergence import decode_metrics
 
+FEATURE_KEYS = ("feature_channels", "feature_resolution")
+
+
+def coded_bytes(codec) -> dict:
+    """Entropy-coded decoder and feature bytes (the archive's sections, coder "auto")."""
+    _, weights = weight_sections(codec.weights, "auto")
+    _, features = feature_sections(codec.features, 0, "auto")
+    return {"weights_bytes": len(weights.data), "feature_bytes": sum(len(s.data) for s in features)}
+
 
 def run_setting(loaded, fitted, K: int, width, steps: int, overrides: dict, samples: int) -> dict:
     """Train one setting for ``steps`` steps and score its decoded shapes."""
     n = len(loaded.meshes)
-    tcfg = replace(TrainConfig(mode="patch", device="cpu", checkpoint_every=0), **overrides)
+    feature = {"feature_channels": 8, **{k: overrides[k] for k in FEATURE_KEYS if k in overrides}}
+    train = {k: v for k, v in overrides.items() if k not in FEATURE_KEYS}
+    tcfg = replace(TrainConfig(mode="patch", device="cpu", checkpoint_every=0), **train)
     per_epoch = math.ceil(n / tcfg.batch_size)
     tcfg = replace(tcfg, epochs=max(steps // per_epoch, 1)).validate()
     torch.manual_seed(0)
-    codec = train_autodecoder(fitted.volumes, decoder_config(K, width, feature_channels=8), tcfg, progress=False)
+    codec = train_autodecoder(fitted.volumes, decoder_config(K, width, **feature), tcfg, progress=False)
     m = decode_metrics(codec, fitted, loaded.meshes, samples)
     return {
         "steps": tcfg.epochs * per_epoch,
         "train_s": round(codec.seconds, 1),
+        **coded_bytes(codec),
         "final_loss": round(codec.losses[-1], 4),
         "cd_mean": m["cd_mean"],
         "cd_median": m["cd_median"],

@@ -50,13 +50,18 @@ def ssim3d(a: torch.Tensor, b: torch.Tensor, window: int = 5, sigma: float = 1.5
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of Eq. 3: lambda1 (near-surface L1), lambda2 (SSIM), tau (mask threshold)."""
+    """Weights of Eq. 3: lambda1 (near-surface L1), lambda2 (SSIM), tau (mask threshold).
+
+    ``deform_weight`` scales the three deformation channels against the TSDF channel in
+    every term (1: Eq. 3 as the paper writes it, all four channels alike).
+    """
 
     lambda1: float = 5.0
     lambda2: float = 10.0
     tau: float = 1.0
     use_ssim: bool = True
     ssim_crop: float = 1.0
+    deform_weight: float = 1.0
 
 
 def random_cube(
@@ -94,11 +99,14 @@ def volume_loss(
         generator: Draws the SSIM cube when ``w.ssim_crop < 1``.
     """
     err = (pred - target).abs()
+    if w.deform_weight != 1.0:
+        channel = torch.tensor([1.0] + [w.deform_weight] * (pred.shape[1] - 1), dtype=pred.dtype, device=pred.device)
+        err = err * channel.view(1, -1, 1, 1, 1)
     mask = (target[:, :1].abs() < w.tau).to(pred.dtype)
     loss = err.mean() + w.lambda1 * (err * mask).mean()
     if w.use_ssim and w.lambda2 > 0:
         pred, target = random_cube(pred, target, w.ssim_crop, generator)
         p01, t01 = (pred.clamp(-1, 1) + 1) / 2, (target + 1) / 2
-        ssim = ssim3d(p01[:, :1], t01[:, :1]) + ssim3d(p01[:, 1:], t01[:, 1:])
-        loss = loss + w.lambda2 * (2.0 - ssim)
+        tsdf, deform = ssim3d(p01[:, :1], t01[:, :1]), ssim3d(p01[:, 1:], t01[:, 1:])
+        loss = loss + w.lambda2 * ((1.0 - tsdf) + w.deform_weight * (1.0 - deform))
     return loss

@@ -67,6 +67,10 @@ class TrainConfig:
         lambda1, lambda2, tau, use_ssim: Loss weights of Eq. 3.
         ssim_crop: Side of the random cube the SSIM term is taken on, as a fraction of K
             (1: the whole volume, as the paper).
+        deform_weight: Weight of the three deformation channels against the TSDF channel in
+            every term of Eq. 3 (1: the paper's, all channels alike).
+        ssim_fade: Share of the steps over which the SSIM weight lambda2 falls linearly to 0
+            (0: constant, the paper's; 1: it reaches 0 at the last step).
         feature_init_std: Standard deviation of the initial features (authors: 1/3).
         feature_lr_scale: Learning rate of the embedded features as a multiple of ``lr``.
             A feature is only updated when its shape is in the batch (once per epoch), so at
@@ -105,6 +109,8 @@ class TrainConfig:
     tau: float = 1.0
     use_ssim: bool = True
     ssim_crop: float = 0.5
+    deform_weight: float = 1.0
+    ssim_fade: float = 0.0
     feature_init_std: float = 1.0 / 3.0
     feature_lr_scale: float = 10.0
     lambda_rate: float = 0.0
@@ -134,9 +140,11 @@ class TrainConfig:
             raise ConfigError(f"SSIM crop must be a fraction in (0, 1], got {self.ssim_crop}")
         if not 0 < self.feature_lr_scale <= 1000:
             raise ConfigError(f"feature lr scale must be in (0, 1000], got {self.feature_lr_scale}")
+        if not 0 <= self.ssim_fade <= 1:
+            raise ConfigError(f"ssim_fade must be a fraction in [0, 1], got {self.ssim_fade}")
         if not 0 <= self.lambda_rate <= 1000:
             raise ConfigError(f"lambda_rate must be in [0, 1000], got {self.lambda_rate}")
-        if min(self.lambda1, self.lambda2, self.tau) < 0 or self.checkpoint_every < 0:
+        if min(self.lambda1, self.lambda2, self.tau, self.deform_weight) < 0 or self.checkpoint_every < 0:
             raise ConfigError("loss weights, tau and checkpoint_every must be non-negative")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
@@ -159,7 +167,7 @@ class TrainConfig:
     @property
     def loss_weights(self) -> LossWeights:
         """The Eq. 3 weights."""
-        return LossWeights(self.lambda1, self.lambda2, self.tau, self.use_ssim, self.ssim_crop)
+        return LossWeights(self.lambda1, self.lambda2, self.tau, self.use_ssim, self.ssim_crop, self.deform_weight)
 
 
 @dataclass
@@ -311,8 +319,13 @@ class StepObjective:
         specs: dict[str, QuantSpec] | None,
         idx: list[int],
         generator: torch.Generator,
+        progress: float = 0.0,
     ) -> torch.Tensor:
-        """Eq. 3 (+ the coarse head's L1) for the shapes ``idx`` decoded from ``features`` (B, C, K'^3)."""
+        """Eq. 3 (+ the coarse head's L1) for the shapes ``idx`` decoded from ``features`` (B, C, K'^3).
+
+        ``progress`` is the share of the training's steps done, which sets the SSIM weight
+        when ``ssim_fade`` is on.
+        """
         device = features.device
         if self.sampler is None:
             blocks, target = None, self.volumes[idx]
@@ -323,7 +336,10 @@ class StepObjective:
             target = block_targets(self.volumes, idx, blocks)
         out = model(features, specs, blocks=blocks, with_coarse=self.coarse)
         pred, coarse = out if self.coarse else (out, None)
-        loss = volume_loss(pred, target.to(device), self.weights, generator)
+        weights = self.weights
+        if self.tcfg.ssim_fade > 0:
+            weights = replace(weights, lambda2=weights.lambda2 * max(0.0, 1.0 - progress / self.tcfg.ssim_fade))
+        loss = volume_loss(pred, target.to(device), weights, generator)
         if coarse is not None:
             loss = loss + self.tcfg.coarse_weight * (coarse - self.coarse_targets[idx].to(device)).abs().mean()
         return loss
@@ -416,7 +432,8 @@ def train_autodecoder(
             if cancel is not None and cancel():
                 raise KeyboardInterrupt("training cancelled")
             idx = [mine[int(order[(s * tcfg.batch_size + j) % len(mine)])] for j in range(tcfg.batch_size)][: len(mine)]
-            lr = _lr_at(epoch * steps_per_epoch + s, total, tcfg)
+            step = epoch * steps_per_epoch + s
+            lr = _lr_at(step, total, tcfg)
             opt.param_groups[0]["lr"] = lr
             opt.param_groups[1]["lr"] = lr * (tcfg.feature_lr_scale if encoder is None else 1.0)
             if ranges is not None:
@@ -424,7 +441,7 @@ def train_autodecoder(
             specs = _weight_specs(decoder, tcfg, ranges)
             batch_features = features[idx] if encoder is None else encoder(volumes[idx].to(device))
             fspec = _feature_spec(batch_features if encoder is not None else features, tcfg, ranges)
-            loss = objective(model, quantize(batch_features, fspec), specs, idx, crops)
+            loss = objective(model, quantize(batch_features, fspec), specs, idx, crops, step / total)
             if tcfg.lambda_rate > 0:
                 loss = loss + tcfg.lambda_rate * rate_term(
                     dict(decoder.named_parameters()),

@@ -41,3 +41,16 @@ def test_ssim_cube_lies_on_the_surface_and_is_reproducible():
     assert float(a) == float(b)
     whole, same = random_cube(p, t, 1.0, None)
     assert whole is p and same is t
+
+
+def test_deform_weight_scales_only_the_deformation_channels():
+    t = sphere_volume()
+    wrong_deform = t.clone()
+    wrong_deform[:, 1:] = 0.3
+    wrong_tsdf = sphere_volume(shift=0.05)
+    for ssim in (True, False):
+        paper, tsdf_only = LossWeights(use_ssim=ssim), LossWeights(use_ssim=ssim, deform_weight=0.0)
+        assert float(volume_loss(wrong_deform, t, tsdf_only)) < 1e-5 < float(volume_loss(wrong_deform, t, paper))
+        half = float(volume_loss(wrong_deform, t, LossWeights(use_ssim=ssim, deform_weight=0.5)))
+        assert abs(half - 0.5 * float(volume_loss(wrong_deform, t, paper))) < 1e-5
+        assert abs(float(volume_loss(wrong_tsdf, t, tsdf_only)) - float(volume_loss(wrong_tsdf, t, paper))) < 1e-5

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from necgs.errors import ConfigError
-from necgs.model.decoder import decoder_config
-from necgs.training.train import TrainConfig, fit_features, train_autodecoder
+from necgs.model.decoder import Decoder, decoder_config
+from necgs.training.train import StepObjective, TrainConfig, fit_features, train_autodecoder
 
 
 def spheres(K: int, radii) -> torch.Tensor:
@@ -58,7 +58,15 @@ def test_feature_fitting_against_a_frozen_decoder_improves_the_new_shape():
 
 @pytest.mark.parametrize(
     "field, value",
-    [("mode", "sparse"), ("block_size", 12), ("block_size", 4), ("band_fraction", 1.5), ("blocks_per_shape", 0)],
+    [
+        ("mode", "sparse"),
+        ("block_size", 12),
+        ("block_size", 4),
+        ("band_fraction", 1.5),
+        ("blocks_per_shape", 0),
+        ("ssim_fade", 1.5),
+        ("deform_weight", -1.0),
+    ],
 )
 def test_bad_patch_settings_are_refused(field, value):
     with pytest.raises(ConfigError):
@@ -113,3 +121,24 @@ def test_learned_ranges_train_and_are_what_the_codec_stores():
 def test_learned_ranges_need_per_tensor_ranges():
     with pytest.raises(ConfigError):
         TrainConfig(learn_ranges=True, per_tensor_ranges=False).validate()
+
+
+@pytest.mark.parametrize("mode", ["patch", "dense"])
+def test_ssim_fade_lowers_the_ssim_weight_to_zero_over_its_share_of_the_steps(mode):
+    vols = spheres(16, [0.4, 0.6])
+    dcfg = decoder_config(16, 4, feature_channels=4)
+    torch.manual_seed(0)
+    model, features = Decoder(dcfg), torch.randn(2, 4, 4, 4, 4)
+    base = dict(mode=mode, block_size=8, blocks_per_shape=2, batch_size=2, ssim_crop=1.0)
+
+    def loss(progress: float, **cfg) -> float:
+        objective = StepObjective(vols, dcfg, TrainConfig(**base, **cfg))
+        with torch.no_grad():
+            return float(objective(model, features, None, [0, 1], torch.Generator().manual_seed(1), progress))
+
+    assert loss(0.0, ssim_fade=0.5) == pytest.approx(loss(0.0))  # full weight at the start
+    assert loss(0.5, ssim_fade=0.5) == pytest.approx(loss(0.5, use_ssim=False))  # gone at its share
+    assert loss(0.9, ssim_fade=0.5) == pytest.approx(loss(0.9, use_ssim=False))
+    quarter = loss(0.25, ssim_fade=0.5)  # half-way through the fade: the mean of both
+    assert quarter == pytest.approx((loss(0.25) + loss(0.25, use_ssim=False)) / 2)
+    assert loss(0.0) > loss(0.0, use_ssim=False)
