@@ -18,6 +18,13 @@ from necgs.baselines.base import Codec, ProgressFn, register_codec
 from necgs.io.mesh import Mesh
 
 
+def _preset_ssim(name: str) -> bool:
+    """Whether the named preset trains with the SSIM term (unknown names: the quick preset's)."""
+    from necgs.config import PRESETS
+
+    return PRESETS.get(name, PRESETS["quick"]).train.use_ssim
+
+
 def config_from_setting(setting: dict):
     """The :class:`~necgs.config.NecgsConfig` a setting describes (validated)."""
     from necgs.config import preset
@@ -81,10 +88,14 @@ class NecgsCodec(Codec):
     def setting_label(self, setting: dict) -> str:
         if setting.get("prior"):
             return f"prior {Path(str(setting['prior'])).stem}"
-        extras = [k for k in ("ssim", "deform") if setting.get(k) is False]
+        extras = []
+        if setting.get("ssim") is not None and setting["ssim"] != _preset_ssim(setting.get("preset", "quick")):
+            extras.append("ssim" if setting["ssim"] else "no ssim")  # only where it departs from the preset
+        if setting.get("deform") is False:
+            extras.append("no deform")
         if setting.get("autoencoder"):
             extras.append("auto-encoder")
-        tail = f" ({', '.join('no ' + e if e != 'auto-encoder' else e for e in extras)})" if extras else ""
+        tail = f" ({', '.join(extras)})" if extras else ""
         overrides = "".join(
             f" {short}{setting[key]}"
             for key, short in (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from necgs.commands._common import add_device, parse_width, warn
 
 
@@ -14,7 +16,13 @@ def register(sub) -> None:
     )
     p.add_argument("--width", help="decoder size: tiny|small|medium|large|xl|paper, a base width, or w0,w1,...")
     p.add_argument("--epochs", type=int, help="training epochs (overrides the preset)")
-    p.add_argument("--no-ssim", action="store_true", help="ablation: drop the SSIM term of the loss")
+    p.add_argument(
+        "--ssim",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="switch the SSIM term of the loss (the Fig. 8b ablation; default: the preset's, off for quick and "
+        "standard, on for paper)",
+    )
     p.add_argument("--no-deform", action="store_true", help="ablation: plain TSDF volumes, no deformation")
     p.add_argument("--autoencoder", action="store_true", help="ablation: features from a volume encoder (Fig. 8a)")
     p.add_argument("--resolution", type=int, help="volume resolution K, a power of two (overrides the preset)")
@@ -58,7 +66,7 @@ def run(args) -> int:
         width=parse_width(args.width),
         device=args.device,
         epochs=args.epochs,
-        ssim=False if args.no_ssim else None,
+        ssim=args.ssim,
         deform=False if args.no_deform else None,
         autoencoder=args.autoencoder or None,
         resolution=args.resolution,

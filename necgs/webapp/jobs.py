@@ -50,7 +50,7 @@ SHIPPED_RESULTS = Path("benchmarks") / "results" / "rd_humans_ama_k64_presets"
 
 #: Ablation factor -> its variants (name -> overrides of the NeCGS setting); the first is the reference.
 ABLATIONS: dict[str, dict[str, dict]] = {
-    "SSIM term": {"with SSIM": {"ssim": True}, "without SSIM": {"ssim": False}},
+    "SSIM term": {"without SSIM (the presets)": {"ssim": False}, "with SSIM (the paper)": {"ssim": True}},
     "deformation": {"TSDF-Def (with deformation)": {"deform": True}, "plain TSDF": {"deform": False}},
     "resolution K": {"K=32": {"resolution": 32}, "K=16": {"resolution": 16}, "K=64": {"resolution": 64}},
     "decoder size": {"tiny": {"width": "tiny"}, "small": {"width": "small"}, "medium": {"width": "medium"}},

@@ -52,13 +52,13 @@ def test_a_bad_upload_names_the_file_and_the_reason_without_server_paths(tmp_pat
 
 
 def test_ablation_variants_keep_the_reference_first_and_refuse_a_single_value():
-    base = jobs.necgs_settings("tiny", "quick", True, True, False, 20)
+    base = jobs.necgs_settings("tiny", "quick", False, True, False, 20)
     variants = jobs.ablation_variants("bits (weights and features)", ["8 bits", "6 bits"], base)
     assert [(v["weight_bits"], v["feature_bits"]) for v in variants] == [(6, 6), (8, 8)]
     labels = [views.variant_label(v) for v in variants]
     assert len(set(labels)) == 2
     with pytest.raises(NecgsError, match="at least two"):
-        jobs.ablation_variants("SSIM term", ["with SSIM"], base)
+        jobs.ablation_variants("SSIM term", ["with SSIM (the paper)"], base)
     with pytest.raises(NecgsError, match="unknown ablation factor"):
         jobs.ablation_variants("colour", ["a", "b"], base)
     rate = jobs.ablation_variants("rate term lambda_R", ["lambda_R 1", "lambda_R 0", "lambda_R 3"], base)
@@ -127,7 +127,7 @@ def test_variants_get_stable_named_colours_deltas_and_a_matched_peer():
 
 @pytest.fixture(scope="module")
 def run():
-    setting = jobs.necgs_settings("tiny", "quick", True, True, False, 30)
+    setting = jobs.necgs_settings("tiny", "quick", False, True, False, 30)
     return jobs.execute_run("cad", ["necgs", "draco"], [setting], limit=2, n_samples=3000)
 
 
@@ -136,7 +136,7 @@ def test_a_tiny_run_fills_every_view(run):
     assert set(view.table.codec) == {"floor", "necgs", "draco"} and "CD fitted x1e-3" in view.table
     assert view.shapes == ["cad_000", "cad_001"] and view.necgs_keys == ["necgs::quick tiny"]
     assert view.label.startswith(f"run {run}: cad x2, necgs quick tiny")
-    assert views.runs_table().iloc[0][["id", "width", "epochs", "SSIM"]].tolist() == [run, "tiny", "30", "on"]
+    assert views.runs_table().iloc[0][["id", "width", "epochs", "SSIM"]].tolist() == [run, "tiny", "30", "off"]
     peer = views.matched_peer(view.summary, view.necgs_keys[0])
     files = views.viewer_files(run, "cad_000", [view.necgs_keys[0], peer], "t")
     for path in (files.original, *files.coloured):
@@ -299,7 +299,7 @@ def test_a_job_cancelled_after_its_prior_part_leaves_nothing(monkeypatch, tiny_p
     only_priors_in(monkeypatch, tiny_prior_dir)
     cancel = threading.Event()
     variants = jobs.decoder_variants(
-        "both: train a decoder + prior tiny", [jobs.necgs_settings("tiny", "quick", True, True, False, 5)]
+        "both: train a decoder + prior tiny", [jobs.necgs_settings("tiny", "quick", False, True, False, 5)]
     )
     assert [views.variant_label(v) for v in variants] == ["quick tiny", "prior tiny"]
     stages = jobs.run_stages("cad", ["necgs"], variants, 2, 2000, cancel=cancel)
@@ -321,3 +321,11 @@ def test_restoring_a_run_with_a_prior_that_is_gone_names_it(monkeypatch, tmp_pat
     update = handlers.restored_decoder(7, [{"prior": "bodies"}])
     assert "value" not in update and "prior 'bodies', which is not installed here" in update["info"]
     assert handlers.on_decoder_choices("prior: bodies")["value"] == jobs.TRAIN_DECODER
+
+
+def test_labels_name_the_ssim_term_only_where_it_departs_from_the_preset():
+    quick = jobs.necgs_settings("tiny", "quick", False, True, False, None)
+    assert views.variant_label(quick) == "quick tiny"
+    assert views.variant_label({**quick, "ssim": True}) == "quick tiny (ssim)"
+    assert views.variant_label({**quick, "preset": "paper", "width": "paper"}) == "paper paper (no ssim)"
+    assert views.variant_label({**quick, "deform": False}) == "quick tiny (no deform)"
