@@ -25,10 +25,13 @@ import json
 import math
 from dataclasses import replace
 
+import numpy as np
 import torch
 
 from necgs.coding.sections import feature_sections, weight_sections
+from necgs.geometry.dmc import mesh_from_volume
 from necgs.geometry.fit import FitConfig, fit_volumes
+from necgs.metrics import compare_meshes
 from necgs.model.decoder import decoder_config
 from necgs.training.train import TrainConfig, train_autodecoder
 
@@ -45,8 +48,28 @@ def coded_bytes(codec) -> dict:
     return {"weights_bytes": len(weights.data), "feature_bytes": sum(len(s.data) for s in features)}
 
 
-def run_setting(loaded, fitted, K: int, width, steps: int, overrides: dict, samples: int) -> dict:
-    """Train one setting for ``steps`` steps and score its decoded shapes."""
+@torch.no_grad()
+def channel_swaps(codec, fitted, meshes, samples: int) -> dict:
+    """Mean CD with decoded channels swapped for the fitted ones: which channel limits the decode."""
+    decoder, features = codec.decoder("cpu"), codec.features.value()
+    cds: dict[str, list[float]] = {"decoded_tsdf_fitted_deform": [], "fitted_tsdf_decoded_deform": [], "fitted": []}
+    band_error = []
+    for i, mesh in enumerate(meshes):
+        decoded, target = decoder(features[i : i + 1])[0], fitted.volumes[i]
+        band_error.append(float((decoded[0] - target[0])[target[0].abs() < 1].abs().mean()))
+        volumes = {
+            "decoded_tsdf_fitted_deform": torch.cat([decoded[:1], target[1:]]),
+            "fitted_tsdf_decoded_deform": torch.cat([target[:1], decoded[1:]]),
+            "fitted": target,
+        }
+        for key, volume in volumes.items():
+            rec = mesh_from_volume(volume, mesh.name).transformed(fitted.transforms[i], inverse=True)
+            cds[key].append(compare_meshes(rec, mesh, samples).cd)
+    return {f"cd_{k}": float(np.mean(v)) for k, v in cds.items()} | {"tsdf_band_error": float(np.mean(band_error))}
+
+
+def run_setting(loaded, fitted, K: int, width, steps: int, overrides: dict, samples: int, swaps: bool = False) -> dict:
+    """Train one setting for ``steps`` steps and score its decoded shapes (``swaps``: and :func:`channel_swaps`)."""
     n = len(loaded.meshes)
     feature = {"feature_channels": 8, **{k: overrides[k] for k in FEATURE_KEYS if k in overrides}}
     train = {k: v for k, v in overrides.items() if k not in FEATURE_KEYS}
@@ -65,6 +88,7 @@ def run_setting(loaded, fitted, K: int, width, steps: int, overrides: dict, samp
         "cd_median": m["cd_median"],
         "f1_005": m["f1_005"],
         "empty": m["empty"],
+        **(channel_swaps(codec, fitted, loaded.meshes, samples) if swaps else {}),
     }
 
 
@@ -76,6 +100,7 @@ def main() -> None:
     p.add_argument("--K", type=int, default=64)
     p.add_argument("--width", default="small")
     p.add_argument("--samples", type=int, default=30_000)
+    p.add_argument("--channel-swaps", action="store_true", help="also score decoded/fitted channel swaps")
     p.add_argument("--setting", nargs=2, action="append", metavar=("NAME", "JSON"), required=True)
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -92,7 +117,7 @@ def main() -> None:
             "K": args.K,
             "width": args.width,
             "overrides": overrides,
-            **run_setting(loaded, fitted, args.K, width, args.steps, overrides, args.samples),
+            **run_setting(loaded, fitted, args.K, width, args.steps, overrides, args.samples, args.channel_swaps),
             "machine": machine(),
         }
         print(json.dumps(row), flush=True)
