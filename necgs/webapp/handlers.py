@@ -375,9 +375,9 @@ def on_initial_ready(ready: int | None, shown: int | None, request: gr.Request) 
 
 
 def on_factor(factor: str) -> dict:
-    """The variants of an ablation factor (the first two picked)."""
+    """The variants of an ablation factor: the first two picked, or every point of a rate curve."""
     names = list(jobs.ABLATIONS.get(factor, {}))
-    return gr.update(choices=names, value=names[:2])
+    return gr.update(choices=names, value=names if factor == jobs.RATE_CURVE else names[:2])
 
 
 def on_upload(files: list[str] | None) -> dict:

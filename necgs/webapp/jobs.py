@@ -48,6 +48,9 @@ INITIAL_PEERS = ("draco", "decimate-draco")
 #: The benchmark shown on the first page: all 88 AMA bodies against the peers (relative to the checkout).
 SHIPPED_RESULTS = Path("benchmarks") / "results" / "rd_humans_ama_k64_presets"
 
+#: The factor whose variants are points of one rate-distortion curve (``"curve"`` in each setting):
+#: widths x bits, as many points as decimation + Draco's sweep, all picked by default.
+RATE_CURVE = "rate curve (NeCGS as a curve)"
 #: Ablation factor -> its variants (name -> overrides of the NeCGS setting); the first is the reference.
 ABLATIONS: dict[str, dict[str, dict]] = {
     "SSIM term": {"without SSIM (the presets)": {"ssim": False}, "with SSIM (the paper)": {"ssim": True}},
@@ -59,6 +62,19 @@ ABLATIONS: dict[str, dict[str, dict]] = {
         "6 bits": {"weight_bits": 6, "feature_bits": 6},
         "8 bits": {"weight_bits": 8, "feature_bits": 8},
         "4 bits": {"weight_bits": 4, "feature_bits": 4},
+    },
+    RATE_CURVE: {
+        f"{width}, {bits} bits": {"width": width, "weight_bits": bits, "feature_bits": bits, "curve": "rate"}
+        for width, bits in (
+            ("tiny", 4),
+            ("tiny", 6),
+            (10, 5),
+            (10, 6),
+            ("small", 6),
+            ("medium", 5),
+            ("medium", 6),
+            ("large", 6),
+        )
     },
     "rate term lambda_R": {
         "lambda_R 0": {"lambda_rate": 0.0},

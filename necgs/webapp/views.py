@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,7 +65,10 @@ def variant_label(setting: dict) -> str:
 def run_label(run: int, config: dict | None = None) -> str:
     """A run named by its id and its settings: ``run 7: cad x2, necgs quick tiny | quick tiny (no ssim); draco``."""
     config = config if config is not None else run_config(run)
-    variants = " | ".join(variant_label(s) for s in config.get("necgs", []))
+    settings = config.get("necgs", [])
+    curves = Counter(c for c in map(_curve_name, settings) if c)
+    named = [variant_label(s) for s in settings if not _curve_name(s)]
+    variants = " | ".join(named + [f"{name} curve x{n}" for name, n in curves.items()])
     peers = ", ".join(c for c in config.get("codecs", []) if c != "necgs")
     shapes = config.get("shapes") or config.get("limit")
     text = f"run {run}: {config.get('dataset', '?')} x{shapes}, necgs {variants or '-'}"
@@ -172,13 +176,27 @@ def run_choices() -> list[tuple[str, int]]:
 # ---------------------------------------------------------------------------- tables and figures
 def with_series(summary: pd.DataFrame, per_setting: bool) -> pd.DataFrame:
     """Add the ``series`` each row is drawn in: each NeCGS setting its own, named by it
-    (``per_setting``; a stored run), or one per codec (a sweep drawn as a curve)."""
+    (``per_setting``; a stored run), or one per codec (a sweep drawn as a curve). Settings that
+    name a ``curve`` (the rate-curve factor's points) share one series, drawn as a line."""
     out = summary.copy()
     out["series"] = out.codec
     if per_setting:
         nec = out.codec == "necgs"
         out.loc[nec, "series"] = "necgs " + out.loc[nec, "label"].astype(str)
+        if "setting" in out:
+            curves = out.loc[nec, "setting"].map(_curve_name)
+            on_curve = curves.notna()
+            out.loc[curves.index[on_curve], "series"] = "necgs " + curves[on_curve].astype(str) + " curve"
     return out
+
+
+def _curve_name(setting) -> str | None:
+    """The ``curve`` a stored setting (JSON text or dict) belongs to, if any."""
+    try:
+        value = json.loads(setting) if isinstance(setting, str) else setting
+    except ValueError:
+        return None
+    return value.get("curve") if isinstance(value, dict) else None
 
 
 def metrics_table(summary: pd.DataFrame) -> pd.DataFrame:

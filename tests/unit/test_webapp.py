@@ -1,5 +1,6 @@
 """App parts called directly on tiny data; importing and building the page does no work."""
 
+import json
 import time
 import zipfile
 
@@ -329,3 +330,30 @@ def test_labels_name_the_ssim_term_only_where_it_departs_from_the_preset():
     assert views.variant_label({**quick, "ssim": True}) == "quick tiny (ssim)"
     assert views.variant_label({**quick, "preset": "paper", "width": "paper"}) == "paper paper (no ssim)"
     assert views.variant_label({**quick, "deform": False}) == "quick tiny (no deform)"
+
+
+def test_the_rate_curve_factor_is_one_series_with_as_many_points_as_the_peer():
+    from necgs.baselines.base import get_codec
+    from necgs.webapp import handlers
+
+    names = list(jobs.ABLATIONS[jobs.RATE_CURVE])
+    assert handlers.on_factor(jobs.RATE_CURVE)["value"] == names  # every point picked
+    assert handlers.on_factor("SSIM term")["value"] == list(jobs.ABLATIONS["SSIM term"])[:2]
+    base = jobs.necgs_settings("tiny", "quick", False, True, False, 20)
+    variants = jobs.ablation_variants(jobs.RATE_CURVE, names, base)
+    assert len(variants) == len(get_codec("decimate-draco").sweep())
+    labels = [views.variant_label(v) for v in variants]
+    assert len(set(labels)) == len(labels)
+    rows = [("necgs", label, json.dumps(v)) for label, v in zip(labels, variants)]
+    rows += [("necgs", "quick small", json.dumps(base)), ("draco", "q11", "{}"), ("draco", "q8", "{}")]
+    summary = views.with_series(pd.DataFrame(rows, columns=["codec", "label", "setting"]), True)
+    assert summary.series.tolist()[: len(variants)] == ["necgs rate curve"] * len(variants)
+    assert summary.series.tolist()[len(variants) :] == ["necgs quick small", "draco", "draco"]
+    config = {
+        "dataset": "cad",
+        "limit": 2,
+        "necgs": variants,
+        "codecs": ["necgs", "draco"],
+        "ablation": jobs.RATE_CURVE,
+    }
+    assert views.run_label(5, config).startswith(f"run 5: cad x2, necgs rate curve x{len(variants)} [ablation")
