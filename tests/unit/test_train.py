@@ -142,3 +142,14 @@ def test_ssim_fade_lowers_the_ssim_weight_to_zero_over_its_share_of_the_steps(mo
     quarter = loss(0.25, ssim_fade=0.5)  # half-way through the fade: the mean of both
     assert quarter == pytest.approx((loss(0.25) + loss(0.25, use_ssim=False)) / 2)
     assert loss(0.0) > loss(0.0, use_ssim=False)
+
+
+def test_the_repair_keeps_the_start_that_decodes_to_a_surface_with_the_lowest_band_error():
+    from necgs.training.train import _best_starts
+
+    target = spheres(8, [0.5])[:, :1]  # (1, 1, 8, 8, 8): a surface
+    outside = torch.ones_like(target)
+    fits = torch.cat([outside, target + 0.3, target + 0.05, outside, outside * 2, outside * 0.9])
+    targets = target.expand(6, -1, -1, -1, -1)
+    identity = lambda f: f  # noqa: E731  (the "decoder" returns the feature as the volume)
+    assert _best_starts(identity, fits, targets, 3) == [2, 5]  # shape 2: none has a surface, lowest error
