@@ -6,15 +6,21 @@ width as built; DMC is timed on the fitted volumes of real shapes (the surfaces 
 reproduces), since its cost grows with the surface. ``bench_speed.py`` times whole decompressions of
 a trained archive.
 
+With ``--trained-steps N`` each width is first trained for N steps on the shapes (so the
+surface, and so the block-sparse decoder's work, is a real one) and every shape is decoded
+densely and block-sparsely (`necgs.model.blocks.decode_sparse`, blocks of K/8), DMC included,
+as `decompress` does; ``--resolution`` overrides the preset's K (the issue's K = 128 target).
+
 Usage: python benchmarks/bench_decode.py [--dataset humans_ama] [--shapes 8] [--preset standard]
-    [--widths 6 8 12 16] [--threads 2]
-Writes benchmarks/results/decode_<preset>.json.
+    [--widths 6 8 12 16] [--threads 2] [--resolution 128 --trained-steps 300]
+Writes benchmarks/results/decode_<preset>[_k<K>_trained].json.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import torch
 
@@ -22,7 +28,9 @@ from necgs import preset
 from necgs.commands._common import parse_width
 from necgs.geometry.dmc import mesh_from_volume
 from necgs.geometry.fit import fit_volumes
+from necgs.model.blocks import decode_sparse
 from necgs.model.decoder import Decoder
+from necgs.training.train import train_autodecoder
 
 from _common import evenly_spaced, write_json
 
@@ -36,6 +44,40 @@ def time_ms(fn, repeats: int) -> float:
     return 1000 * (time.perf_counter() - t) / repeats
 
 
+def trained_rows(args, cfg, volumes) -> list[dict]:
+    """Per width: train ``--trained-steps`` steps, then time dense and sparse decodes with DMC."""
+    rows = []
+    K = cfg.fit.resolution
+    for w in args.widths:
+        dcfg = preset(args.preset, width=parse_width(w), resolution=K).decoder()
+        per_epoch = -(-len(volumes) // cfg.train.batch_size)
+        tcfg = replace(cfg.train, epochs=max(args.trained_steps // per_epoch, 1), checkpoint_every=0)
+        torch.manual_seed(0)
+        trained = train_autodecoder(volumes, dcfg, tcfg, progress=False)
+        decoder = trained.decoder("cpu").eval()
+        dense, sparse = [], []
+        for i in range(len(volumes)):
+            features = trained.features.value()[i : i + 1]
+            with torch.no_grad():
+                dense.append(time_ms(lambda d=decoder, f=features: mesh_from_volume(d(f)[0]), 3))
+                sparse.append(
+                    time_ms(lambda d=decoder, f=features: mesh_from_volume(decode_sparse(d, f, K // 8)[0]), 3)
+                )
+        rows.append(
+            {
+                "width": w,
+                "K": K,
+                "parameters": decoder.param_count(),
+                "trained_steps": tcfg.epochs * per_epoch,
+                "dense_decode_ms_per_shape": sum(dense) / len(dense),
+                "sparse_decode_ms_per_shape": sum(sparse) / len(sparse),
+                "target_ms": 100,
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--dataset", default="humans_ama")
@@ -43,10 +85,17 @@ def main() -> None:
     p.add_argument("--preset", default="standard")
     p.add_argument("--widths", nargs="+", default=["6", "8", "12", "16"])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--resolution", type=int, help="K (default: the preset's)")
+    p.add_argument("--trained-steps", type=int, default=0, help="train each width first; time dense and sparse")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = preset(args.preset, device="cpu")
+    cfg = preset(args.preset, device="cpu", resolution=args.resolution)
     volumes = fit_volumes(evenly_spaced(args.dataset, args.shapes).meshes, cfg.fit, progress=False).volumes
+    if args.trained_steps:
+        rows = trained_rows(args, cfg, volumes)
+        name = f"decode_{args.preset}_k{cfg.fit.resolution}_trained"
+        print(write_json(name, {"args": vars(args), "K": cfg.fit.resolution, "rows": rows}))
+        return
     dmc_ms = [time_ms(lambda v=v: mesh_from_volume(v), 3) for v in volumes]
     rows = []
     for w in args.widths:
