@@ -46,7 +46,7 @@ METRIC_SAMPLES = 20_000
 INITIAL_CONFIG = {"initial": 1, "dataset": DEFAULT_DATASET, "limit": 24, "width": "tiny", "epochs": 150}
 INITIAL_PEERS = ("draco", "decimate-draco")
 #: The benchmark shown on the first page: all 88 AMA bodies against the peers (relative to the checkout).
-SHIPPED_RESULTS = Path("benchmarks") / "results" / "rd_humans_ama_k64_presets"
+SHIPPED_RESULTS = Path("benchmarks") / "results" / "rd_humans_ama_band_presets"
 
 #: The factor whose variants are points of one rate-distortion curve (``"curve"`` in each setting):
 #: widths x bits, as many points as decimation + Draco's sweep, all picked by default.
