@@ -72,7 +72,7 @@ class NecgsConfig:
 
 
 #: The loss of the quick and standard presets: Eq. 3 without its SSIM term and with the masked L1
-#: weighted 20x on the inner half of the band (|TSDF| < 0.5). With patch training it measured better
+#: at lambda1 100 (the paper: 5) on the inner half of the band (|TSDF| < 0.5). With patch training it measured better
 #: than the paper's weights (lambda1 5, tau 1, SSIM at lambda2 10) on 8 AMA bodies at 2,000 steps (CD
 #: 5.65e-3 -> 4.18e-3, F1 0.56 -> 0.76) and on 24 at 1,000 (9.91e-3 -> 7.30e-3, F1 0.22 -> 0.33);
 #: benchmarks/results/patch_settings.jsonl. The paper preset keeps Eq. 3 as published.
