@@ -20,8 +20,7 @@ def register(sub) -> None:
         "--ssim",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="switch the SSIM term of the loss (the Fig. 8b ablation; default: the preset's, off for quick and "
-        "standard, on for paper)",
+        help="switch the SSIM term of the loss (the Fig. 8b ablation; default: the preset's, on)",
     )
     p.add_argument("--no-deform", action="store_true", help="ablation: plain TSDF volumes, no deformation")
     p.add_argument("--autoencoder", action="store_true", help="ablation: features from a volume encoder (Fig. 8a)")

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from necgs.baselines.base import get_codec
+from necgs.config import PRESETS
 from necgs.errors import NecgsError
 from necgs.evaluation import EvaluationResult, ResultsStore, StageEvent, evaluate
 from necgs.io.datasets import resolve_dataset
@@ -53,7 +54,7 @@ SHIPPED_RESULTS = Path("benchmarks") / "results" / "rd_humans_ama_band_presets"
 RATE_CURVE = "rate curve (NeCGS as a curve)"
 #: Ablation factor -> its variants (name -> overrides of the NeCGS setting); the first is the reference.
 ABLATIONS: dict[str, dict[str, dict]] = {
-    "SSIM term": {"without SSIM (the presets)": {"ssim": False}, "with SSIM (the paper)": {"ssim": True}},
+    "SSIM term": {"with SSIM": {"ssim": True}, "without SSIM": {"ssim": False}},
     "deformation": {"TSDF-Def (with deformation)": {"deform": True}, "plain TSDF": {"deform": False}},
     "resolution K": {"K=32": {"resolution": 32}, "K=16": {"resolution": 16}, "K=64": {"resolution": 64}},
     "decoder size": {"tiny": {"width": "tiny"}, "small": {"width": "small"}, "medium": {"width": "medium"}},
@@ -684,7 +685,8 @@ def ensure_initial_run(progress: Report | None = None) -> int:
     run = cached_initial_run()
     if run is not None:
         return run
-    setting = necgs_settings(INITIAL_CONFIG["width"], "quick", True, True, False, INITIAL_CONFIG["epochs"])
+    ssim = PRESETS["quick"].train.use_ssim
+    setting = necgs_settings(INITIAL_CONFIG["width"], "quick", ssim, True, False, INITIAL_CONFIG["epochs"])
     return execute_run(
         DEFAULT_DATASET,
         ["necgs", *INITIAL_PEERS],

@@ -81,7 +81,7 @@ def build_demo():
                 )
                 epochs = gr.Number(value=150, precision=0, label="training epochs", elem_id="epochs")
                 with gr.Row():
-                    ssim = gr.Checkbox(False, label="SSIM term (paper; off: measured worse with block training)")
+                    ssim = gr.Checkbox(True, label="SSIM term")
                     deform = gr.Checkbox(True, label="deformation")
                     autoencoder = gr.Checkbox(False, label="auto-encoder")
                 peers = gr.CheckboxGroup(

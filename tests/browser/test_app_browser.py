@@ -131,11 +131,11 @@ def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
             page.evaluate("() => [...document.querySelectorAll('#rd_cd .legendtext')].map(e => e.textContent)")
         )
         table = page.inner_text("#summary")
-        for name in ("quick tiny", "quick tiny (ssim)"):
+        for name in ("quick tiny", "quick tiny (no ssim)"):
             assert f"necgs {name}" in legend and name in table
         assert "dCD vs ref" in table
         page.wait_for_selector("#view_variant_0 canvas", timeout=120_000)
-        assert "(ssim)" in page.inner_text("#view_variant_1")
+        assert "no ssim" in page.inner_text("#view_variant_1")
         assert_clean(page, capfd, "3_after_ablation", tmp_path)
 
         # a decoder trained on the set and the prior, beside the peers: the prior's part shows first

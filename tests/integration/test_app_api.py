@@ -28,9 +28,7 @@ def test_run_and_reload_through_the_api(app_url):
 
     client = Client(app_url, verbose=False)
     decoder = "train a decoder for this set"
-    out = client.predict(
-        "cad", None, 2, "tiny", "quick", 20, False, True, False, ["draco"], decoder, api_name="/on_run"
-    )
+    out = client.predict("cad", None, 2, "tiny", "quick", 20, True, True, False, ["draco"], decoder, api_name="/on_run")
     # gr.State outputs are not part of the API: plots, table, per-shape, pickers, overlay, runs table, status
     status = status_text(out[-1])
     match = re.search(r"Run (\d+) done", status)

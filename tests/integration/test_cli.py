@@ -78,12 +78,12 @@ def test_compress_info_decompress_view_round_trip(tmp_path, shared_data):
         "16",
         "--weight-bits",
         "7",
-        "--ssim",
+        "--no-ssim",
     )
     assert r.returncode == 0, r.stderr[-400:]
     from necgs.pipeline import open_archive
 
-    assert open_archive(archive).metadata["config"]["train"]["use_ssim"] is True  # quick's default is off
+    assert open_archive(archive).metadata["config"]["train"]["use_ssim"] is False  # quick's default is on
     info = run_cli("info", str(archive))
     assert info.returncode == 0 and "vs binary PLY" in info.stdout and "K=16 " in info.stdout
     assert "v1.2," in info.stdout

@@ -53,13 +53,13 @@ def test_a_bad_upload_names_the_file_and_the_reason_without_server_paths(tmp_pat
 
 
 def test_ablation_variants_keep_the_reference_first_and_refuse_a_single_value():
-    base = jobs.necgs_settings("tiny", "quick", False, True, False, 20)
+    base = jobs.necgs_settings("tiny", "quick", True, True, False, 20)
     variants = jobs.ablation_variants("bits (weights and features)", ["8 bits", "6 bits"], base)
     assert [(v["weight_bits"], v["feature_bits"]) for v in variants] == [(6, 6), (8, 8)]
     labels = [views.variant_label(v) for v in variants]
     assert len(set(labels)) == 2
     with pytest.raises(NecgsError, match="at least two"):
-        jobs.ablation_variants("SSIM term", ["with SSIM (the paper)"], base)
+        jobs.ablation_variants("SSIM term", ["with SSIM"], base)
     with pytest.raises(NecgsError, match="unknown ablation factor"):
         jobs.ablation_variants("colour", ["a", "b"], base)
     rate = jobs.ablation_variants("rate term lambda_R", ["lambda_R 1", "lambda_R 0", "lambda_R 3"], base)
@@ -128,7 +128,7 @@ def test_variants_get_stable_named_colours_deltas_and_a_matched_peer():
 
 @pytest.fixture(scope="module")
 def run():
-    setting = jobs.necgs_settings("tiny", "quick", False, True, False, 30)
+    setting = jobs.necgs_settings("tiny", "quick", True, True, False, 30)
     return jobs.execute_run("cad", ["necgs", "draco"], [setting], limit=2, n_samples=3000)
 
 
@@ -137,7 +137,7 @@ def test_a_tiny_run_fills_every_view(run):
     assert set(view.table.codec) == {"floor", "necgs", "draco"} and "CD fitted x1e-3" in view.table
     assert view.shapes == ["cad_000", "cad_001"] and view.necgs_keys == ["necgs::quick tiny"]
     assert view.label.startswith(f"run {run}: cad x2, necgs quick tiny")
-    assert views.runs_table().iloc[0][["id", "width", "epochs", "SSIM"]].tolist() == [run, "tiny", "30", "off"]
+    assert views.runs_table().iloc[0][["id", "width", "epochs", "SSIM"]].tolist() == [run, "tiny", "30", "on"]
     peer = views.matched_peer(view.summary, view.necgs_keys[0])
     files = views.viewer_files(run, "cad_000", [view.necgs_keys[0], peer], "t")
     for path in (files.original, *files.coloured):
@@ -300,7 +300,7 @@ def test_a_job_cancelled_after_its_prior_part_leaves_nothing(monkeypatch, tiny_p
     only_priors_in(monkeypatch, tiny_prior_dir)
     cancel = threading.Event()
     variants = jobs.decoder_variants(
-        "both: train a decoder + prior tiny", [jobs.necgs_settings("tiny", "quick", False, True, False, 5)]
+        "both: train a decoder + prior tiny", [jobs.necgs_settings("tiny", "quick", True, True, False, 5)]
     )
     assert [views.variant_label(v) for v in variants] == ["quick tiny", "prior tiny"]
     stages = jobs.run_stages("cad", ["necgs"], variants, 2, 2000, cancel=cancel)
@@ -324,12 +324,20 @@ def test_restoring_a_run_with_a_prior_that_is_gone_names_it(monkeypatch, tmp_pat
     assert handlers.on_decoder_choices("prior: bodies")["value"] == jobs.TRAIN_DECODER
 
 
-def test_labels_name_the_ssim_term_only_where_it_departs_from_the_preset():
-    quick = jobs.necgs_settings("tiny", "quick", False, True, False, None)
+def test_labels_name_the_ssim_term_only_where_it_departs_from_the_preset(monkeypatch):
+    from dataclasses import replace
+
+    from necgs.config import PRESETS
+
+    quick = jobs.necgs_settings("tiny", "quick", True, True, False, None)
     assert views.variant_label(quick) == "quick tiny"
-    assert views.variant_label({**quick, "ssim": True}) == "quick tiny (ssim)"
-    assert views.variant_label({**quick, "preset": "paper", "width": "paper"}) == "paper paper (no ssim)"
-    assert views.variant_label({**quick, "deform": False}) == "quick tiny (no deform)"
+    assert views.variant_label({**quick, "ssim": False}) == "quick tiny (no ssim)"
+    assert views.variant_label({**quick, "deform": False, "ssim": False}) == "quick tiny (no ssim, no deform)"
+    monkeypatch.setitem(
+        PRESETS, "quick", replace(PRESETS["quick"], train=replace(PRESETS["quick"].train, use_ssim=False))
+    )
+    assert views.variant_label(quick) == "quick tiny (ssim)"  # named where it departs from the preset
+    assert views.variant_label({**quick, "ssim": False}) == "quick tiny"
 
 
 def test_the_rate_curve_factor_is_one_series_with_as_many_points_as_the_peer():
@@ -339,7 +347,7 @@ def test_the_rate_curve_factor_is_one_series_with_as_many_points_as_the_peer():
     names = list(jobs.ABLATIONS[jobs.RATE_CURVE])
     assert handlers.on_factor(jobs.RATE_CURVE)["value"] == names  # every point picked
     assert handlers.on_factor("SSIM term")["value"] == list(jobs.ABLATIONS["SSIM term"])[:2]
-    base = jobs.necgs_settings("tiny", "quick", False, True, False, 20)
+    base = jobs.necgs_settings("tiny", "quick", True, True, False, 20)
     variants = jobs.ablation_variants(jobs.RATE_CURVE, names, base)
     assert len(variants) == len(get_codec("decimate-draco").sweep())
     labels = [views.variant_label(v) for v in variants]
