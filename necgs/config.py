@@ -101,6 +101,11 @@ PRESETS: dict[str, NecgsConfig] = {
 }
 
 
+def preset_ssim(name: str | None) -> bool:
+    """Whether the named preset trains with the SSIM term (an unknown or missing name: quick's)."""
+    return PRESETS.get(name or "quick", PRESETS["quick"]).train.use_ssim
+
+
 def preset(
     name: str,
     *,

@@ -15,14 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from necgs.baselines.base import Codec, ProgressFn, register_codec
+from necgs.config import preset_ssim
 from necgs.io.mesh import Mesh
-
-
-def _preset_ssim(name: str) -> bool:
-    """Whether the named preset trains with the SSIM term (unknown names: the quick preset's)."""
-    from necgs.config import PRESETS
-
-    return PRESETS.get(name, PRESETS["quick"]).train.use_ssim
 
 
 def config_from_setting(setting: dict):
@@ -89,7 +83,7 @@ class NecgsCodec(Codec):
         if setting.get("prior"):
             return f"prior {Path(str(setting['prior'])).stem}"
         extras = []
-        if setting.get("ssim") is not None and setting["ssim"] != _preset_ssim(setting.get("preset", "quick")):
+        if setting.get("ssim") is not None and setting["ssim"] != preset_ssim(setting.get("preset")):
             extras.append("ssim" if setting["ssim"] else "no ssim")  # only where it departs from the preset
         if setting.get("deform") is False:
             extras.append("no deform")

@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from necgs.config import PRESETS
+from necgs.config import preset_ssim
 from necgs.errors import NecgsError
 from necgs.evaluation import Cancelled, ResultsStore
 from necgs.webapp import jobs, sessions, teaching, views
@@ -297,7 +297,7 @@ def on_restore(run: int | None) -> list:
             gr.update(value=str(base.get("width", "small"))),
             gr.update(value=base.get("preset", "quick")),
             gr.update(value=base.get("epochs")),
-            gr.update(value=base.get("ssim", PRESETS.get(base.get("preset"), PRESETS["quick"]).train.use_ssim)),
+            gr.update(value=base.get("ssim", preset_ssim(base.get("preset")))),
             gr.update(value=base.get("deform", True)),
             gr.update(value=base.get("autoencoder", False)),
         ]

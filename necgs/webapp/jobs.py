@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from necgs.baselines.base import get_codec
-from necgs.config import PRESETS
+from necgs.config import preset_ssim
 from necgs.errors import NecgsError
 from necgs.evaluation import EvaluationResult, ResultsStore, StageEvent, evaluate
 from necgs.io.datasets import resolve_dataset
@@ -685,8 +685,9 @@ def ensure_initial_run(progress: Report | None = None) -> int:
     run = cached_initial_run()
     if run is not None:
         return run
-    ssim = PRESETS["quick"].train.use_ssim
-    setting = necgs_settings(INITIAL_CONFIG["width"], "quick", ssim, True, False, INITIAL_CONFIG["epochs"])
+    setting = necgs_settings(
+        INITIAL_CONFIG["width"], "quick", preset_ssim("quick"), True, False, INITIAL_CONFIG["epochs"]
+    )
     return execute_run(
         DEFAULT_DATASET,
         ["necgs", *INITIAL_PEERS],

@@ -66,8 +66,9 @@ def run_label(run: int, config: dict | None = None) -> str:
     """A run named by its id and its settings: ``run 7: cad x2, necgs quick tiny | quick tiny (no ssim); draco``."""
     config = config if config is not None else run_config(run)
     settings = config.get("necgs", [])
-    curves = Counter(c for c in map(_curve_name, settings) if c)
-    named = [variant_label(s) for s in settings if not _curve_name(s)]
+    on = [_curve_name(s) for s in settings]
+    curves = Counter(c for c in on if c)
+    named = [variant_label(s) for s, c in zip(settings, on) if not c]
     variants = " | ".join(named + [f"{name} curve x{n}" for name, n in curves.items()])
     peers = ", ".join(c for c in config.get("codecs", []) if c != "necgs")
     shapes = config.get("shapes") or config.get("limit")
