@@ -53,7 +53,6 @@ from necgs.paths import cache_dir
 from necgs.prior import (
     Prior,
     PriorFitConfig,
-    band_errors,
     check_prior,
     find_prior,
     find_prior_by_id,
@@ -65,6 +64,7 @@ from necgs.training.train import (
     QuantizedTensor,
     TrainConfig,
     TrainedCodec,
+    band_errors,
     build_decoder,
     fit_features,
     has_surface,
@@ -345,7 +345,7 @@ def prior_fit_note(prior: Prior, errors: np.ndarray, n_empty: int) -> str | None
 
     Args:
         prior: The prior.
-        errors: (M,) band errors of the new shapes (:func:`necgs.prior.band_errors`).
+        errors: (M,) band errors of the new shapes (:func:`necgs.training.train.band_errors`).
         n_empty: How many of them decode to no surface.
     """
     reference = float(prior.card.get("band_error_median") or BAND_ERROR_LIMIT)

@@ -49,8 +49,8 @@ from necgs.training.train import (
     QuantizedTensor,
     TrainConfig,
     TrainedCodec,
+    band_errors,
     build_decoder,
-    has_surface,
     train_autodecoder,
 )
 
@@ -511,30 +511,6 @@ def train_prior(
 
 
 # ---------------------------------------------------------------------------- using
-@torch.no_grad()
-def band_errors(decoder: Decoder, features: torch.Tensor, volumes: torch.Tensor) -> tuple[np.ndarray, list[int]]:
-    """Per shape, the mean absolute TSDF error of the decode on the band |TSDF| < 1, from one decode.
-
-    Args:
-        decoder: The decoder (inference).
-        features: (N, C, K', K', K') features.
-        volumes: (N, 4, K, K, K) target volumes.
-
-    Returns:
-        (N,) errors in TSDF units (what tells a shape the prior knows from one it does not),
-        and the indices of the shapes whose decode holds no surface.
-    """
-    out, empty = [], []
-    for i in range(features.shape[0]):
-        pred = decoder(features[i : i + 1])[0, 0]
-        target = volumes[i, 0]
-        band = target.abs() < 1
-        out.append(float((pred - target)[band].abs().mean()) if band.any() else 0.0)
-        if not has_surface(pred):
-            empty.append(i)
-    return np.array(out), empty
-
-
 @torch.no_grad()
 def nearest_features(prior: Prior, volumes: torch.Tensor, decoder: Decoder | None = None) -> torch.Tensor:
     """Start features for new shapes: each takes the training feature whose coarse decode is closest.

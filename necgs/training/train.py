@@ -716,13 +716,32 @@ def repair_empty_shapes(
 
 
 @torch.no_grad()
+def band_errors(decoder: Decoder, features: torch.Tensor, volumes: torch.Tensor) -> tuple[np.ndarray, list[int]]:
+    """Per shape, the mean absolute TSDF error of the decode on the band |TSDF| < 1, from one decode.
+
+    Args:
+        decoder: The decoder (inference).
+        features: (N, C, K', K', K') features.
+        volumes: (N, 4, K, K, K) target volumes.
+
+    Returns:
+        (N,) errors in TSDF units (what tells a shape the prior knows from one it does not),
+        and the indices of the shapes whose decode holds no surface.
+    """
+    out, empty = [], []
+    for i in range(features.shape[0]):
+        pred = decoder(features[i : i + 1])[0, 0]
+        target = volumes[i, 0]
+        band = target.abs() < 1
+        out.append(float((pred - target)[band].abs().mean()) if band.any() else 0.0)
+        if not has_surface(pred):
+            empty.append(i)
+    return np.array(out), empty
+
+
 def _best_starts(decoder: Decoder, features: torch.Tensor, volumes: torch.Tensor, k: int) -> list[int]:
     """Per group of ``k`` consecutive fits of one shape, the index of the one that decodes to a
-    surface with the lowest mean |TSDF error| on the band (any fit if none has a surface)."""
-    scores = []
-    for i in range(features.shape[0]):
-        pred, target = decoder(features[i : i + 1])[0, 0], volumes[i, 0]
-        band = target.abs() < 1
-        error = float((pred - target)[band].abs().mean()) if band.any() else 0.0
-        scores.append((not has_surface(pred), error))
+    surface with the lowest band error (:func:`band_errors`; any fit if none has a surface)."""
+    errors, empty = band_errors(decoder, features, volumes)
+    scores = [(i in empty, float(e)) for i, e in enumerate(errors)]
     return [g * k + min(range(k), key=lambda j: scores[g * k + j]) for g in range(features.shape[0] // k)]
