@@ -84,7 +84,7 @@ def measure(loaded, setting: dict, base: dict, samples: int) -> dict:
         width=setting["width"],
         epochs=base["epochs"],
         weight_bits=setting["bits"],
-        feature_bits=setting["bits"],
+        feature_bits=setting.get("feature_bits") or setting["bits"],
         device="cpu",
     )
     cfg = replace(
@@ -160,7 +160,9 @@ def table_point(row: dict) -> str:
     per_shape = (row["feature_bytes"] + row["feature_model_bytes"]) / row["n_shapes"]
     return (
         f"    RatePoint({row['width']!r}, {row['bits']}, {row['lambda']}, {row['weight_bits_per_param']:.3f}, "
-        f"{per_shape:.1f}, {row['cd_mean']:.3e}),"
+        f"{per_shape:.1f}, {row['cd_mean']:.3e}"
+        + (f", feature_bits={row['feature_bits']}" if row.get("feature_bits") else "")
+        + "),"
     )
 
 
@@ -172,6 +174,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--widths", default="small")
     p.add_argument("--bits", default="6")
+    p.add_argument("--feature-bits", type=int, help="bits of the features (default: --bits)")
     p.add_argument("--lambdas", default="0,0.05")
     p.add_argument("--samples", type=int, default=30_000)
     p.add_argument("--target-ratios", help="instead of settings: compress with these --target-ratio values")
@@ -195,6 +198,8 @@ def main() -> None:
                 (float(x) for x in args.lambdas.split(",")), (bool(int(x)) for x in args.learned.split(","))
             ):
                 setting = {"width": width, "bits": bits, "lambda": lam, "learned": learned}
+                if args.feature_bits:
+                    setting["feature_bits"] = args.feature_bits
                 row = measure(loaded, setting, base, args.samples)
                 rows.append(row)
                 print(json.dumps(row), flush=True)

@@ -24,11 +24,14 @@ def main() -> None:
     p.add_argument("--shapes", type=int, help="use this many evenly spaced shapes (default: all)")
     p.add_argument("--codecs", default="necgs,draco,decimate-draco")
     p.add_argument("--bits", type=int, help="quantization bits of weights and features (default: the preset's)")
+    p.add_argument("--feature-bits", type=int, help="quantization bits of the features (default: --bits)")
     p.add_argument("--tag", default="", help="suffix of the results folder")
     args = p.parse_args()
     extra = {"epochs": args.epochs} if args.epochs else {}
     if args.bits:
         extra |= {"weight_bits": args.bits, "feature_bits": args.bits}
+    if args.feature_bits:
+        extra |= {"feature_bits": args.feature_bits}
     settings = [{"preset": args.preset, "width": parse_width(w), **extra} for w in args.widths]
     run_rd(
         args.dataset,

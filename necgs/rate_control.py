@@ -34,11 +34,13 @@ class RatePoint:
 
     Attributes:
         width: Decoder size name or base width.
-        bits: Quantization bits of weights and features.
+        bits: Quantization bits of the decoder weights (and of the features, unless
+            ``feature_bits`` is given).
         lambda_rate: lambda_R of the training.
         weight_bits_per_param: Weights section bits per decoder parameter.
         feature_bytes_per_shape: Feature bytes per shape (its stream and length).
         cd: Mean CD measured with this setting (orders the points by quality).
+        feature_bits: Quantization bits of the features; None: ``bits``.
     """
 
     width: str | int
@@ -47,6 +49,7 @@ class RatePoint:
     weight_bits_per_param: float
     feature_bytes_per_shape: float
     cd: float
+    feature_bits: int | None = None
 
 
 #: JSON metadata header (config, decoder, specs, batches), zlib'd: 1.0 kB measured (8 AMA shapes).
@@ -56,22 +59,26 @@ FRAMING_BYTES = 24
 #: A plan prefers settings predicted at most this share under the target size.
 LANDING_TOLERANCE = 0.1
 
-#: Measured on 8 evenly spaced AMA bodies, preset quick (K = 64, 8^3 blocks, 200 epochs), by
-#: ``benchmarks/bench_rate.py`` (results/rate_ama8_k64_table.json, rate_ama8_k64_medium.json and
-#: the max-abs rows of rate_ama8_learned_k64.json); in order of size. At K = 64 four bits
-#: lose little: a wider decoder at 4 bits beats a narrower one at 6 at equal bytes.
+#: Measured on 8 evenly spaced AMA bodies, preset quick (K = 64, 8^3 blocks, 200 epochs, the band
+#: loss), by ``benchmarks/bench_rate.py`` (results/rate_ama8_k64_band2_table.json and
+#: rate_ama8_k64_band2_fbits4.json); in order of size. CDs are at 30k samples per surface, so they
+#: only order the points. lambda_R > 0 never beat fewer bits at equal bytes
+#: (rate_ama8_k64_band2_lambda.json), so every point trains without the rate term.
 RATE_TABLE: tuple[RatePoint, ...] = (
-    RatePoint("tiny", 4, 0.0, 3.021, 189.2, 1.091e-02),
-    RatePoint("tiny", 5, 0.0, 3.942, 264.8, 1.092e-02),
-    RatePoint(10, 4, 0.0, 2.794, 208.4, 1.047e-02),
-    RatePoint("tiny", 6, 0.0, 4.995, 317.0, 1.012e-02),
-    RatePoint(10, 5, 0.0, 3.899, 275.5, 8.959e-03),
-    RatePoint("small", 4, 0.0, 2.816, 207.6, 9.533e-03),
-    RatePoint(10, 6, 0.0, 4.745, 337.5, 9.502e-03),
-    RatePoint("small", 5, 0.0, 3.651, 277.5, 9.515e-03),
-    RatePoint("small", 6, 0.0, 4.689, 337.5, 9.406e-03),
-    RatePoint("medium", 4, 0.0, 2.717, 197.0, 7.847e-03),
-    RatePoint("medium", 5, 0.0, 3.743, 274.5, 7.547e-03),
+    RatePoint("tiny", 4, 0.0, 2.786, 183.5, 7.920e-03),
+    RatePoint("tiny", 5, 0.0, 3.746, 251.4, 7.693e-03),
+    RatePoint(10, 4, 0.0, 2.788, 200.0, 7.901e-03),
+    RatePoint("tiny", 6, 0.0, 4.790, 337.0, 7.704e-03),
+    RatePoint("small", 4, 0.0, 2.539, 210.8, 7.263e-03),
+    RatePoint(10, 5, 0.0, 3.731, 265.5, 7.560e-03),
+    RatePoint(10, 5, 0.0, 3.850, 202.0, 7.570e-03, feature_bits=4),
+    RatePoint(10, 6, 0.0, 4.645, 194.4, 7.487e-03, feature_bits=4),
+    RatePoint(10, 6, 0.0, 4.763, 333.0, 7.432e-03),
+    RatePoint("small", 5, 0.0, 3.652, 273.5, 7.001e-03),
+    RatePoint("medium", 4, 0.0, 2.413, 204.0, 6.864e-03),
+    RatePoint("small", 6, 0.0, 4.687, 331.4, 6.894e-03),
+    RatePoint("medium", 5, 0.0, 3.507, 275.0, 6.531e-03),
+    RatePoint("medium", 6, 0.0, 4.462, 325.0, 6.456e-03),
 )
 
 
@@ -96,7 +103,8 @@ class RatePlan:
     def describe(self) -> str:
         """One line for the CLI."""
         return (
-            f"rate control: width {self.point.width}, {self.point.bits} bits, lambda_R {self.point.lambda_rate:g}; "
+            f"rate control: width {self.point.width}, {self.point.bits} bits "
+            f"(features {self.point.feature_bits or self.point.bits}), lambda_R {self.point.lambda_rate:g}; "
             f"predicted {self.predicted_bytes} bytes (ratio {self.ply_bytes / self.predicted_bytes:.1f}) "
             f"for a target of {self.target_bytes} bytes (ratio {self.ply_bytes / self.target_bytes:.1f})"
         )
@@ -104,7 +112,12 @@ class RatePlan:
 
 def point_config(base: NecgsConfig, point: RatePoint) -> NecgsConfig:
     """``base`` with the width, bits and lambda_R of ``point``."""
-    train = replace(base.train, weight_bits=point.bits, feature_bits=point.bits, lambda_rate=point.lambda_rate)
+    train = replace(
+        base.train,
+        weight_bits=point.bits,
+        feature_bits=point.feature_bits or point.bits,
+        lambda_rate=point.lambda_rate,
+    )
     return replace(base, width=point.width, train=train).validate()
 
 

@@ -75,3 +75,12 @@ def test_the_committed_table_is_usable():
     assert RATE_TABLE and all(p.weight_bits_per_param > 0 and p.cd > 0 for p in RATE_TABLE)
     plan = plan_rate(preset("quick"), meshes(16), target_bytes=10**9)
     assert plan.predicted_bytes < 10**9
+
+
+def test_a_point_with_its_own_feature_bits_sets_both_bit_depths():
+    point = RatePoint(10, 5, 0.0, 3.8, 200.0, 7.6e-3, feature_bits=4)
+    plan = plan_rate(preset("quick"), meshes(4), target_bytes=10**9, table=(point,))
+    assert (plan.config.train.weight_bits, plan.config.train.feature_bits) == (5, 4)
+    assert "features 4" in plan.describe()
+    same = plan_rate(preset("quick"), meshes(4), target_bytes=10**9, table=(RatePoint(10, 5, 0.0, 3.8, 260.0, 7.6e-3),))
+    assert same.config.train.feature_bits == 5
