@@ -14,6 +14,8 @@ Usage:
     python benchmarks/bench_patch_settings.py --K 32 --setting dense '{"mode": "dense"}'
     python benchmarks/bench_patch_settings.py --shapes 8 --steps 2000 --width 8 \
         --setting c16 '{"feature_channels": 16}' --setting r8 '{"feature_resolution": 8}'
+    python benchmarks/bench_patch_settings.py --width 10 --fit-iterations 50 --fit-samples 10000 \
+        --setting band '{"lambda1": 100, "tau": 0.5, "lambda2": 2}'
 
 Appends one JSON line per setting to benchmarks/results/patch_settings.jsonl.
 """
@@ -100,12 +102,15 @@ def main() -> None:
     p.add_argument("--K", type=int, default=64)
     p.add_argument("--width", default="small")
     p.add_argument("--samples", type=int, default=30_000)
+    p.add_argument("--fit-iterations", type=int, default=100, help="TSDF-Def fitting iterations per shape")
+    p.add_argument("--fit-samples", type=int, default=20_000, help="surface samples per fitting iteration")
     p.add_argument("--channel-swaps", action="store_true", help="also score decoded/fitted channel swaps")
     p.add_argument("--setting", nargs=2, action="append", metavar=("NAME", "JSON"), required=True)
     args = p.parse_args()
     torch.set_num_threads(1)
     loaded = evenly_spaced(args.dataset, args.shapes)
-    fitted = fit_volumes(loaded.meshes, FitConfig(resolution=args.K, iterations=100), progress=False)
+    fit = FitConfig(resolution=args.K, iterations=args.fit_iterations, samples=args.fit_samples)
+    fitted = fit_volumes(loaded.meshes, fit, progress=False)
     width = int(args.width) if args.width.isdigit() else args.width
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name, text in args.setting:
@@ -116,6 +121,7 @@ def main() -> None:
             "shapes": args.shapes,
             "K": args.K,
             "width": args.width,
+            "fit": {"iterations": args.fit_iterations, "samples": args.fit_samples},
             "overrides": overrides,
             **run_setting(loaded, fitted, args.K, width, args.steps, overrides, args.samples, args.channel_swaps),
             "machine": machine(),
