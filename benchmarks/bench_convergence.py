@@ -9,8 +9,10 @@ training with the same shapes, so the two curves can be put side by side.
 Usage:
     python benchmarks/bench_convergence.py --mode dense --resolutions 32 64 --widths 8 12
     python benchmarks/bench_convergence.py --mode patch --tag patch_b16 --block-size 16
+    python benchmarks/bench_convergence.py --merge dense_k64 dense_k64_long patch_b8_k64 --tag k64_all
 
-Writes benchmarks/results/convergence_<tag>.{json,csv} and convergence_<tag>.html (figure).
+Writes benchmarks/results/convergence_<tag>.{json,csv} and convergence_<tag>.html (figure);
+``--merge`` draws the rows of earlier runs (same shapes and samples) in one figure instead.
 Fitted volumes come from the fitting cache (fit once, reused by every run).
 """
 
@@ -132,6 +134,14 @@ def figure(df: pd.DataFrame, path) -> None:
     fig.write_html(path, include_plotlyjs="cdn")
 
 
+def merge(tags: list[str], tag: str) -> None:
+    """One figure and CSV of the rows of earlier runs ``convergence_<tag>.json``."""
+    df = pd.concat(pd.DataFrame(json.loads((RESULTS / f"convergence_{t}.json").read_text())["rows"]) for t in tags)
+    df = df.sort_values(["mode", "K", "width", "steps"])
+    df.to_csv(RESULTS / f"convergence_{tag}.csv", index=False)
+    figure(df, RESULTS / f"convergence_{tag}.html")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="humans_ama")
@@ -151,9 +161,13 @@ def main() -> None:
     p.add_argument("--feature-lr-scale", type=float, default=10.0)
     p.add_argument("--fit-iterations", type=int, default=100)
     p.add_argument("--samples", type=int, default=100_000)
+    p.add_argument("--merge", nargs="+", metavar="TAG", help="only draw these runs' rows in one figure (--tag)")
     args = p.parse_args()
 
     tag = args.tag or args.mode
+    if args.merge:
+        merge(args.merge, tag)
+        return
     loaded = evenly_spaced(args.dataset, args.shapes)
     floors = [sampling_floor(m, args.samples) for m in loaded.meshes]
     floor = {"cd": float(np.mean([f.cd for f in floors])), "f1_005": float(np.mean([f.f1_005 for f in floors]))}
