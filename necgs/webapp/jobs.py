@@ -50,7 +50,8 @@ INITIAL_PEERS = ("draco", "decimate-draco")
 SHIPPED_RESULTS = Path("benchmarks") / "results" / "rd_humans_ama_band_presets"
 
 #: The factor whose variants are points of one rate-distortion curve (``"curve"`` in each setting):
-#: widths x bits, as many points as decimation + Draco's sweep, all picked by default.
+#: widths x bits, as many points as decimation + Draco's sweep, all picked by default. The points are
+#: the lower envelope of the measured rate table (``necgs/rate_control.py``) with the band loss.
 RATE_CURVE = "rate curve (NeCGS as a curve)"
 #: Ablation factor -> its variants (name -> overrides of the NeCGS setting); the first is the reference.
 ABLATIONS: dict[str, dict[str, dict]] = {
@@ -68,13 +69,13 @@ ABLATIONS: dict[str, dict[str, dict]] = {
         f"{width}, {bits} bits": {"width": width, "weight_bits": bits, "feature_bits": bits, "curve": "rate"}
         for width, bits in (
             ("tiny", 4),
-            ("tiny", 6),
-            (10, 5),
+            ("tiny", 5),
+            ("small", 4),
             (10, 6),
-            ("small", 6),
+            ("small", 5),
+            ("medium", 4),
             ("medium", 5),
             ("medium", 6),
-            ("large", 6),
         )
     },
     "rate term lambda_R": {
