@@ -1,9 +1,9 @@
 """Rate control: pick the decoder width, bits and lambda_R that meet a size or ratio target.
 
 The choice comes from a measured table (:data:`RATE_TABLE`, written by
-``benchmarks/bench_rate.py --table``; the raw runs are in
-``benchmarks/results/rate_table.json``). Each point records what one setting cost per
-decoder parameter and per shape's feature, and the CD it reached, on real shapes.
+``benchmarks/bench_rate.py``; the raw runs are in ``benchmarks/results/rate_ama8_k64_band2_*.json``).
+Each point records what one setting cost per decoder parameter and per shape's feature, and
+the CD it reached, on real shapes.
 For a set of N meshes the archive's bytes are predicted as
 
     shape table (exact, from the names and counts) + fixed header
