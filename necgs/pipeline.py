@@ -57,7 +57,7 @@ from necgs.prior import (
     find_prior,
     find_prior_by_id,
     list_priors,
-    nearest_features,
+    start_features,
 )
 from necgs.rate import binary_ply_bytes
 from necgs.training.train import (
@@ -306,7 +306,7 @@ def compress_with_prior(
         fitted.volumes,
         tcfg,
         progress=(lambda e, n, loss, eta: _emit(progress, "train", e, n, f"loss {loss:.4f}")) if progress else False,
-        init=nearest_features(prior, fitted.volumes, decoder),
+        init=start_features(prior, fitted.volumes, decoder),
     )
     seconds["train"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -828,7 +828,7 @@ def add_shapes(
         codec_old,
         fitted.volumes,
         tcfg,
-        init=nearest_features(used_prior, fitted.volumes, codec_old.decoder()) if used_prior is not None else None,
+        init=start_features(used_prior, fitted.volumes, codec_old.decoder()) if used_prior is not None else None,
         progress=(lambda e, n, loss, eta: _emit(progress, "train", e, n, f"loss {loss:.4f}")) if progress else False,
     )
     seconds["train"] = time.perf_counter() - t

@@ -19,11 +19,16 @@ def register(sub) -> None:
     t.add_argument("sources", nargs="+", help="data set names (humans_ama, humans_ama/crane...), folders or zips")
     t.add_argument("-o", "--output", required=True, help="prior file to write (.ncgp)")
     t.add_argument("--name", help="the prior's name (default: the output's stem)")
-    t.add_argument("--steps", type=int, help="training steps (default 15000: about an hour on 2 cores)")
-    t.add_argument("--width", help="decoder size (default 16)")
+    t.add_argument("--steps", type=int, help="training steps (default 8000: about 40 minutes on one core)")
+    t.add_argument("--width", help="decoder size (default small)")
     t.add_argument("--resolution", type=int, help="volume resolution K (default 64)")
     t.add_argument("--lr", type=float, help="peak learning rate (default 4e-3)")
-    t.add_argument("--fit-iterations", type=int, help="fitting iterations per training shape (default 100)")
+    t.add_argument("--fit-iterations", type=int, help="fitting iterations per training shape (default 30)")
+    t.add_argument(
+        "--no-encoder",
+        action="store_true",
+        help="train an auto-decoder prior (new shapes start from the nearest training feature, not an encoder's)",
+    )
     t.add_argument("--init", help="fine-tune from this prior (name or path) instead of a random decoder")
     t.add_argument("--checkpoint-dir", help="checkpoints (default: a cache folder named after the output)")
     t.add_argument("--background", action="store_true", help="run detached; progress goes to OUTPUT.log")
@@ -54,6 +59,8 @@ def _config(args):
         "fit_iterations": args.fit_iterations,
     }
     cfg = replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+    if args.no_encoder:
+        cfg = replace(cfg, encoder_input=None)
     cfg.decoder()
     cfg.fit()
     cfg.train(1)

@@ -194,6 +194,8 @@ class TrainedCodec:
         losses: Mean loss of each epoch.
         seconds: Training time, including the runs a resumed run continues.
         resumed_from: Epoch the run resumed from (0: a fresh run).
+        encoder: The float parameters of the volume encoder, when trained as an auto-encoder
+            (archives never store it; a prior ships it to start new shapes' features).
     """
 
     decoder_cfg: DecoderConfig
@@ -202,6 +204,7 @@ class TrainedCodec:
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
     resumed_from: int = 0
+    encoder: dict[str, torch.Tensor] | None = None
 
     def decoder(self, device: str | torch.device = "cpu") -> Decoder:
         """The decoder with its dequantized parameters (run it with ``specs=None``)."""
@@ -242,11 +245,17 @@ def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 def _config_digest(
-    volumes: torch.Tensor, dcfg: DecoderConfig, tcfg: TrainConfig, init: dict[str, torch.Tensor] | None = None
+    volumes: torch.Tensor,
+    dcfg: DecoderConfig,
+    tcfg: TrainConfig,
+    init: dict[str, torch.Tensor] | None = None,
+    encoder: dict | None = None,
 ) -> str:
     h = hashlib.sha256()
     settings = asdict(tcfg)
     settings.pop("device")
+    if encoder is not None:  # an auto-encoder's checkpoint is never resumed as an auto-decoder's
+        settings["encoder"] = encoder
     h.update(json.dumps([dcfg.to_dict(), settings], sort_keys=True).encode())
     h.update(volumes.numpy().tobytes())
     for name in sorted(init or {}):
@@ -354,6 +363,7 @@ def train_autodecoder(
     progress: TrainProgress | bool = True,
     cancel: Callable[[], bool] | None = None,
     autoencoder: bool = False,
+    encoder_input: int | None = None,
     init_decoder: dict[str, torch.Tensor] | None = None,
 ) -> TrainedCodec:
     """Train features and decoder on the volumes with quantization-aware training.
@@ -367,6 +377,8 @@ def train_autodecoder(
         cancel: Called between steps; returning True stops with :class:`KeyboardInterrupt`.
         autoencoder: Ablation (paper C.3): features come from a ConvNeXt-style encoder of
             the volumes instead of being free parameters; only its outputs are stored.
+        encoder_input: With ``autoencoder``: the encoder average-pools the volumes to this
+            side first (None: the full K^3, the ablation's encoder).
         init_decoder: Decoder parameters to start from instead of a random initialization
             (fine-tuning a prior); they are part of the checkpoint's identity.
 
@@ -394,7 +406,7 @@ def train_autodecoder(
     if autoencoder:
         from necgs.model.encoder import VolumeEncoder
 
-        encoder = VolumeEncoder(dcfg.resolution, kp, dcfg.feature_channels).to(device)
+        encoder = VolumeEncoder(dcfg.resolution, kp, dcfg.feature_channels, input_resolution=encoder_input).to(device)
     model = decoder
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(decoder)
@@ -404,7 +416,8 @@ def train_autodecoder(
     if ranges is not None:
         groups.append({"params": list(ranges.values())})
     opt = torch.optim.Adam(groups, lr=tcfg.lr)
-    digest = _config_digest(volumes, dcfg, tcfg, init_decoder)
+    encoder_key = {"input_resolution": encoder_input} if encoder is not None else None
+    digest = _config_digest(volumes, dcfg, tcfg, init_decoder, encoder_key)
     tag = f".rank{rank}of{world}" if world > 1 else ""
     start_epoch, losses, earlier = 0, [], 0.0
     resumed = _load_checkpoint(checkpoint_dir, tag, digest)
@@ -486,6 +499,8 @@ def train_autodecoder(
     final = _gather_features(features.detach(), mine, world)
     codec = export_codec(decoder, final, tcfg, losses, earlier + time.perf_counter() - t0, ranges)
     codec.resumed_from = start_epoch
+    if encoder is not None:
+        codec.encoder = {name: t.detach().cpu() for name, t in encoder.state_dict().items()}
     return codec
 
 

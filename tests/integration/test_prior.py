@@ -78,6 +78,48 @@ def test_prior_file_is_versioned_hashed_and_records_its_data(tiny):
     assert 0 < again.card["band_error_median"] < 1
 
 
+def test_the_prior_ships_its_encoder_and_starts_new_shapes_from_it(tiny, tmp_path):
+    import torch
+
+    from necgs.geometry.fit import fit_volumes
+    from necgs.prior import nearest_features, start_features
+
+    again = read_prior(tiny.path)
+    assert again.encoder_input == TINY.encoder_input == 16 and set(again.encoder) == set(tiny.encoder)
+    for name, q in tiny.encoder.items():
+        assert (again.encoder[name].symbols == q.symbols).all()
+    volumes = fit_volumes(held_out(2), tiny.fit, progress=False).volumes
+    start = start_features(again, volumes)
+    assert start.shape == (2, *tiny.features.shape[1:])
+    with torch.no_grad():
+        assert torch.allclose(start, again.volume_encoder()(volumes))
+    assert not torch.allclose(start, nearest_features(again, volumes))
+
+
+def test_a_prior_without_an_encoder_starts_from_the_nearest_training_feature(tmp_path):
+    from dataclasses import replace
+
+    path = tmp_path / "ad.ncgp"
+    ad = train_prior(
+        [str(resolve_dataset("cad"))], path, replace(TINY, steps=8, encoder_input=None), checkpoint_dir=tmp_path / "c"
+    )
+    again = read_prior(path)
+    assert ad.encoder is None and again.encoder is None and again.volume_encoder() is None
+    assert again.card["settings"]["encoder_input"] is None
+
+
+def test_an_encoder_that_does_not_fit_its_architecture_is_a_clear_error(tiny, tmp_path):
+    from dataclasses import replace
+
+    from necgs.errors import CorruptArchiveError
+    from necgs.prior import write_prior
+
+    bad = replace(read_prior(tiny.path), encoder_input=8)  # tensors of a 16^3-input encoder
+    write_prior(tmp_path / "bad.ncgp", bad)
+    with pytest.raises(CorruptArchiveError, match="bad.ncgp: prior 'figs': its encoder tensors"):
+        read_prior(tmp_path / "bad.ncgp")
+
+
 def test_held_out_shapes_compress_against_the_prior_and_decode(tiny, tmp_path, no_shipped):
     out = tmp_path / "a.ncgs"
     r = compress(held_out(), out, prior=tiny.path, prior_fit=FAST)
