@@ -1,5 +1,7 @@
 """Rate control: predictions from the measured table, the choice, one-line errors."""
 
+import math
+
 import pytest
 import trimesh
 
@@ -84,3 +86,19 @@ def test_a_point_with_its_own_feature_bits_sets_both_bit_depths():
     assert "features 4" in plan.describe()
     same = plan_rate(preset("quick"), meshes(4), target_bytes=10**9, table=(RatePoint(10, 5, 0.0, 3.8, 260.0, 7.6e-3),))
     assert same.config.train.feature_bits == 5
+
+
+def test_a_ratio_lands_near_the_target_on_either_side():
+    cfg, m = preset("quick"), meshes(16)
+    ply = sum(binary_ply_bytes(x) for x in m)
+    small, big = RatePoint("tiny", 5, 0.0, 3.7, 250.0, 7.7e-3), RatePoint(10, 4, 0.0, 2.8, 200.0, 7.9e-3)
+    b_small, b_big = predict_bytes(cfg, small, m), predict_bytes(cfg, big, m)
+    assert b_small < 0.95 * b_big
+    slightly_under_big = int(b_big / 1.03)  # big is predicted 3% over: within the window, and the only one
+    plan = plan_rate(cfg, m, target_ratio=ply / slightly_under_big, table=(small, big))
+    assert plan.point == big and plan.predicted_bytes > plan.target_bytes
+    between = int((b_small * b_big) ** 0.5 * 1.01)  # none within 5%: the nearest in log size
+    nearest = min((small, big), key=lambda p: abs(math.log(predict_bytes(cfg, p, m) / between)))
+    assert plan_rate(cfg, m, target_ratio=ply / between, table=(small, big)).point == nearest
+    with pytest.raises(ConfigError, match=r"ratio 1e\+06 is out of reach"):
+        plan_rate(cfg, m, target_ratio=1e6, table=(small, big))
