@@ -179,9 +179,13 @@ class PriorFitConfig:
         batch_size: Shapes per step.
         blocks_per_shape: Blocks of each shape per step.
         block_size: Side of a fitting block at resolution K.
-        lr: Peak learning rate of the features (on 4 AMA frames against the first body prior:
-            5e-2 gave CD 46.8e-3 after 150 visits, 2e-2 did worse on an early checkpoint, 1e-1
-            the same).
+        lr: Peak learning rate of the features; None: ``lr_per_std`` x the standard deviation
+            of the prior's training features.
+        lr_per_std: The learning rate per unit of feature scale. The features of an encoder
+            prior are 40x smaller than an auto-decoder's (std 0.04 against 1.6): on 4 samba
+            frames against the encoder prior, lr 5e-2 threw them off (CD 140-207e-3 after 150
+            visits), 1e-2 gave 19-45e-3 and 2e-3 (0.048 x std) 15-22e-3; on the first body
+            prior 5e-2 (0.032 x std) was best of 2e-2, 5e-2 and 1e-1.
         lambda1: Weight of the masked L1 on the band (the presets' band loss).
         tau: Half-width of that band in TSDF units.
         lambda2: Weight of the SSIM term.
@@ -193,7 +197,8 @@ class PriorFitConfig:
     batch_size: int = 16
     blocks_per_shape: int = 16
     block_size: int = 8
-    lr: float = 5e-2
+    lr: float | None = None
+    lr_per_std: float = 0.04
     lambda1: float = BAND_LOSS["lambda1"]
     tau: float = BAND_LOSS["tau"]
     lambda2: float = BAND_LOSS["lambda2"]
@@ -204,9 +209,10 @@ class PriorFitConfig:
 
     def train(self, prior: Prior, device: str = "auto") -> TrainConfig:
         """Feature-fitting settings (:func:`necgs.training.train.fit_features`): ``visits`` epochs."""
+        lr = self.lr if self.lr is not None else max(self.lr_per_std * float(prior.features.value().std()), 1e-6)
         return TrainConfig(
             epochs=self.visits,
-            lr=self.lr,
+            lr=lr,
             feature_lr_scale=1.0,
             batch_size=self.batch_size,
             blocks_per_shape=self.blocks_per_shape,
