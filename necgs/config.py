@@ -5,11 +5,10 @@
              CD 8.5e-3 (F1 0.26) against 11.0e-3 (F1 0.17) for the former quick (K = 32, dense,
              width small, whose decoder has 8% more parameters).
 ``standard`` K = 64, patch training (blocks near the surface, ``TrainConfig.mode``), 600
-             epochs of 4 shapes x 16 blocks of 8^3 per step, width small, and volumes fitted
-             with 50 iterations of 10k samples: on 24 AMA bodies after 1,000 steps they decode
-             to CD 5.49e-3 (F1 0.59) against 5.95e-3 (0.56) for 100 iterations of 20k samples,
-             whose volumes are nearer the meshes but harder to regress
-             (benchmarks/results/fit_settings_ama24.json).
+             epochs of 4 shapes x 16 blocks of 8^3 per step, width small, 8-bit weights and
+             features, volumes fitted with 50 iterations of 10k samples. On all 88 AMA bodies:
+             228x vs binary PLY at CD 4.75e-3, F1 0.67 (at 6 bits: 329x, 5.98e-3, F1 0.51,
+             below quick's 0.54); benchmarks/results/rd_humans_ama_standard_fit50_b8/.
 ``paper``    K = 128, L = 5, the authors' widths, 400 epochs at lr 1e-3 (patch training),
              100 fitting iterations (the paper: 500, which alone take over an hour for 16
              shapes on 2 CPU cores; raise ``fit.iterations`` on a GPU).
@@ -91,7 +90,16 @@ PRESETS: dict[str, NecgsConfig] = {
     "standard": NecgsConfig(
         fit=FitConfig(resolution=64, iterations=50, samples=10_000),
         width="small",
-        train=TrainConfig(epochs=600, mode="patch", batch_size=4, blocks_per_shape=16, block_size=8, **BAND_LOSS),
+        train=TrainConfig(
+            epochs=600,
+            mode="patch",
+            batch_size=4,
+            blocks_per_shape=16,
+            block_size=8,
+            weight_bits=8,
+            feature_bits=8,
+            **BAND_LOSS,
+        ),
     ),
     "paper": NecgsConfig(
         fit=FitConfig(resolution=128, iterations=100, lr=0.01, lr_decay=0.01),
