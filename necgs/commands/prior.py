@@ -22,7 +22,7 @@ def register(sub) -> None:
     t.add_argument("--steps", type=int, help="training steps (default 8000: about 40 minutes on one core)")
     t.add_argument("--width", help="decoder size (default small)")
     t.add_argument("--resolution", type=int, help="volume resolution K (default 64)")
-    t.add_argument("--lr", type=float, help="peak learning rate (default 4e-3)")
+    t.add_argument("--lr", type=float, help="peak learning rate (default 5e-3)")
     t.add_argument("--fit-iterations", type=int, help="fitting iterations per training shape (default 30)")
     t.add_argument(
         "--no-encoder",
