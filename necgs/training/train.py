@@ -758,5 +758,6 @@ def _best_starts(decoder: Decoder, features: torch.Tensor, volumes: torch.Tensor
     """Per group of ``k`` consecutive fits of one shape, the index of the one that decodes to a
     surface with the lowest band error (:func:`band_errors`; any fit if none has a surface)."""
     errors, empty = band_errors(decoder, features, volumes)
-    scores = [(i in empty, float(e)) for i, e in enumerate(errors)]
+    empty_set = set(empty)
+    scores = [(i in empty_set, float(e)) for i, e in enumerate(errors)]
     return [g * k + min(range(k), key=lambda j: scores[g * k + j]) for g in range(features.shape[0] // k)]
