@@ -37,11 +37,20 @@ from _common import evenly_spaced, write_json
 
 def time_ms(fn, repeats: int) -> float:
     """Mean wall milliseconds of ``fn()`` over ``repeats`` calls, after one warm-up call."""
+    return wall_and_cpu_ms(fn, repeats)[0]
+
+
+def wall_and_cpu_ms(fn, repeats: int) -> tuple[float, float]:
+    """Mean wall and process-CPU milliseconds of ``fn()`` over ``repeats`` calls, after a warm-up.
+
+    With one thread the CPU time is what the call costs on an idle core: it does not count the
+    time other jobs on a shared machine hold the core.
+    """
     fn()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         fn()
-    return 1000 * (time.perf_counter() - t) / repeats
+    return 1000 * (time.perf_counter() - t) / repeats, 1000 * (time.process_time() - c) / repeats
 
 
 def trained_rows(args, cfg, volumes) -> list[dict]:
@@ -59,9 +68,9 @@ def trained_rows(args, cfg, volumes) -> list[dict]:
         for i in range(len(volumes)):
             features = trained.features.value()[i : i + 1]
             with torch.no_grad():
-                dense.append(time_ms(lambda d=decoder, f=features: mesh_from_volume(d(f)[0]), 3))
+                dense.append(wall_and_cpu_ms(lambda d=decoder, f=features: mesh_from_volume(d(f)[0]), 3))
                 sparse.append(
-                    time_ms(lambda d=decoder, f=features: mesh_from_volume(decode_sparse(d, f, K // 8)[0]), 3)
+                    wall_and_cpu_ms(lambda d=decoder, f=features: mesh_from_volume(decode_sparse(d, f, K // 8)[0]), 3)
                 )
         rows.append(
             {
@@ -69,8 +78,11 @@ def trained_rows(args, cfg, volumes) -> list[dict]:
                 "K": K,
                 "parameters": decoder.param_count(),
                 "trained_steps": tcfg.epochs * per_epoch,
-                "dense_decode_ms_per_shape": sum(dense) / len(dense),
-                "sparse_decode_ms_per_shape": sum(sparse) / len(sparse),
+                "threads": args.threads,
+                "dense_decode_ms_per_shape": sum(t[0] for t in dense) / len(dense),
+                "sparse_decode_ms_per_shape": sum(t[0] for t in sparse) / len(sparse),
+                "dense_decode_cpu_ms_per_shape": sum(t[1] for t in dense) / len(dense),
+                "sparse_decode_cpu_ms_per_shape": sum(t[1] for t in sparse) / len(sparse),
                 "target_ms": 100,
             }
         )

@@ -45,22 +45,42 @@ def grid_coordinates(K: int, device=None, dtype: torch.dtype = torch.float32) ->
     return torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1)
 
 
-def _cube_codes(inside: torch.Tensor) -> torch.Tensor:
-    """(K-1)^3 int64 case index of every cube from the (K,K,K) inside mask."""
-    n = inside.shape[0] - 1
-    code = torch.zeros((n, n, n), dtype=torch.int64, device=inside.device)
-    for c, (dx, dy, dz) in enumerate(CORNERS.tolist()):
-        code |= inside[dx : dx + n, dy : dy + n, dz : dz + n].to(torch.int64) << c
-    return code
+def _separable_to_table_codes() -> torch.Tensor:
+    """(256,) int64 map from a separable code (bit dz + 2 dy + 4 dx) to the table's corner order."""
+    remap = torch.zeros(256, dtype=torch.int64)
+    for s in range(256):
+        remap[s] = sum(1 << c for c, (dx, dy, dz) in enumerate(CORNERS.tolist()) if s >> (dz + 2 * dy + 4 * dx) & 1)
+    return remap
+
+
+_REMAP = _separable_to_table_codes()
+
+
+def _crossing_cubes(inside: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cubes with a sign change and their case indices, from the (K, K, K) inside mask.
+
+    The 8-bit code is built in three separable uint8 passes (z, then y, then x pairs of
+    nodes), about 4x cheaper than one int64 shift per corner at K = 128; only the
+    crossing cubes are then mapped to the triangle table's corner order.
+
+    Returns:
+        cells (M, 3) int64 lower-node indices and codes (M,) int64 in 1..254.
+    """
+    o = inside.to(torch.uint8)
+    z = o[:, :, :-1] | (o[:, :, 1:] << 1)
+    y = z[:, :-1] | (z[:, 1:] << 2)
+    code = y[:-1] | (y[1:] << 4)
+    cells = torch.nonzero((code != 0) & (code != 255))
+    separable = code[cells[:, 0], cells[:, 1], cells[:, 2]].long()
+    return cells, _REMAP.to(inside.device)[separable]
 
 
 def _active_edges(tsdf: torch.Tensor, iso: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Global ids of the crossing edges used by triangles, and (F, 3) faces indexing them."""
     K = tsdf.shape[0]
     table, lower, axes = _tables(tsdf.device)
-    code = _cube_codes(tsdf < iso)
-    cells = torch.nonzero((code > 0) & (code < 255))  # (M, 3)
-    tris = table[code[cells[:, 0], cells[:, 1], cells[:, 2]]]  # (M, T, 3)
+    cells, codes = _crossing_cubes(tsdf < iso)  # (M, 3), (M,)
+    tris = table[codes]  # (M, T, 3)
     valid = tris[:, :, 0] >= 0
     cell_of_tri = cells[:, None, :].expand(-1, tris.shape[1], -1)[valid]  # (F, 3)
     tri_edges = tris[valid]  # (F, 3) local edge ids

@@ -104,3 +104,20 @@ def test_table_has_every_case():
     t = triangle_table()
     counts = (t[:, :, 0] >= 0).sum(1)
     assert counts[0] == 0 and counts[255] == 0 and np.all(counts[1:255] >= 1)
+
+
+def test_crossing_cubes_match_a_corner_by_corner_case_index():
+    from necgs.geometry.dmc import _crossing_cubes
+    from necgs.geometry.mc_tables import CORNERS
+
+    torch.manual_seed(0)
+    inside = torch.rand(9, 9, 9) < 0.3
+    n = 8
+    code = torch.zeros((n, n, n), dtype=torch.int64)
+    for c, (dx, dy, dz) in enumerate(CORNERS.tolist()):
+        code |= inside[dx : dx + n, dy : dy + n, dz : dz + n].long() << c
+    cells, codes = _crossing_cubes(inside)
+    expected = torch.nonzero((code > 0) & (code < 255))
+    assert torch.equal(cells, expected)
+    assert torch.equal(codes, code[expected[:, 0], expected[:, 1], expected[:, 2]])
+    assert 0 < len(cells) < n**3
