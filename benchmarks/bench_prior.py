@@ -6,13 +6,17 @@ One run on ``--shapes`` evenly spaced shapes of a set:
 - decimation + Draco on a fine sweep, interpolated (log bytes) to each NeCGS point's bytes;
 - the metric's sampling floor;
 - ``--single``: one shape compressed alone against each prior (time, CD), beside the same
-  shape's CD in the set-trained archive.
+  shape's CD in the set-trained archive (or, with ``--set-cd-from``, an earlier run's);
+- ``--fine-tune STEPS``: each prior also with a fine-tuned decoder delta, on the set and alone.
 
 Refuses to run when a shape of the set is in a prior's training data (by source and name).
 
 Usage:
     python benchmarks/bench_prior.py humans_ama/samba --priors bodies general --shapes 16 \\
         --set-trained standard --single 3 --tag samba16
+    python benchmarks/bench_prior.py humans_ama/samba --priors bodies --shapes 16 --single 3 \
+        --fine-tune 100 --set-cd-from benchmarks/results/prior_samba16_bodies_encoder_lr5e-2.json \
+        --tag samba16_bodies_finetune
 
 Writes benchmarks/results/prior_<tag>.json and .csv.
 """
@@ -20,6 +24,7 @@ Writes benchmarks/results/prior_<tag>.json and .csv.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import tempfile
 import time
@@ -31,7 +36,7 @@ import pandas as pd
 from necgs.evaluation import evaluate
 from necgs.metrics import compare_meshes
 from necgs.pipeline import compress, decompress
-from necgs.prior import find_prior, resolve_source
+from necgs.prior import PriorFitConfig, find_prior, resolve_source
 from necgs.rate import binary_ply_bytes
 
 from _common import RESULTS, evenly_spaced, write_json
@@ -90,12 +95,14 @@ def reference_rows(name: str, shapes: list[str], peers: pd.DataFrame, floor_cd: 
     return out
 
 
-def single_shape(prior, mesh, set_cd: float | None) -> dict:
+def single_shape(prior, mesh, set_cd: float | None, fine_tune: int = 0) -> dict:
     """One mesh alone against ``prior``: seconds, bytes, CD (and the set-trained CD of the same shape)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "one.ncgs"
         t = time.perf_counter()
-        r = compress([mesh], path, prior=prior)
+        cpu = time.process_time()
+        r = compress([mesh], path, prior=prior, prior_fit=PriorFitConfig(fine_tune_steps=fine_tune))
+        cpu = time.process_time() - cpu
         seconds = time.perf_counter() - t
         t = time.perf_counter()
         decoded = decompress(path, prior=prior, device="cpu")[0]
@@ -103,8 +110,10 @@ def single_shape(prior, mesh, set_cd: float | None) -> dict:
     m = compare_meshes(decoded, mesh, 100_000)
     return {
         "prior": prior.name,
+        "fine_tune_steps": fine_tune,
         "shape": mesh.name,
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "decode_s": decode_s,
         "bytes": r.bytes,
         "ratio_ply": binary_ply_bytes(mesh) / r.bytes,
@@ -114,6 +123,16 @@ def single_shape(prior, mesh, set_cd: float | None) -> dict:
         "cd_vs_set_trained": m.cd / set_cd if set_cd else None,
         "notes": r.notes,
     }
+
+
+def earlier_set_cd(path: str | None, shape: str) -> float | None:
+    """The set-trained CD of ``shape`` recorded in an earlier run's single rows, if any."""
+    if not path:
+        return None
+    for row in json.loads(Path(path).read_text()).get("single", []):
+        if row.get("shape") == shape and row.get("set_trained_cd"):
+            return float(row["set_trained_cd"])
+    return None
 
 
 def main() -> None:
@@ -128,6 +147,14 @@ def main() -> None:
         help="instead of --set-trained: a bench_rd.py results folder on the same shapes",
     )
     p.add_argument("--single", type=int, nargs="*", default=[], help="indices of shapes to compress alone")
+    p.add_argument(
+        "--fine-tune", type=int, default=0, metavar="STEPS", help="also each prior with a fine-tuned decoder delta"
+    )
+    p.add_argument(
+        "--set-cd-from",
+        help="with --single and no set-trained run: an earlier prior_<tag>.json whose single rows hold the "
+        "set-trained CD of the same shapes",
+    )
     p.add_argument("--tag", required=True)
     args = p.parse_args()
 
@@ -137,6 +164,8 @@ def main() -> None:
     for prior in priors:
         check_held_out(prior, label, [m.name for m in loaded.meshes])
     settings = [{"prior": str(prior.path)} for prior in priors]
+    if args.fine_tune:
+        settings += [{"prior": str(prior.path), "fine_tune": args.fine_tune} for prior in priors]
     if args.set_trained:
         settings.append({"preset": args.set_trained, "width": args.set_width})
     t0 = time.time()
@@ -179,9 +208,10 @@ def main() -> None:
     for i in args.single:
         mesh = loaded.meshes[i]
         hit = set_rows[set_rows["shape"] == mesh.name]
-        set_cd = float(hit.cd.iloc[0]) if len(hit) else None
+        set_cd = float(hit.cd.iloc[0]) if len(hit) else earlier_set_cd(args.set_cd_from, mesh.name)
         for prior in priors:
-            singles.append(single_shape(prior, mesh, set_cd))
+            for steps in sorted({0, args.fine_tune}):
+                singles.append(single_shape(prior, mesh, set_cd, steps))
     RESULTS.mkdir(parents=True, exist_ok=True)
     table.to_csv(RESULTS / f"prior_{args.tag}.csv", index=False)
     write_json(

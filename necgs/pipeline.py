@@ -60,6 +60,7 @@ from necgs.prior import (
     start_features,
 )
 from necgs.rate import binary_ply_bytes
+from necgs.training.fine_tune import apply_delta, fine_tune_decoder
 from necgs.training.train import (
     QuantizedTensor,
     TrainConfig,
@@ -81,6 +82,8 @@ FORMAT = "necgs"
 BAND_ERROR_LIMIT = 0.2
 #: Minor version of archives that name a prior instead of holding a decoder (others stay 1.2).
 PRIOR_MINOR = 3
+#: Minor version of archives that hold a fine-tuned delta of their prior's decoder.
+DELTA_MINOR = 4
 #: progress(stage, done, total, detail) — stages: fit, train, code, decode.
 StageProgress = Callable[[str, int, int, str], None]
 
@@ -271,7 +274,10 @@ def compress_with_prior(
     config: NecgsConfig | None = None,
     progress: StageProgress | None = None,
 ) -> CompressResult:
-    """Compress meshes against a frozen prior: only their features are fitted and stored.
+    """Compress meshes against a frozen prior: their features (and optionally a decoder delta) are stored.
+
+    With ``fit.fine_tune_steps`` the prior's weights are fine-tuned on the shapes after the
+    features are fitted, and the archive stores the coded change (:mod:`necgs.training.fine_tune`).
 
     Args:
         source: Meshes (anything :func:`compress` takes; one mesh is fine).
@@ -308,12 +314,25 @@ def compress_with_prior(
         progress=(lambda e, n, loss, eta: _emit(progress, "train", e, n, f"loss {loss:.4f}")) if progress else False,
         init=start_features(prior, fitted.volumes, decoder),
     )
+    delta = None
+    if fit.fine_tune_steps:
+        delta, features = fine_tune_decoder(
+            prior.codec(),
+            fitted.volumes,
+            features,
+            replace(tcfg, blocks_per_shape=fit.fine_tune_blocks),
+            fit.fine_tune_steps,
+            fit.fine_tune_lr,
+            fit.delta_multiple,
+            fit.delta_bits,
+        )
+        decoder = apply_delta(decoder, delta)
     seconds["train"] = time.perf_counter() - t
     t = time.perf_counter()
     shapes = [
         _shape_record(m, tr, b, batch=0) for m, tr, b in zip(loaded.meshes, fitted.transforms, loaded.source_bytes)
     ]
-    size = write_prior_archive(output, prior, features, shapes, seconds["train"], coder)
+    size = write_prior_archive(output, prior, features, shapes, seconds["train"], coder, delta)
     seconds["code"] = time.perf_counter() - t
     t = time.perf_counter()
     errors, empty_at = band_errors(decoder, features.value(), fitted.volumes)
@@ -360,24 +379,40 @@ def prior_fit_note(prior: Prior, errors: np.ndarray, n_empty: int) -> str | None
 
 
 def write_prior_archive(
-    output, prior: Prior, features: QuantizedTensor, shapes: list[dict], seconds: float, coder: str = "auto"
+    output,
+    prior: Prior,
+    features: QuantizedTensor,
+    shapes: list[dict],
+    seconds: float,
+    coder: str = "auto",
+    delta: dict[str, QuantizedTensor] | None = None,
 ) -> int:
-    """Write a format 1.3 archive that names ``prior`` by id instead of holding a decoder.
+    """Write an archive that names ``prior`` by id instead of holding a decoder.
+
+    Without ``delta`` it is format 1.3 and names the prior under ``"prior"``. With a decoder
+    delta it is format 1.4: the prior is named under ``"prior_delta"`` (with the delta's
+    description) and the delta is section ``delta``, so a 1.3 reader finds neither a prior
+    nor a decoder and refuses the file instead of decoding it with the bare prior.
 
     The settings stored are only what decoding needs (deformation on, the coder); fitting more
     shapes (``add``) takes the prior's frame and :class:`PriorFitConfig`.
     """
     fmeta, fsections = feature_sections(features, 0, coder, shared=prior.feature_model)
+    ref = {"id": prior.id, "name": prior.name}
+    sections = [Section("shapes", pack_shapes(shapes)), *fsections]
+    if delta is not None:
+        dmeta, dsection = weight_sections(delta, coder, name="delta")
+        sections.append(dsection)
     metadata = {
         "format": FORMAT,
         "library_version": __version__,
         "config": {"deform": True, "coder": coder},
         "decoder": prior.decoder_cfg.to_dict(),
-        "prior": {"id": prior.id, "name": prior.name},
+        **({"prior": ref} if delta is None else {"prior_delta": {**ref, "delta": dmeta}}),
         "batches": [{"batch": 0, "mode": "prior", "features": fmeta}],
         "train_seconds": round(seconds, 3),
     }
-    return write_archive(output, metadata, [Section("shapes", pack_shapes(shapes)), *fsections], PRIOR_MINOR)
+    return write_archive(output, metadata, sections, PRIOR_MINOR if delta is None else DELTA_MINOR)
 
 
 def decoded_cd(archive: str | os.PathLike, meshes: Sequence[Mesh], prior: Prior | None = None) -> float:
@@ -525,7 +560,17 @@ class OpenedArchive:
     @property
     def prior_ref(self) -> dict | None:
         """``{"id", "name"}`` of the prior this archive was compressed against, if any."""
-        return self.metadata.get("prior")
+        ref = self.metadata.get("prior") or self.metadata.get("prior_delta")
+        return None if ref is None else {"id": ref.get("id"), "name": ref.get("name")}
+
+    @property
+    def has_delta(self) -> bool:
+        """Whether the archive holds a fine-tuned delta of its prior's decoder (format 1.4)."""
+        return "prior_delta" in self.metadata
+
+    def delta(self) -> dict[str, QuantizedTensor]:
+        """The decoder delta's quantized tensors (section ``delta``)."""
+        return read_weights(self.reader, self.metadata["prior_delta"]["delta"], True, name="delta")
 
     def prior(self) -> Prior | None:
         """The prior the archive needs: the one given (checked by id) or an installed one."""
@@ -552,7 +597,8 @@ class OpenedArchive:
     def decoder(self, device="cpu") -> Decoder:
         """The decoder rebuilt from its symbols."""
         try:
-            return build_decoder(self.decoder_cfg, self.weights(), device)
+            decoder = build_decoder(self.decoder_cfg, self.weights(), device)
+            return apply_delta(decoder, self.delta()) if self.has_delta else decoder
         except (ConfigError, KeyError, TypeError, ValueError) as exc:
             raise CorruptArchiveError(f"{self.reader.name}: decoder does not match its description ({exc})") from None
 
@@ -721,7 +767,7 @@ def describe(archive: str | os.PathLike) -> dict:
         feature_sections = [
             k for k in sizes if k.startswith(("feature.", "features.")) and not k.startswith("features.model.")
         ]
-        weights_bytes = sizes.get("weights", 0)
+        weights_bytes = sizes.get("weights", 0) + sizes.get("delta", 0)
         model_bytes = sum(v for k, v in sizes.items() if k.startswith("features.model."))
         feature_bytes = sum(sizes[k] for k in feature_sections)
         shapes = []
@@ -794,6 +840,11 @@ def add_shapes(
         The :class:`CompressResult` of the grown archive (names of all shapes).
     """
     with open_archive(archive, prior=prior) as arc:
+        if arc.has_delta:
+            raise NecgsError(
+                f"{arc.reader.name}: shapes cannot be added to an archive with a fine-tuned decoder delta; "
+                "compress the whole set again"
+            )
         used_prior = arc.prior()
         if used_prior is not None:  # the prior's frame and the feature-fitting budget of compress --prior
             fit_cfg, train_cfg = PriorFitConfig().fit(used_prior), PriorFitConfig().train(used_prior)

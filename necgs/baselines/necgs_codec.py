@@ -5,7 +5,8 @@ Settings: ``preset`` (quick|standard|paper), ``width`` and ``lambda_rate`` (the 
 knobs: decoder size and lambda_R of the rate term), ``epochs``, ``resolution``,
 ``weight_bits``, ``feature_bits``, ``train_mode`` (patch or dense), ``ssim``, ``deform``
 and ``autoencoder`` (the ablations), and ``prior`` (a prior's name or path: only the features
-are fitted, against that pretrained decoder, :mod:`necgs.prior`).
+are fitted, against that pretrained decoder, :mod:`necgs.prior`) with optional ``fine_tune``
+steps (a coded delta of the prior's decoder, :mod:`necgs.training.fine_tune`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,15 @@ def config_from_setting(setting: dict):
     )
 
 
+def prior_fit_from_setting(setting: dict):
+    """The :class:`necgs.prior.PriorFitConfig` of a prior setting with ``fine_tune`` steps, else None."""
+    if not setting.get("fine_tune"):
+        return None
+    from necgs.prior import PriorFitConfig
+
+    return PriorFitConfig(fine_tune_steps=int(setting["fine_tune"]))
+
+
 @register_codec
 class NecgsCodec(Codec):
     """NeCGS: TSDF-Def volumes + quantization-aware auto-decoder + entropy coding."""
@@ -68,6 +78,7 @@ class NecgsCodec(Codec):
                 progress=stage_cb,
                 checkpoint_dir=Path(tmp) / "ckpt",
                 prior=setting.get("prior"),
+                prior_fit=prior_fit_from_setting(setting),
             )
             return [path.read_bytes()]
 
@@ -81,7 +92,8 @@ class NecgsCodec(Codec):
 
     def setting_label(self, setting: dict) -> str:
         if setting.get("prior"):
-            return f"prior {Path(str(setting['prior'])).stem}"
+            tuned = f" + fine-tune {setting['fine_tune']}" if setting.get("fine_tune") else ""
+            return f"prior {Path(str(setting['prior'])).stem}{tuned}"
         extras = []
         if setting.get("ssim") is not None and setting["ssim"] != preset_ssim(setting.get("preset")):
             extras.append("ssim" if setting["ssim"] else "no ssim")  # only where it departs from the preset

@@ -52,6 +52,14 @@ def register(sub) -> None:
         help="compress against a pretrained decoder: a name (necgs prior list), a .ncgp path, or auto "
         "(the better of the installed priors and a set-trained decoder)",
     )
+    p.add_argument(
+        "--fine-tune",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="with --prior: also fine-tune the prior's decoder for STEPS steps and store the coded change "
+        "(about 15 kB; one unseen body: CD 19e-3 -> 5.6e-3 after 100 steps)",
+    )
     p.add_argument("--nproc", type=int, default=1, help="processes for distributed training (torchrun on this machine)")
     add_device(p)
     p.set_defaults(func=run)
@@ -98,7 +106,15 @@ def run(args) -> int:
         return code
     from necgs.pipeline import compress
 
-    result = compress(args.source, args.output, cfg, **targets, prior=args.prior)
+    prior_fit = None
+    if args.fine_tune:
+        from necgs.errors import ConfigError
+        from necgs.prior import PriorFitConfig
+
+        if not args.prior or args.prior == "auto":
+            raise ConfigError("--fine-tune fine-tunes a named prior's decoder: give --prior NAME|PATH")
+        prior_fit = PriorFitConfig(fine_tune_steps=args.fine_tune)
+    result = compress(args.source, args.output, cfg, **targets, prior=args.prior, prior_fit=prior_fit)
     for failure in result.failures:
         warn(f"skipped {failure}")
     for note in result.notes:

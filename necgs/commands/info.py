@@ -20,11 +20,11 @@ def run(args) -> int:
         print(json.dumps(d, indent=2))
         return 0
     print(f"{d['file']}: necgs archive v{d['version']}, {d['n_shapes']} shapes, {d['bytes']} bytes")
-    where = (
-        f"in prior {d['prior']['name']!r} (id {d['prior']['id']}), not in the archive"
-        if d.get("prior")
-        else f"{d['weights_bytes']} bytes"
-    )
+    where = f"{d['weights_bytes']} bytes"
+    if d.get("prior"):
+        where = f"in prior {d['prior']['name']!r} (id {d['prior']['id']}), " + (
+            f"plus a fine-tuned delta of {d['weights_bytes']} bytes" if d["weights_bytes"] else "not in the archive"
+        )
     print(
         f"  decoder  K={d['decoder']['resolution']} widths={d['decoder']['widths']} "
         f"({d['decoder_parameters']} parameters): {where}"

@@ -295,3 +295,43 @@ def test_the_tool_says_when_a_prior_fits_badly(tiny):
     assert "1 without surface" in prior_fit_note(good, np.array([0.06]), 1)
     weak = dc_replace(tiny, card={**tiny.card, "band_error_median": 0.47})  # a prior that fits nothing well
     assert prior_fit_note(weak, np.array([BAND_ERROR_LIMIT + 0.05]), 0) is not None
+
+
+def test_a_fine_tuned_delta_decodes_closer_is_coded_and_refused_by_add(tiny, tmp_path, no_shipped):
+    from necgs.metrics import compare_meshes
+    from necgs.pipeline import add_shapes, open_archive
+
+    shapes = held_out(1)
+    plain, tuned = tmp_path / "plain.ncgs", tmp_path / "tuned.ncgs"
+    compress(shapes, plain, prior=tiny, prior_fit=FAST)
+    r = compress(shapes, tuned, prior=tiny, prior_fit=PriorFitConfig(fit_iterations=0, visits=60, fine_tune_steps=60))
+    d = describe(tuned)
+    assert d["version"] == "1.4" and d["prior"]["id"] == tiny.id and 0 < d["weights_bytes"] < r.bytes
+    cd = [compare_meshes(decompress(p, prior=tiny)[0], shapes[0], 20_000).cd for p in (plain, tuned)]
+    assert cd[1] < 0.8 * cd[0], cd
+    with open_archive(tuned, prior=tiny) as arc:
+        assert arc.has_delta and set(arc.delta()) == set(dict(arc.decoder().named_parameters()))
+    with pytest.raises(NecgsError, match="fine-tuned decoder delta"):
+        add_shapes(tuned, held_out(2)[1:], tmp_path / "grown.ncgs", epochs=5, prior=tiny)
+    assert not (tmp_path / "grown.ncgs").exists()
+
+
+def test_a_reader_that_ignores_the_delta_refuses_the_archive(tiny, tmp_path, no_shipped, monkeypatch):
+    """A 1.3 reader looks for "prior" or "weights"; a delta archive has neither, so it fails loudly."""
+    from necgs.errors import CorruptArchiveError
+    from necgs.pipeline import OpenedArchive
+
+    out = tmp_path / "tuned.ncgs"
+    compress(held_out(1), out, prior=tiny, prior_fit=PriorFitConfig(fit_iterations=0, visits=5, fine_tune_steps=2))
+    monkeypatch.setattr(OpenedArchive, "prior_ref", property(lambda self: self.metadata.get("prior")))
+    monkeypatch.setattr(OpenedArchive, "has_delta", property(lambda self: False))
+    with pytest.raises(CorruptArchiveError, match="decoder does not match"):
+        decompress(out, prior=tiny)
+
+
+@pytest.mark.parametrize("field, value", [("fine_tune_steps", -1), ("delta_multiple", 0), ("delta_bits", 1)])
+def test_fine_tuning_settings_out_of_range_are_refused(field, value):
+    from necgs.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="must be in"):
+        PriorFitConfig(**{field: value})
