@@ -168,10 +168,14 @@ def _relative(source: str, folder: Path) -> str:
 
 
 # ---------------------------------------------------------------------------- decoder choice
-#: The decoder choices: a decoder trained on the set (the default), a prior, or both.
+#: The decoder choices: a decoder trained on the set (the default), a prior, both, or a prior
+#: with and without a fine-tuned delta of its decoder.
 TRAIN_DECODER = "train a decoder for this set"
 PRIOR_CHOICE = "prior: "
 BOTH_CHOICE = "both: train a decoder + prior "
+FINE_TUNE_CHOICE = "prior, and prior + fine-tuned delta: "
+#: Fine-tuning steps of the app's fine-tuned prior variant (``compress --fine-tune``).
+FINE_TUNE_STEPS = 100
 
 
 def installed_priors() -> list[dict]:
@@ -190,7 +194,7 @@ def decoder_choices(priors: list[dict] | None = None) -> list[str]:
     priors = installed_priors() if priors is None else priors
     out = [TRAIN_DECODER]
     for info in priors:
-        out += [f"{PRIOR_CHOICE}{info['name']}", f"{BOTH_CHOICE}{info['name']}"]
+        out += [f"{PRIOR_CHOICE}{info['name']}", f"{BOTH_CHOICE}{info['name']}", f"{FINE_TUNE_CHOICE}{info['name']}"]
     return out
 
 
@@ -207,18 +211,22 @@ def decoder_note(priors: list[dict] | None = None) -> str:
     return f"A prior is a decoder pretrained on other shapes; only each shape's feature is fitted: {described}."
 
 
-def parse_decoder(choice: str | None) -> tuple[bool, str | None]:
-    """(train a decoder on the set?, the prior's name or None) of a decoder choice.
+def parse_decoder(choice: str | None) -> tuple[bool, str | None, bool]:
+    """(train a decoder on the set?, the prior's name or None, add a fine-tuned prior?) of a choice.
 
     Raises:
         NecgsError: Not one of :func:`decoder_choices`' forms.
     """
     text = str(choice or TRAIN_DECODER)
     if text == TRAIN_DECODER:
-        return True, None
-    for prefix, train in ((PRIOR_CHOICE, False), (BOTH_CHOICE, True)):
+        return True, None, False
+    for prefix, train, tune in (
+        (PRIOR_CHOICE, False, False),
+        (BOTH_CHOICE, True, False),
+        (FINE_TUNE_CHOICE, False, True),
+    ):
         if text.startswith(prefix) and text[len(prefix) :].strip():
-            return train, text[len(prefix) :].strip()
+            return train, text[len(prefix) :].strip(), tune
     raise NecgsError(f"unknown decoder choice {text!r}; choose {TRAIN_DECODER!r} or an installed prior")
 
 
@@ -227,6 +235,8 @@ def decoder_choice(settings: list[dict]) -> str:
     priors = [str(s["prior"]) for s in settings if is_prior(s)]
     if not priors:
         return TRAIN_DECODER
+    if any(s.get("fine_tune") for s in settings):
+        return f"{FINE_TUNE_CHOICE}{priors[0]}"
     trained = any(not is_prior(s) for s in settings)
     return f"{BOTH_CHOICE if trained else PRIOR_CHOICE}{priors[0]}"
 
@@ -262,8 +272,11 @@ def decoder_variants(choice: str | None, trained: list[dict], always_train: bool
     Raises:
         NecgsError: An unknown choice or a prior that is missing or damaged.
     """
-    train, prior = parse_decoder(choice)
-    return (list(trained) if train or always_train else []) + ([prior_setting(prior)] if prior else [])
+    train, prior, tune = parse_decoder(choice)
+    priors = [prior_setting(prior)] if prior else []
+    if tune:
+        priors.append({**priors[0], "fine_tune": FINE_TUNE_STEPS})
+    return (list(trained) if train or always_train else []) + priors
 
 
 # ---------------------------------------------------------------------------- settings

@@ -159,7 +159,8 @@ def runs_table() -> pd.DataFrame:
 def decoder_text(settings: list[dict]) -> str:
     """How a run's NeCGS decoders were made: ``trained``, ``prior bodies`` or ``trained + prior bodies``."""
     trained = ["trained"] if any(not s.get("prior") for s in settings) else []
-    return " + ".join(trained + [f"prior {s['prior']}" for s in settings if s.get("prior")])
+    priors = [f"prior {s['prior']}" + (" fine-tuned" if s.get("fine_tune") else "") for s in settings if s.get("prior")]
+    return " + ".join(trained + priors)
 
 
 def run_choices() -> list[tuple[str, int]]:

@@ -208,20 +208,30 @@ def test_decoder_choices_round_trip_and_with_no_prior_only_training(monkeypatch,
         jobs.TRAIN_DECODER,
         "prior: bodies",
         "both: train a decoder + prior bodies",
+        "prior, and prior + fine-tuned delta: bodies",
         "prior: cad",
         "both: train a decoder + prior cad",
+        "prior, and prior + fine-tuned delta: cad",
     ]
-    assert [jobs.parse_decoder(c) for c in choices[:3]] == [(True, None), (False, "bodies"), (True, "bodies")]
+    assert [jobs.parse_decoder(c) for c in choices[:4]] == [
+        (True, None, False),
+        (False, "bodies", False),
+        (True, "bodies", False),
+        (False, "bodies", True),
+    ]
     trained = {"preset": "quick", "width": "tiny"}
+    tuned = {"prior": "bodies", "fine_tune": jobs.FINE_TUNE_STEPS}
     for choice, settings in (
         (jobs.TRAIN_DECODER, [trained]),
         ("prior: bodies", [{"prior": "bodies"}]),
         ("both: train a decoder + prior bodies", [trained, {"prior": "bodies"}]),
+        ("prior, and prior + fine-tuned delta: bodies", [{"prior": "bodies"}, tuned]),
     ):
         assert jobs.decoder_choice(settings) == choice
     with pytest.raises(NecgsError, match="unknown decoder choice"):
         jobs.parse_decoder("prior:")
     assert views.decoder_text([trained, {"prior": "bodies"}]) == "trained + prior bodies"
+    assert views.decoder_text([{"prior": "bodies"}, tuned]) == "prior bodies + prior bodies fine-tuned"
 
 
 def test_a_missing_or_broken_prior_is_one_clear_line(monkeypatch, tiny_prior_dir, tmp_path):
