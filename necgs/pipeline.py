@@ -307,11 +307,14 @@ def compress_with_prior(
     t = time.perf_counter()
     tcfg = fit.train(prior, device)
     decoder = prior.decoder()
+    units = tcfg.epochs + fit.fine_tune_steps  # the train stage: feature visits, then fine-tuning steps
     features = fit_features(
         prior.codec(),
         fitted.volumes,
         tcfg,
-        progress=(lambda e, n, loss, eta: _emit(progress, "train", e, n, f"loss {loss:.4f}")) if progress else False,
+        progress=(lambda e, n, loss, eta: _emit(progress, "train", e, units, f"loss {loss:.4f}"))
+        if progress
+        else False,
         init=start_features(prior, fitted.volumes, decoder),
     )
     delta = None
@@ -325,6 +328,11 @@ def compress_with_prior(
             fit.fine_tune_lr,
             fit.delta_multiple,
             fit.delta_bits,
+            progress=(
+                (lambda k, n, loss: _emit(progress, "train", tcfg.epochs + k, units, f"fine-tune loss {loss:.4f}"))
+                if progress
+                else None
+            ),
         )
         decoder = apply_delta(decoder, delta)
     seconds["train"] = time.perf_counter() - t

@@ -200,7 +200,8 @@ class PriorFitConfig:
             steps: 16 gave CD 6.7e-3, 32 5.6e-3).
         delta_multiple: A delta step in steps of the prior's weight grid. Measured on that
             frame after 100 steps: 1 gave CD 4.9e-3 for 40.8 kB of delta, 2 5.4e-3 for 26.5 kB,
-            4 5.6e-3 for 15.5 kB.
+            4 5.6e-3 for 15.5 kB (through the pipeline with 50 visits first: 5.4e-3 for
+            17.8 kB; 8: 7.0e-3 for 8.6 kB; 16: 14.2e-3 for 2.1 kB).
         delta_bits: Bits of a delta symbol (a weight may move by up to 2^(bits-1) delta steps).
     """
 

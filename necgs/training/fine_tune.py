@@ -10,6 +10,8 @@ weight's change on a grid ``multiple`` times as coarse as the prior's own, so mo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from necgs.model.decoder import Decoder, DecoderConfig
@@ -92,6 +94,7 @@ def fine_tune_decoder(
     lr: float,
     multiple: int,
     bits: int,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> tuple[dict[str, QuantizedTensor], QuantizedTensor]:
     """Train a delta of ``codec``'s decoder together with the shapes' features.
 
@@ -104,6 +107,7 @@ def fine_tune_decoder(
         lr: Learning rate of the decoder's weights (Adam, constant).
         multiple: Delta step in frozen-grid steps (:func:`delta_specs`).
         bits: Bits of a delta symbol.
+        progress: Called after every step with (steps done, steps, loss).
 
     Returns:
         The delta (quantized, by parameter name) and the shapes' fitted features.
@@ -119,11 +123,13 @@ def fine_tune_decoder(
     objective = StepObjective(volumes, codec.decoder_cfg, tcfg)
     m = volumes.shape[0]
     generator = torch.Generator().manual_seed(tcfg.seed)
-    for _ in range(steps):
+    for step in range(steps):
         idx = torch.randperm(m, generator=generator)[: tcfg.batch_size].tolist()
         loss = objective(decoder, quantize(feats[idx], spec), None, idx, generator)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if progress is not None:
+            progress(step + 1, steps, float(loss.detach()))
     fitted = feats.detach().cpu()
     return decoder.delta(), QuantizedTensor(to_symbols(fitted, spec), spec, tuple(fitted.shape))

@@ -30,6 +30,8 @@ WIDTH_COST = {"tiny": 1.0, "small": 2.0, "medium": 4.0, "large": 8.0}
 PRIOR_FIT_S = 0.8
 PRIOR_VISIT_S = 0.015
 PRIOR_START_S = 2.0  # reading the prior and choosing each shape's starting feature
+#: Per shape and fine-tuning step at K = 64, 32 blocks (one AMA frame: 100 steps in about 5 s).
+FINE_TUNE_STEP_S = 0.05
 NECGS_STAGES = ("fit", "train", "code")
 
 #: report(fraction in [0, 1], description)
@@ -62,10 +64,12 @@ def prior_weights(setting: dict, n_shapes: int) -> dict[str, float]:
     from necgs.prior import PriorFitConfig, list_priors
 
     K = next((int(p["resolution"] or 32) for p in list_priors() if p["name"] == setting["prior"]), 32)
-    fit = PriorFitConfig()
+    fit = PriorFitConfig(fine_tune_steps=int(setting.get("fine_tune") or 0))
+    visits = fit.fine_tune_visits if fit.fine_tune_steps else fit.visits
+    tuning = FINE_TUNE_STEP_S * n_shapes * fit.fine_tune_steps * fit.fine_tune_blocks / 32 * (K / 64)
     return {
         "fit": PRIOR_START_S + PRIOR_FIT_S * n_shapes * (K / 32) * fit.fit_iterations / 20,
-        "train": PRIOR_VISIT_S * n_shapes * fit.visits * (1 + 0.5 * (K / 32 - 1)),
+        "train": PRIOR_VISIT_S * n_shapes * visits * (1 + 0.5 * (K / 32 - 1)) + tuning,
         "code": 0.5 + 0.1 * n_shapes,
         "decode": DECODE_S * n_shapes * (K / 32) ** 3,
         "metrics": METRICS_S * n_shapes,

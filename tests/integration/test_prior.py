@@ -304,7 +304,17 @@ def test_a_fine_tuned_delta_decodes_closer_is_coded_and_refused_by_add(tiny, tmp
     shapes = held_out(1)
     plain, tuned = tmp_path / "plain.ncgs", tmp_path / "tuned.ncgs"
     compress(shapes, plain, prior=tiny, prior_fit=FAST)
-    r = compress(shapes, tuned, prior=tiny, prior_fit=PriorFitConfig(fit_iterations=0, visits=60, fine_tune_steps=60))
+    events = []
+    r = compress(
+        shapes,
+        tuned,
+        prior=tiny,
+        prior_fit=PriorFitConfig(fit_iterations=0, fine_tune_visits=60, fine_tune_steps=60),
+        progress=lambda stage, done, total, detail="": events.append((stage, done, total, detail)),
+    )
+    train = [(d, t) for stage, d, t, _ in events if stage == "train"]
+    assert train[-1] == (120, 120) and all(a[0] <= b[0] for a, b in zip(train, train[1:]))
+    assert any("fine-tune" in detail for *_, detail in events)
     d = describe(tuned)
     assert d["version"] == "1.4" and d["prior"]["id"] == tiny.id and 0 < d["weights_bytes"] < r.bytes
     cd = [compare_meshes(decompress(p, prior=tiny)[0], shapes[0], 20_000).cd for p in (plain, tuned)]
