@@ -190,14 +190,17 @@ class PriorFitConfig:
         tau: Half-width of that band in TSDF units.
         lambda2: Weight of the SSIM term.
         fine_tune_steps: After the features are fitted, steps that also train a coded delta
-            of the prior's decoder (0: the archive holds features only). On one unseen AMA
-            frame against the body prior: 19.1e-3 without, 5.6e-3 after 100 steps.
+            of the prior's decoder (0: the archive holds features only). On one unseen samba
+            frame against the body prior (its CD in a set-trained archive: 3.96e-3): 22.2e-3
+            without, 4.5e-3 after 200 steps of 16 blocks (20 kB, 9.4 s of CPU).
         fine_tune_visits: Feature updates per shape before fine-tuning (instead of
             ``visits``; fine-tuning updates the features too). On that frame with 100 steps:
             50 visits gave CD 5.4e-3 in 8.3 s of CPU, 150 visits 5.6e-3 in 10.3 s.
         fine_tune_lr: Learning rate of the decoder's weights while fine-tuning.
-        fine_tune_blocks: Blocks of each shape per fine-tuning step (on that frame after 100
-            steps: 16 gave CD 6.7e-3, 32 5.6e-3).
+        fine_tune_blocks: Blocks of each shape per fine-tuning step. On the samba frame, lr
+            1e-3: 200 steps x 16 blocks 4.5e-3 (9.4 s of CPU), 150 x 32 4.6e-3 (10.2 s),
+            100 x 32 6.7e-3 (6.5 s), 150 x 16 5.5e-3 (7.3 s), 300 x 8 6.4e-3 (9.5 s); lr 2e-3
+            with 100 x 32 5.3e-3 for 24 kB.
         delta_multiple: A delta step in steps of the prior's weight grid. Measured on that
             frame after 100 steps: 1 gave CD 4.9e-3 for 40.8 kB of delta, 2 5.4e-3 for 26.5 kB,
             4 5.6e-3 for 15.5 kB (through the pipeline with 50 visits first: 5.4e-3 for
@@ -219,7 +222,7 @@ class PriorFitConfig:
     fine_tune_steps: int = 0
     fine_tune_visits: int = 50
     fine_tune_lr: float = 1e-3
-    fine_tune_blocks: int = 32
+    fine_tune_blocks: int = 16
     delta_multiple: int = 4
     delta_bits: int = 6
 

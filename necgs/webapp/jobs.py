@@ -175,7 +175,7 @@ PRIOR_CHOICE = "prior: "
 BOTH_CHOICE = "both: train a decoder + prior "
 FINE_TUNE_CHOICE = "prior, and prior + fine-tuned delta: "
 #: Fine-tuning steps of the app's fine-tuned prior variant (``compress --fine-tune``).
-FINE_TUNE_STEPS = 100
+FINE_TUNE_STEPS = 200
 
 
 def installed_priors() -> list[dict]:

@@ -249,6 +249,16 @@ def test_cli_prior_train_list_info_compress_decompress(tmp_path):
     assert r.returncode == 2 and "needs prior 'mini'" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("compress", str(one), "-o", str(tmp_path / "x.ncgs"), "--prior", "nosuch", env=env)
     assert r.returncode == 2 and "no prior named 'nosuch'" in r.stderr
+    tuned = tmp_path / "t.ncgs"
+    r = run_cli("compress", str(one), "-o", str(tuned), "--prior", "mini", "--fine-tune", "3", env=env)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("info", str(tuned), env=env)
+    assert "v1.4" in r.stdout and "plus a fine-tuned delta of" in r.stdout
+    r = run_cli("decompress", str(tuned), "-o", str(tmp_path / "dec2"), env=env)
+    assert r.returncode == 0 and len(list((tmp_path / "dec2").iterdir())) == 1, r.stderr
+    r = run_cli("compress", str(one), "-o", str(tmp_path / "y.ncgs"), "--fine-tune", env=env)
+    assert r.returncode == 2 and "give --prior NAME|PATH" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "y.ncgs").exists()
 
 
 def test_add_grows_a_prior_archive_against_the_same_prior(tiny, tmp_path, no_shipped):
