@@ -404,7 +404,7 @@ def read_prior(path: str | os.PathLike) -> Prior:
             weights = read_weights(reader, meta["weights"])
             features = read_weights(reader, meta["features"], name="features")["features"]
             model, _ = model_from_bytes(reader.read_section("features.model"))
-            fit = FitConfig(**meta["fit"]).validate()
+            fit = FitConfig(**{"thin_voxels": 0.0, **meta["fit"]}).validate()  # files before the setting
             prior = Prior(str(meta["name"]), cfg, weights, features, model, fit, dict(meta.get("card", {})), Path(path))
             if "encoder" in meta:
                 prior.encoder = read_weights(reader, meta["encoder"]["tensors"], name="encoder")

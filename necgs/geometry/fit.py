@@ -50,6 +50,8 @@ class FitConfig:
         deform_weight: Weight of the L1 penalty on deformations (half-voxel units).
         seed: Seed of the surface sampling.
         device: "auto", "cpu" or "cuda".
+        thin_voxels: Parts thinner than a grid step become slabs of this half-thickness in
+            voxels instead of vanishing (0: off, the paper's TSDF).
     """
 
     resolution: int = 64
@@ -63,6 +65,7 @@ class FitConfig:
     deform_weight: float = 1e-4
     seed: int = 0
     device: str = "auto"
+    thin_voxels: float = 0.0
 
     def validate(self) -> FitConfig:
         """Raise :class:`ConfigError` on any out-of-range setting; returns self."""
@@ -79,6 +82,8 @@ class FitConfig:
             raise ConfigError("fit lr must be in (0, 1] and lr_decay in (0, 1]")
         if not 100 <= self.samples <= 10_000_000:
             raise ConfigError(f"fit samples must be in [100, 1e7], got {self.samples}")
+        if not 0 <= self.thin_voxels <= 2:
+            raise ConfigError(f"thin-part half-thickness must be in [0, 2] voxels, got {self.thin_voxels}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
         return self
@@ -87,6 +92,8 @@ class FitConfig:
         """Digest of every setting that changes the fitted volume (not the device)."""
         settings = asdict(self)
         settings.pop("device")
+        if not settings["thin_voxels"]:
+            settings.pop("thin_voxels")  # volumes fitted before the setting existed keep their key
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -141,7 +148,7 @@ def fit_volume(vertices: np.ndarray, faces: np.ndarray, cfg: FitConfig) -> torch
         (4, K, K, K) float32 CPU tensor, all channels in [-1, 1].
     """
     K = cfg.resolution
-    tsdf0 = torch.from_numpy(tsdf_volume(vertices, faces, K, cfg.truncation_voxels))
+    tsdf0 = torch.from_numpy(tsdf_volume(vertices, faces, K, cfg.truncation_voxels, cfg.thin_voxels))
     if cfg.backend == "none" or cfg.iterations == 0:
         return torch.cat([tsdf0[None], torch.zeros((3, K, K, K))])
     if cfg.backend == "nvdiffrast":

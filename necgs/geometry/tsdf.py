@@ -28,7 +28,9 @@ def grid_points(K: int) -> np.ndarray:
     return np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
 
 
-def tsdf_volume(vertices: np.ndarray, faces: np.ndarray, K: int, truncation_voxels: float = 2.0) -> np.ndarray:
+def tsdf_volume(
+    vertices: np.ndarray, faces: np.ndarray, K: int, truncation_voxels: float = 2.0, thin_voxels: float = 0.0
+) -> np.ndarray:
     """TSDF of a mesh (already in the grid frame) on the K^3 grid nodes.
 
     Args:
@@ -36,6 +38,8 @@ def tsdf_volume(vertices: np.ndarray, faces: np.ndarray, K: int, truncation_voxe
         faces: (F, 3) triangle indices.
         K: Nodes per axis (power of two, 8..256).
         truncation_voxels: Truncation distance in voxels.
+        thin_voxels: Parts thinner than a grid step become slabs of this half-thickness (in
+            voxels) instead of vanishing (:func:`necgs.geometry.sdf.signed_distance`); 0: off.
 
     Returns:
         (K, K, K) float32 clip(sdf / (truncation_voxels * h), -1, 1), negative inside.
@@ -53,5 +57,5 @@ def tsdf_volume(vertices: np.ndarray, faces: np.ndarray, K: int, truncation_voxe
     if not np.all(np.isfinite(vertices)):
         raise MeshError("tsdf", "mesh has non-finite coordinates")
     h = voxel_size(K)
-    sdf = signed_distance(vertices, faces, grid_points(K), shell=0.5 * h)
+    sdf = signed_distance(vertices, faces, grid_points(K), shell=0.5 * h, thin=thin_voxels * h, probe=h)
     return np.clip(sdf / (truncation_voxels * h), -1.0, 1.0).reshape(K, K, K).astype(np.float32)

@@ -112,3 +112,42 @@ def test_fitting_in_two_threads_gives_the_same_volumes_in_the_same_order():
     assert two.names == one.names == [m.name for m in meshes]
     assert torch.equal(one.volumes, two.volumes)
     assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
+def _boxes(*specs):
+    """One mesh of axis-aligned boxes, each (extents, centre)."""
+    parts = [trimesh.creation.box(extents=e, transform=trimesh.transformations.translation_matrix(c)) for e, c in specs]
+    return trimesh.util.concatenate(parts)
+
+
+def test_an_ear_thinner_than_a_voxel_survives_as_a_slab_only_with_thin_parts_on():
+    K = 32
+    h = voxel_size(K)
+    # a thick body (x < 0) with a thin plate (an ear) sticking out along +x at z = 0.007
+    body = _boxes(((0.8, 0.8, 0.8), (-0.4, 0.0, 0.0)), ((0.9, 0.6, 0.2 * h), (0.45, 0.013, 0.007)))
+    off = tsdf_volume(body.vertices, body.faces, K)
+    on = tsdf_volume(body.vertices, body.faces, K, thin_voxels=0.55)
+    ear = grid_points(K)[:, 0].reshape(K, K, K) > 0.15  # nodes beside the plate, away from the body
+    assert (off[ear] > 0).all()  # no node is inside the plate: it vanishes
+    assert (on[ear] < 0).any()
+    assert np.array_equal(
+        on[grid_points(K)[:, 0].reshape(K, K, K) < -0.1], off[grid_points(K)[:, 0].reshape(K, K, K) < -0.1]
+    )
+    mesh = mesh_from_volume(torch.cat([torch.from_numpy(on)[None], torch.zeros(3, K, K, K)]))
+    plate = mesh.vertices[mesh.vertices[:, 0] > 0.2]
+    assert len(plate) > 50 and np.abs(plate[:, 2] - 0.007).max() < 1.1 * h  # a slab around the plate
+
+
+def test_thick_parts_and_narrow_gaps_keep_their_sign_with_thin_parts_on():
+    K = 32
+    h = voxel_size(K)
+    two = _boxes(((0.6, 1.0, 1.0), (-0.33 - 0.15 * h, 0, 0)), ((0.6, 1.0, 1.0), (0.33 + 0.15 * h, 0, 0)))
+    off = tsdf_volume(two.vertices, two.faces, K)
+    on = tsdf_volume(two.vertices, two.faces, K, thin_voxels=0.55)
+    assert np.array_equal(on, off)  # thick boxes with a gap narrower than a voxel between them
+
+
+def test_thin_part_setting_is_validated_and_keys_the_cache():
+    with pytest.raises(ConfigError, match="thin-part"):
+        FitConfig(thin_voxels=3).validate()
+    assert FitConfig().cache_key() != FitConfig(thin_voxels=0.55).cache_key()
