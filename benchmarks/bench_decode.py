@@ -12,8 +12,8 @@ densely and block-sparsely (`necgs.model.blocks.decode_sparse`, blocks of K/8), 
 as `decompress` does; ``--resolution`` overrides the preset's K (the issue's K = 128 target).
 
 Usage: python benchmarks/bench_decode.py [--dataset humans_ama] [--shapes 8] [--preset standard]
-    [--widths 6 8 12 16] [--threads 2] [--resolution 128 --trained-steps 300]
-Writes benchmarks/results/decode_<preset>[_k<K>_trained].json.
+    [--widths 6 8 12 16] [--threads 2] [--resolution 128 --trained-steps 300] [--tag _2threads]
+Writes benchmarks/results/decode_<preset>[_k<K>_trained]<tag>.json.
 """
 
 from __future__ import annotations
@@ -99,13 +99,14 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--resolution", type=int, help="K (default: the preset's)")
     p.add_argument("--trained-steps", type=int, default=0, help="train each width first; time dense and sparse")
+    p.add_argument("--tag", default="", help="suffix of the results file")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg = preset(args.preset, device="cpu", resolution=args.resolution)
     volumes = fit_volumes(evenly_spaced(args.dataset, args.shapes).meshes, cfg.fit, progress=False).volumes
     if args.trained_steps:
         rows = trained_rows(args, cfg, volumes)
-        name = f"decode_{args.preset}_k{cfg.fit.resolution}_trained"
+        name = f"decode_{args.preset}_k{cfg.fit.resolution}_trained{args.tag}"
         print(write_json(name, {"args": vars(args), "K": cfg.fit.resolution, "rows": rows}))
         return
     dmc_ms = [time_ms(lambda v=v: mesh_from_volume(v), 3) for v in volumes]
@@ -128,7 +129,7 @@ def main() -> None:
             }
         )
         print(rows[-1], flush=True)
-    print(write_json(f"decode_{args.preset}", {"args": vars(args), "K": cfg.fit.resolution, "rows": rows}))
+    print(write_json(f"decode_{args.preset}{args.tag}", {"args": vars(args), "K": cfg.fit.resolution, "rows": rows}))
 
 
 if __name__ == "__main__":
