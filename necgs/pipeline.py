@@ -569,7 +569,11 @@ class OpenedArchive:
     def prior_ref(self) -> dict | None:
         """``{"id", "name"}`` of the prior this archive was compressed against, if any."""
         ref = self.metadata.get("prior") or self.metadata.get("prior_delta")
-        return None if ref is None else {"id": ref.get("id"), "name": ref.get("name")}
+        if ref is None:
+            return None
+        if not isinstance(ref, dict):
+            raise CorruptArchiveError(f"{self.reader.name}: malformed prior reference")
+        return {"id": ref.get("id"), "name": ref.get("name")}
 
     @property
     def has_delta(self) -> bool:

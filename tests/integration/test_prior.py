@@ -349,6 +349,28 @@ def test_a_reader_that_ignores_the_delta_refuses_the_archive(tiny, tmp_path, no_
         decompress(out, prior=tiny)
 
 
+def test_a_malformed_or_missing_delta_is_a_clear_error(tiny, tmp_path, no_shipped):
+    import json
+
+    from necgs.coding.archive import ArchiveReader, Section, write_archive
+    from necgs.errors import CorruptArchiveError
+    from necgs.pipeline import DELTA_MINOR
+
+    out = tmp_path / "tuned.ncgs"
+    compress(held_out(1), out, prior=tiny, prior_fit=PriorFitConfig(fit_iterations=0, visits=5, fine_tune_steps=2))
+    reader = ArchiveReader(out)
+    meta = json.loads(json.dumps(reader.metadata))
+    sections = [Section(n, reader.read_section(n), reader.section_info(n).info) for n in reader.section_names()]
+    reader.close()
+    for name, changed, kept in (
+        ("ref.ncgs", {**meta, "prior_delta": "x"}, sections),
+        ("nodelta.ncgs", meta, [x for x in sections if x.name != "delta"]),
+    ):
+        write_archive(tmp_path / name, changed, kept, DELTA_MINOR)
+        with pytest.raises(CorruptArchiveError, match=name):
+            decompress(tmp_path / name, prior=tiny)
+
+
 @pytest.mark.parametrize("field, value", [("fine_tune_steps", -1), ("delta_multiple", 0), ("delta_bits", 1)])
 def test_fine_tuning_settings_out_of_range_are_refused(field, value):
     from necgs.errors import ConfigError
