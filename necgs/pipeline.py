@@ -306,10 +306,11 @@ def compress_with_prior(
     seconds["fit"] = time.perf_counter() - t
     t = time.perf_counter()
     tcfg = fit.train(prior, device)
-    decoder = prior.decoder()
+    codec = prior.codec()
+    decoder = codec.decoder()
     units = tcfg.epochs + fit.fine_tune_steps  # the train stage: feature visits, then fine-tuning steps
     features = fit_features(
-        prior.codec(),
+        codec,
         fitted.volumes,
         tcfg,
         progress=(lambda e, n, loss, eta: _emit(progress, "train", e, units, f"loss {loss:.4f}"))
@@ -320,7 +321,7 @@ def compress_with_prior(
     delta = None
     if fit.fine_tune_steps:
         delta, features = fine_tune_decoder(
-            prior.codec(),
+            codec,
             fitted.volumes,
             features,
             replace(tcfg, blocks_per_shape=fit.fine_tune_blocks),
