@@ -43,7 +43,7 @@ from necgs.coding.streams import (
 from necgs.config import NecgsConfig, preset
 from necgs.errors import ConfigError, CorruptArchiveError, NecgsError
 from necgs.geometry.dmc import mesh_from_volume
-from necgs.geometry.fit import FitConfig, fit_volumes, resolve_device
+from necgs.geometry.fit import FitConfig, FittedSet, fit_volumes, resolve_device
 from necgs.io.loading import LoadedSet, load_meshes, save_mesh
 from necgs.io.mesh import Mesh, Transform
 from necgs.model.blocks import decode_volume
@@ -188,48 +188,19 @@ def compress(
         from necgs.rate_control import plan_rate
 
         plan = plan_rate(cfg, loaded.meshes, target_ratio=target_ratio, target_bytes=target_bytes)
-        cfg = plan.config
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     fit_cb = (lambda d, n: _emit(progress, "fit", d, n)) if progress else True
     fitted = fit_volumes(loaded.meshes, cfg.fit, progress=fit_cb)
     seconds["fit"] = time.perf_counter() - t
-    t = time.perf_counter()
-    train_cb = (
-        (lambda e, n, loss, eta: _emit(progress, "train", e, n, f"loss {loss:.4f}, ETA {eta:.0f} s"))
-        if progress
-        else True
-    )
     ckpt = Path(checkpoint_dir) if checkpoint_dir else cache_dir("checkpoints", Path(output).stem)
-    codec = train_autodecoder(
-        fitted.volumes,
-        cfg.decoder(),
-        cfg.train,
-        checkpoint_dir=ckpt,
-        progress=train_cb,
-        cancel=cancel,
-        autoencoder=cfg.autoencoder,
-    )
-    notes = []
-    if not cfg.autoencoder:
-        codec, repaired = repair_empty_shapes(codec, fitted.volumes, cfg.train)
-        if repaired:
-            notes.append(
-                f"refitted the features of {len(repaired)} shapes that decoded to no surface: "
-                + ", ".join(loaded.meshes[i].name for i in repaired[:5])
-                + (", ..." if len(repaired) > 5 else "")
-            )
-    seconds["train"] = time.perf_counter() - t
+    run = _TrainRun(loaded, fitted, ckpt, progress, cancel, seconds)
+    size, resumed, notes = run.write(plan.config if plan else cfg, output)
+    if plan is not None:
+        plan, size, notes = run.second_pass(cfg, plan, size, notes, output)
     t = time.perf_counter()
-    _emit(progress, "code", 0, 1)
-    shapes = [
-        _shape_record(m, tr, b, batch=0) for m, tr, b in zip(loaded.meshes, fitted.transforms, loaded.source_bytes)
-    ]
-    size = write_codec_archive(output, cfg, codec, shapes)
-    seconds["code"] = time.perf_counter() - t
-    _emit(progress, "code", 1, 1)
-    t = time.perf_counter()
-    empty = shapes_without_surface(output, device=cfg.train.device)
+    final_cfg = plan.config if plan else cfg
+    empty = shapes_without_surface(output, device=final_cfg.train.device)
     seconds["check"] = time.perf_counter() - t
     ply = sum(binary_ply_bytes(m) for m in loaded.meshes)
     return CompressResult(
@@ -238,12 +209,102 @@ def compress(
         [m.name for m in loaded.meshes],
         [str(f) for f in loaded.failures],
         seconds,
-        codec.resumed_from,
+        resumed,
         empty,
         ply / size,
         plan,
         notes=notes,
     )
+
+
+@dataclass
+class _TrainRun:
+    """Training and coding of one fitted set, once or (rate control's second pass) twice."""
+
+    loaded: LoadedSet
+    fitted: FittedSet
+    checkpoint_dir: Path
+    progress: StageProgress | None
+    cancel: Callable[[], bool] | None
+    seconds: dict[str, float]
+
+    def write(self, cfg: NecgsConfig, output: str | os.PathLike) -> tuple[int, int, list[str]]:
+        """Train with ``cfg`` and write the archive; returns (bytes, resumed epoch, notes)."""
+        t = time.perf_counter()
+        train_cb = (
+            (lambda e, n, loss, eta: _emit(self.progress, "train", e, n, f"loss {loss:.4f}, ETA {eta:.0f} s"))
+            if self.progress
+            else True
+        )
+        codec = train_autodecoder(
+            self.fitted.volumes,
+            cfg.decoder(),
+            cfg.train,
+            checkpoint_dir=self.checkpoint_dir,
+            progress=train_cb,
+            cancel=self.cancel,
+            autoencoder=cfg.autoencoder,
+        )
+        notes = []
+        if not cfg.autoencoder:
+            codec, repaired = repair_empty_shapes(codec, self.fitted.volumes, cfg.train)
+            if repaired:
+                names = [self.loaded.meshes[i].name for i in repaired]
+                notes.append(
+                    f"refitted the features of {len(repaired)} shapes that decoded to no surface: "
+                    + ", ".join(names[:5])
+                    + (", ..." if len(names) > 5 else "")
+                )
+        self.seconds["train"] = self.seconds.get("train", 0.0) + time.perf_counter() - t
+        t = time.perf_counter()
+        _emit(self.progress, "code", 0, 1)
+        shapes = [
+            _shape_record(m, tr, b, batch=0)
+            for m, tr, b in zip(self.loaded.meshes, self.fitted.transforms, self.loaded.source_bytes)
+        ]
+        size = write_codec_archive(output, cfg, codec, shapes)
+        self.seconds["code"] = self.seconds.get("code", 0.0) + time.perf_counter() - t
+        _emit(self.progress, "code", 1, 1)
+        return size, codec.resumed_from, notes
+
+    def second_pass(
+        self, base: NecgsConfig, plan: RatePlan, size: int, notes: list[str], output: str | os.PathLike
+    ) -> tuple[RatePlan, int, list[str]]:
+        """Rate control's short search: if the archive missed its target, train the setting
+        :func:`~necgs.rate_control.replan` names and keep whichever archive lands nearer.
+
+        Args:
+            base: The configuration rate control started from.
+            plan: The first plan; its archive of ``size`` bytes is at ``output``.
+            size: The first archive's bytes.
+            notes: The first archive's notes.
+            output: The archive path.
+
+        Returns:
+            (the plan of the archive kept at ``output``, its bytes, its notes).
+        """
+        from necgs.rate_control import replan
+
+        second = replan(plan, size, base, self.loaded.meshes)
+        if second is None:
+            return plan, size, notes
+        ply = plan.ply_bytes
+        trial = Path(output).with_name(Path(output).name + ".second-pass")
+        try:
+            trial_size, _, trial_notes = self.write(second.config, trial)
+            first = f"ratio {ply / size:.1f} with width {plan.point.width} at {plan.point.bits} bits"
+            if second.miss(trial_size) < plan.miss(size):
+                os.replace(trial, output)
+                note = f"rate control: the first setting missed the target ({first}); trained a second one"
+                return second, trial_size, [*trial_notes, note]
+        finally:
+            trial.unlink(missing_ok=True)
+        note = (
+            f"rate control: the first setting missed the target ({first}); a second one "
+            f"(width {second.point.width} at {second.point.bits} bits) landed farther, ratio {ply / trial_size:.1f}, "
+            "so the first archive was kept"
+        )
+        return plan, size, [*notes, note]
 
 
 def shapes_without_surface(

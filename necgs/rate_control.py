@@ -13,6 +13,11 @@ For a set of N meshes the archive's bytes are predicted as
 and the plan is the point of lowest measured CD among those predicted within 10% under the
 target (or, if none is that close, among all that fit).
 The ratio is the benchmark's: the meshes as canonical binary PLY over the archive.
+
+The weights' bits per parameter vary between trainings (on 8 AMA bodies, width 10 at 4 bits
+wrote 13% fewer weight bytes than the table's run). When an archive misses its target by more
+than :data:`LANDING_TOLERANCE`, :func:`replan` scales every point's weights by what the first
+archive really wrote and names a second setting, which the pipeline trains once (a short search).
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ FRAMING_BYTES = 24
 LANDING_TOLERANCE = 0.1
 #: A ratio target prefers settings predicted within this share of it, on either side.
 RATIO_WINDOW = 0.05
+#: Bounds of the measured correction of the weights' bytes a second plan applies.
+WEIGHT_SCALE_RANGE = (0.5, 2.0)
 
 #: Measured on 8 evenly spaced AMA bodies, preset quick (K = 64, 8^3 blocks, 200 epochs, the band
 #: loss), by ``benchmarks/bench_rate.py`` (results/rate_ama8_k64_band2_table.json and
@@ -95,6 +102,9 @@ class RatePlan:
         predicted_bytes: The archive size the table predicts.
         target_bytes: The size asked for (from the ratio when a ratio was asked).
         ply_bytes: The meshes as binary PLY (the ratio's numerator).
+        target_ratio: The ratio asked for (None: a size was asked, ``target_bytes`` is a ceiling).
+        weight_scale: Correction of the table's weight bytes the prediction used (1: none;
+            see :func:`replan`).
     """
 
     config: NecgsConfig
@@ -102,15 +112,32 @@ class RatePlan:
     predicted_bytes: int
     target_bytes: int
     ply_bytes: int
+    target_ratio: float | None = None
+    weight_scale: float = 1.0
 
     def describe(self) -> str:
         """One line for the CLI."""
+        corrected = f", weights x{self.weight_scale:.2f} as measured" if self.weight_scale != 1.0 else ""
         return (
             f"rate control: width {self.point.width}, {self.point.bits} bits "
             f"(features {self.point.feature_bits or self.point.bits}), lambda_R {self.point.lambda_rate:g}; "
-            f"predicted {self.predicted_bytes} bytes (ratio {self.ply_bytes / self.predicted_bytes:.1f}) "
+            f"predicted {self.predicted_bytes} bytes (ratio {self.ply_bytes / self.predicted_bytes:.1f}{corrected}) "
             f"for a target of {self.target_bytes} bytes (ratio {self.ply_bytes / self.target_bytes:.1f})"
         )
+
+    def landed(self, written: int) -> bool:
+        """Whether an archive of ``written`` bytes meets the target: a ratio within
+        :data:`LANDING_TOLERANCE` of the one asked, or a size at most the one asked and within
+        the tolerance under it."""
+        if self.target_ratio is not None:
+            return abs(self.ply_bytes / written / self.target_ratio - 1) <= LANDING_TOLERANCE
+        return (1 - LANDING_TOLERANCE) * self.target_bytes <= written <= self.target_bytes
+
+    def miss(self, written: int) -> float:
+        """How far ``written`` bytes are from the target (0: on it); a size over a size
+        target ranks behind every size under it."""
+        distance = abs(math.log(written / self.target_bytes))
+        return distance + (1.0 if self.target_ratio is None and written > self.target_bytes else 0.0)
 
 
 def point_config(base: NecgsConfig, point: RatePoint) -> NecgsConfig:
@@ -124,8 +151,21 @@ def point_config(base: NecgsConfig, point: RatePoint) -> NecgsConfig:
     return replace(base, width=point.width, train=train).validate()
 
 
-def predict_bytes(config: NecgsConfig, point: RatePoint, meshes: Sequence[Mesh]) -> int:
-    """Archive bytes the table predicts for ``meshes`` compressed with ``point``."""
+def predict_bytes(config: NecgsConfig, point: RatePoint, meshes: Sequence[Mesh], weight_scale: float = 1.0) -> int:
+    """Archive bytes the table predicts for ``meshes`` compressed with ``point``.
+
+    Args:
+        config: The base configuration.
+        point: The table point.
+        meshes: The set.
+        weight_scale: Factor on the table's weight bytes (a measured correction).
+    """
+    rest, weights = _predicted_parts(config, point, meshes)
+    return int(rest + weight_scale * weights)
+
+
+def _predicted_parts(config: NecgsConfig, point: RatePoint, meshes: Sequence[Mesh]) -> tuple[float, float]:
+    """(everything but the weights, the weights) of the predicted archive, in bytes."""
     records = [
         {
             "name": m.name,
@@ -138,14 +178,8 @@ def predict_bytes(config: NecgsConfig, point: RatePoint, meshes: Sequence[Mesh])
         for m in meshes
     ]
     params = Decoder(point_config(config, point).decoder()).param_count()
-    n = len(meshes)
-    return int(
-        FIXED_HEADER_BYTES
-        + FRAMING_BYTES
-        + len(pack_shapes(records))
-        + params * point.weight_bits_per_param / 8
-        + n * point.feature_bytes_per_shape
-    )
+    rest = FIXED_HEADER_BYTES + FRAMING_BYTES + len(pack_shapes(records)) + len(meshes) * point.feature_bytes_per_shape
+    return rest, params * point.weight_bits_per_param / 8
 
 
 def plan_rate(
@@ -189,24 +223,75 @@ def plan_rate(
     ply = sum(binary_ply_bytes(m) for m in meshes)
     target = int(target_bytes if target_bytes is not None else ply / target_ratio)
     options = [(p, predict_bytes(config, p, meshes)) for p in table]
-    if target_ratio is not None:
-        return _plan_ratio(config, options, target, target_ratio, ply, len(meshes))
+    point, predicted = _choose(options, target, target_ratio, ply, len(meshes))
+    return RatePlan(point_config(config, point), point, predicted, target, ply, target_ratio)
+
+
+def replan(
+    plan: RatePlan,
+    written: int,
+    config: NecgsConfig,
+    meshes: Sequence[Mesh],
+    table: Sequence[RatePoint] = RATE_TABLE,
+) -> RatePlan | None:
+    """A second setting for a target the first archive missed, or None if none would do better.
+
+    The first archive's weights are taken to show how this set's training codes weights
+    compared with the table's: every point's predicted weight bytes are scaled by
+    (written - predicted rest) / predicted weights of the first point, bounded by
+    :data:`WEIGHT_SCALE_RANGE`. The first point is left out, and the same rule as
+    :func:`plan_rate` picks among the others.
+
+    Args:
+        plan: The first plan.
+        written: The first archive's real size in bytes.
+        config: The base configuration given to :func:`plan_rate`.
+        meshes: The set.
+        table: The measured points (the same as the first plan's).
+
+    Returns:
+        The second plan, or None when the first archive landed, or when no other point is
+        predicted nearer the target than the first archive is.
+    """
+    if plan.landed(written):
+        return None
+    rest, weights = _predicted_parts(config, plan.point, meshes)
+    low, high = WEIGHT_SCALE_RANGE
+    scale = min(max((written - rest) / weights, low), high)
+    options = [(p, predict_bytes(config, p, meshes, scale)) for p in table if p != plan.point]
+    if not options:
+        return None
+    try:
+        point, predicted = _choose(options, plan.target_bytes, plan.target_ratio, plan.ply_bytes, len(meshes))
+    except ConfigError:
+        return None
+    second = RatePlan(
+        point_config(config, point), point, predicted, plan.target_bytes, plan.ply_bytes, plan.target_ratio, scale
+    )
+    return second if second.miss(predicted) < plan.miss(written) else None
+
+
+def _choose(
+    options: list[tuple[RatePoint, int]], target: int, ratio: float | None, ply: int, n: int
+) -> tuple[RatePoint, int]:
+    """The (point, predicted bytes) for a target (see :func:`plan_rate`)."""
+    if ratio is not None:
+        return _choose_ratio(options, target, ratio, ply, n)
     fitting = [(p, b) for p, b in options if b <= target]
     if not fitting:
         smallest = min(b for _, b in options)
         raise ConfigError(
-            f"{target} bytes are out of reach for these {len(meshes)} meshes: the smallest setting makes about "
+            f"{target} bytes are out of reach for these {n} meshes: the smallest setting makes about "
             f"{smallest} bytes (ratio {ply / smallest:.1f})"
         )
     landing = [(p, b) for p, b in fitting if b >= (1 - LANDING_TOLERANCE) * target]
-    point, predicted = min(landing or fitting, key=lambda pb: (pb[0].cd, -pb[1]))
-    return RatePlan(point_config(config, point), point, predicted, target, ply)
+    return min(landing or fitting, key=lambda pb: (pb[0].cd, -pb[1]))
 
 
-def _plan_ratio(
-    config: NecgsConfig, options: list[tuple[RatePoint, int]], target: int, ratio: float, ply: int, n: int
-) -> RatePlan:
-    """The plan for a ratio target (see :func:`plan_rate`); ``options`` are (point, predicted bytes)."""
+def _choose_ratio(
+    options: list[tuple[RatePoint, int]], target: int, ratio: float, ply: int, n: int
+) -> tuple[RatePoint, int]:
+    """The (point, predicted bytes) for a ratio target; ``options`` are (point, predicted bytes)."""
     smallest = min(b for _, b in options)
     if smallest > (1 + RATIO_WINDOW) * target:
         raise ConfigError(
@@ -215,7 +300,5 @@ def _plan_ratio(
         )
     near = [(p, b) for p, b in options if abs(b / target - 1) <= RATIO_WINDOW]
     if near:
-        point, predicted = min(near, key=lambda pb: (pb[0].cd, abs(pb[1] - target)))
-    else:
-        point, predicted = min(options, key=lambda pb: abs(math.log(pb[1] / target)))
-    return RatePlan(point_config(config, point), point, predicted, target, ply)
+        return min(near, key=lambda pb: (pb[0].cd, abs(pb[1] - target)))
+    return min(options, key=lambda pb: abs(math.log(pb[1] / target)))

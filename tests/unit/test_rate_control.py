@@ -10,7 +10,7 @@ from necgs.errors import ConfigError
 from necgs.io.mesh import Mesh
 from necgs.model.decoder import Decoder
 from necgs.rate import binary_ply_bytes
-from necgs.rate_control import RATE_TABLE, RatePoint, plan_rate, predict_bytes
+from necgs.rate_control import RATE_TABLE, RatePoint, plan_rate, predict_bytes, replan
 
 TABLE = (
     RatePoint("small", 6, 0.0, 4.9, 330.0, 9.0e-3),
@@ -102,3 +102,53 @@ def test_a_ratio_lands_near_the_target_on_either_side():
     assert plan_rate(cfg, m, target_ratio=ply / between, table=(small, big)).point == nearest
     with pytest.raises(ConfigError, match=r"ratio 1e\+06 is out of reach"):
         plan_rate(cfg, m, target_ratio=1e6, table=(small, big))
+
+
+AMA_LIKE = (
+    RatePoint("tiny", 5, 0.0, 3.746, 251.4, 7.693e-03),
+    RatePoint(10, 4, 0.0, 2.788, 200.0, 7.901e-03),
+    RatePoint("tiny", 6, 0.0, 4.790, 337.0, 7.704e-03),
+)
+
+
+def _weights_bytes(cfg, point, m):
+    return predict_bytes(cfg, point, m) - predict_bytes(cfg, point, m, weight_scale=0.0)
+
+
+def test_a_missed_ratio_gets_a_second_setting_scaled_by_the_measured_weights():
+    """8 AMA bodies: width 10 at 4 bits wrote 13% fewer weight bytes than its table row, so ratio 90 gave 99.9."""
+    cfg, m = preset("quick"), meshes(8)
+    ply = sum(binary_ply_bytes(x) for x in m)
+    first_point = AMA_LIKE[1]
+    target = int(predict_bytes(cfg, first_point, m) / 1.018)
+    plan = plan_rate(cfg, m, target_ratio=ply / target, table=AMA_LIKE)
+    assert plan.point == first_point and plan.landed(plan.predicted_bytes)
+    written = int(predict_bytes(cfg, first_point, m) - 0.13 * _weights_bytes(cfg, first_point, m))
+    assert not plan.landed(written)  # the ratio reached is more than 10% above the one asked
+    second = replan(plan, written, cfg, m, table=AMA_LIKE)
+    assert second is not None and second.point != first_point
+    assert second.weight_scale == pytest.approx(0.87, abs=0.01)
+    assert second.predicted_bytes == predict_bytes(cfg, second.point, m, weight_scale=second.weight_scale)
+    assert second.landed(second.predicted_bytes) and second.target_ratio == plan.target_ratio
+    assert "as measured" in second.describe()
+
+
+def test_no_second_setting_when_the_first_landed_or_nothing_is_nearer():
+    cfg, m = preset("quick"), meshes(8)
+    ply = sum(binary_ply_bytes(x) for x in m)
+    plan = plan_rate(cfg, m, target_ratio=ply / predict_bytes(cfg, AMA_LIKE[1], m), table=AMA_LIKE)
+    assert replan(plan, int(plan.predicted_bytes * 0.95), cfg, m, table=AMA_LIKE) is None  # landed
+    alone = plan_rate(cfg, m, target_ratio=plan.target_ratio, table=AMA_LIKE[1:2])
+    assert replan(alone, alone.predicted_bytes // 2, cfg, m, table=AMA_LIKE[1:2]) is None  # no other point
+
+
+def test_a_size_over_its_ceiling_gets_a_second_setting_that_fits():
+    cfg, m = preset("quick"), meshes(8)
+    target = int(predict_bytes(cfg, AMA_LIKE[2], m) * 1.02)
+    plan = plan_rate(cfg, m, target_bytes=target, table=AMA_LIKE)
+    assert plan.point == AMA_LIKE[2]
+    written = int(predict_bytes(cfg, AMA_LIKE[2], m) + 0.1 * _weights_bytes(cfg, AMA_LIKE[2], m))
+    assert written > target and not plan.landed(written)
+    second = replan(plan, written, cfg, m, table=AMA_LIKE)
+    assert second is not None and second.predicted_bytes <= target and second.weight_scale > 1
+    assert second.miss(second.predicted_bytes) < plan.miss(written)
