@@ -199,7 +199,8 @@ def plan_rate(
     table's 8 shapes.) A ratio is a value to land near: the lowest CD among the points predicted
     within ``RATIO_WINDOW`` of it on either side, else the point predicted nearest to it. (As a
     ceiling, ratio 90 asked of 8 AMA bodies gave 100.5: every pick was up to 10% small, and the
-    archive 1-4% smaller than predicted.)
+    archive 1-4% smaller than predicted.) An archive that still misses gets a second setting
+    from :func:`replan`.
 
     Args:
         config: The base configuration (preset, resolution, epochs...); width, bits and
