@@ -395,6 +395,7 @@ def compress_with_prior(
                 if progress
                 else None
             ),
+            cosine=fit.fine_tune_cosine,
         )
         decoder = apply_delta(decoder, delta)
     seconds["train"] = time.perf_counter() - t

@@ -10,6 +10,7 @@ weight's change on a grid ``multiple`` times as coarse as the prior's own, so mo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -95,6 +96,7 @@ def fine_tune_decoder(
     multiple: int,
     bits: int,
     progress: Callable[[int, int, float], None] | None = None,
+    cosine: bool = True,
 ) -> tuple[dict[str, QuantizedTensor], QuantizedTensor]:
     """Train a delta of ``codec``'s decoder together with the shapes' features.
 
@@ -108,6 +110,8 @@ def fine_tune_decoder(
         multiple: Delta step in frozen-grid steps (:func:`delta_specs`).
         bits: Bits of a delta symbol.
         progress: Called after every step with (steps done, steps, loss).
+        cosine: Decay both learning rates to zero over the steps (half a cosine) instead of
+            keeping them constant.
 
     Returns:
         The delta (quantized, by parameter name) and the shapes' fitted features.
@@ -120,6 +124,9 @@ def fine_tune_decoder(
     opt = torch.optim.Adam(
         [{"params": decoder.parameters(), "lr": lr}, {"params": [feats], "lr": tcfg.lr * tcfg.feature_lr_scale}]
     )
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / steps)) if cosine else 1.0
+    )
     objective = StepObjective(volumes, codec.decoder_cfg, tcfg)
     m = volumes.shape[0]
     generator = torch.Generator().manual_seed(tcfg.seed)
@@ -129,6 +136,7 @@ def fine_tune_decoder(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        schedule.step()
         if progress is not None:
             progress(step + 1, steps, float(loss.detach()))
     fitted = feats.detach().cpu()
