@@ -127,6 +127,10 @@ def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
         page.wait_for_selector("#run_ablation")
         page.click("#run_ablation")
         wait_status(page, f"Run {run_id + 1} done")
+        # the table and figure may render a moment after the status line on a loaded machine
+        page.wait_for_function(
+            "() => document.querySelector('#summary').innerText.includes('dCD vs ref')", timeout=60_000
+        )
         legend = " | ".join(
             page.evaluate("() => [...document.querySelectorAll('#rd_cd .legendtext')].map(e => e.textContent)")
         )
