@@ -117,19 +117,31 @@ def study(args, loaded, K: int, width: int, floor: dict) -> list[dict]:
 
 def figure(df: pd.DataFrame, path) -> None:
     """CD against steps and against wall time, one line per (mode, K, width)."""
+    import plotly.express as px
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("mean CD vs training steps", "mean CD vs training wall time"))
-    for (mode, K, w), g in df.groupby(["mode", "K", "width"]):
-        name = f"{mode} K={K} w={w}"
-        fig.add_scatter(x=g["steps"], y=g["cd_mean_finite"], mode="lines+markers", name=name, row=1, col=1)
+    palette = px.colors.qualitative.Plotly
+    for k, ((mode, K, w), g) in enumerate(df.groupby(["mode", "K", "width"])):
+        name, line = f"{mode} K={K} w={w}", {"color": palette[k % len(palette)]}
+        fig.add_scatter(x=g["steps"], y=g["cd_mean_finite"], mode="lines+markers", name=name, line=line, row=1, col=1)
         fig.add_scatter(
-            x=g["train_s"], y=g["cd_mean_finite"], mode="lines+markers", name=name, showlegend=False, row=1, col=2
+            x=g["train_s"],
+            y=g["cd_mean_finite"],
+            mode="lines+markers",
+            name=name,
+            line=line,
+            showlegend=False,
+            row=1,
+            col=2,
         )
-    fig.add_hline(y=float(df["floor_cd"].iloc[0]), line_dash="dot", annotation_text="sampling floor")
+    floor = float(df["floor_cd"].iloc[0])
+    fig.add_hline(y=floor, line_dash="dot", annotation_text="sampling floor", annotation_position="top left")
+    top = float(df["cd_mean_finite"].replace(math.inf, math.nan).max())
     fig.update_xaxes(type="log", title_text="steps", row=1, col=1)
-    fig.update_xaxes(type="log", title_text="seconds (2 CPU cores)", row=1, col=2)
-    fig.update_yaxes(type="log", title_text="CD (finite shapes)")
+    fig.update_xaxes(type="log", title_text="seconds (one shared core per run)", row=1, col=2)
+    y_range = [math.log10(0.8 * floor), math.log10(1.3 * top)]
+    fig.update_yaxes(type="log", title_text="CD (finite shapes)", range=y_range)
     fig.update_layout(height=450, width=1100, legend={"orientation": "h", "y": -0.25})
     fig.write_html(path, include_plotlyjs="cdn")
 
