@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from necgs.io.mesh import Mesh, fit_transform
+
+if TYPE_CHECKING:
+    from scipy.spatial import cKDTree
 
 #: F-score distance thresholds of the paper, in the [-1, 1] metric frame.
 F_THRESHOLDS = (0.005, 0.01)
@@ -103,6 +106,8 @@ def compare_meshes(rec: Mesh, gt: Mesh, n_samples: int = 100_000, seed: int = 0)
     """
     if not _has_area(rec):
         return EMPTY_METRICS
+    from scipy.spatial import cKDTree  # imported when used: 0.26 s of every command's start
+
     frame = fit_transform(gt.vertices, 1.0)
     p_rec, n_rec = sample_surface(rec.transformed(frame), n_samples, seed)
     p_gt, n_gt = sample_surface(gt.transformed(frame), n_samples, seed + 1)

@@ -17,6 +17,7 @@ import torch
 
 from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.quant import QuantSpec, quantize, to_symbols
+from necgs.optim import Adam
 from necgs.training.train import QuantizedTensor, StepObjective, TrainConfig, TrainedCodec, resolve_device
 
 
@@ -121,22 +122,20 @@ def fine_tune_decoder(
     decoder = DeltaDecoder(codec.decoder_cfg, base, delta_specs(codec.weights, multiple, bits), device)
     spec = features.spec
     feats = torch.nn.Parameter(features.value().to(device))
-    opt = torch.optim.Adam(
-        [{"params": decoder.parameters(), "lr": lr}, {"params": [feats], "lr": tcfg.lr * tcfg.feature_lr_scale}]
-    )
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / steps)) if cosine else 1.0
-    )
+    peaks = (lr, tcfg.lr * tcfg.feature_lr_scale)
+    opt = Adam([{"params": decoder.parameters(), "lr": peaks[0]}, {"params": [feats], "lr": peaks[1]}])
     objective = StepObjective(volumes, codec.decoder_cfg, tcfg)
     m = volumes.shape[0]
     generator = torch.Generator().manual_seed(tcfg.seed)
     for step in range(steps):
         idx = torch.randperm(m, generator=generator)[: tcfg.batch_size].tolist()
         loss = objective(decoder, quantize(feats[idx], spec), None, idx, generator)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
+        scale = 0.5 * (1 + math.cos(math.pi * step / steps)) if cosine else 1.0
+        for group, peak in zip(opt.param_groups, peaks):
+            group["lr"] = peak * scale
         opt.step()
-        schedule.step()
         if progress is not None:
             progress(step + 1, steps, float(loss.detach()))
     fitted = feats.detach().cpu()

@@ -35,6 +35,7 @@ from necgs.errors import ConfigError
 from necgs.model.blocks import best_crop_level
 from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.quant import LearnedRange, QuantSpec, from_symbols, quantize, symmetric_spec, to_symbols
+from necgs.optim import Adam
 from necgs.training.losses import LossWeights, volume_loss
 from necgs.training.patches import BlockSampler, block_targets, coarse_targets
 
@@ -649,7 +650,7 @@ def fit_features(
     if init is None:
         init = codec.features.value().mean(0, keepdim=True).expand(m, -1, -1, -1, -1)
     features = torch.nn.Parameter(init.clone().to(device))
-    opt = torch.optim.Adam([features], lr=tcfg.lr * tcfg.feature_lr_scale)
+    opt = Adam([{"params": [features], "lr": tcfg.lr * tcfg.feature_lr_scale}])
     steps = max(math.ceil(m / tcfg.batch_size), 1)
     total = steps * tcfg.epochs
     objective = StepObjective(volumes, cfg, tcfg)
@@ -662,7 +663,7 @@ def fit_features(
             idx = order[s * tcfg.batch_size : (s + 1) * tcfg.batch_size].tolist()
             opt.param_groups[0]["lr"] = _lr_at(epoch * steps + s, total, tcfg) * tcfg.feature_lr_scale
             loss = objective(decoder, quantize(features[idx], spec), None, idx, crops)
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
             epoch_loss += float(loss.detach())
