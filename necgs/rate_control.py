@@ -160,12 +160,22 @@ def predict_bytes(config: NecgsConfig, point: RatePoint, meshes: Sequence[Mesh],
         meshes: The set.
         weight_scale: Factor on the table's weight bytes (a measured correction).
     """
-    rest, weights = _predicted_parts(config, point, meshes)
-    return int(rest + weight_scale * weights)
+    return _predictions(config, [point], len(meshes), _shape_table_bytes(meshes), weight_scale)[0][1]
 
 
-def _predicted_parts(config: NecgsConfig, point: RatePoint, meshes: Sequence[Mesh]) -> tuple[float, float]:
-    """(everything but the weights, the weights) of the predicted archive, in bytes."""
+def _predictions(
+    config: NecgsConfig, points: Sequence[RatePoint], n: int, table_bytes: int, weight_scale: float = 1.0
+) -> list[tuple[RatePoint, int]]:
+    """(point, predicted archive bytes) for each point, for ``n`` shapes whose table has ``table_bytes``."""
+    out = []
+    for point in points:
+        rest, weights = _predicted_parts(config, point, n, table_bytes)
+        out.append((point, int(rest + weight_scale * weights)))
+    return out
+
+
+def _shape_table_bytes(meshes: Sequence[Mesh]) -> int:
+    """Bytes of the shape table the archive of ``meshes`` will hold (exact but for the transforms)."""
     records = [
         {
             "name": m.name,
@@ -177,8 +187,13 @@ def _predicted_parts(config: NecgsConfig, point: RatePoint, meshes: Sequence[Mes
         }
         for m in meshes
     ]
+    return len(pack_shapes(records))
+
+
+def _predicted_parts(config: NecgsConfig, point: RatePoint, n: int, table_bytes: int) -> tuple[float, float]:
+    """(everything but the weights, the weights) of the predicted archive of ``n`` shapes, in bytes."""
     params = Decoder(point_config(config, point).decoder()).param_count()
-    rest = FIXED_HEADER_BYTES + FRAMING_BYTES + len(pack_shapes(records)) + len(meshes) * point.feature_bytes_per_shape
+    rest = FIXED_HEADER_BYTES + FRAMING_BYTES + table_bytes + n * point.feature_bytes_per_shape
     return rest, params * point.weight_bits_per_param / 8
 
 
@@ -223,7 +238,7 @@ def plan_rate(
         raise ConfigError("no rate table is available for rate control")
     ply = sum(binary_ply_bytes(m) for m in meshes)
     target = int(target_bytes if target_bytes is not None else ply / target_ratio)
-    options = [(p, predict_bytes(config, p, meshes)) for p in table]
+    options = _predictions(config, table, len(meshes), _shape_table_bytes(meshes))
     point, predicted = _choose(options, target, target_ratio, ply, len(meshes))
     return RatePlan(point_config(config, point), point, predicted, target, ply, target_ratio)
 
@@ -256,10 +271,11 @@ def replan(
     """
     if plan.landed(written):
         return None
-    rest, weights = _predicted_parts(config, plan.point, meshes)
+    table_bytes = _shape_table_bytes(meshes)
+    rest, weights = _predicted_parts(config, plan.point, len(meshes), table_bytes)
     low, high = WEIGHT_SCALE_RANGE
     scale = min(max((written - rest) / weights, low), high)
-    options = [(p, predict_bytes(config, p, meshes, scale)) for p in table if p != plan.point]
+    options = _predictions(config, [p for p in table if p != plan.point], len(meshes), table_bytes, scale)
     if not options:
         return None
     try:

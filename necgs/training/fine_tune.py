@@ -97,7 +97,8 @@ def fine_tune_decoder(
     multiple: int,
     bits: int,
     progress: Callable[[int, int, float], None] | None = None,
-    cosine: bool = True,
+    *,
+    cosine: bool,
 ) -> tuple[dict[str, QuantizedTensor], QuantizedTensor]:
     """Train a delta of ``codec``'s decoder together with the shapes' features.
 
