@@ -265,7 +265,7 @@ def _decode_rans(data: bytes, model: EntropyModel, count: int) -> np.ndarray:
 
     if count == 0:
         return np.zeros(0, dtype=np.int64)
-    if len(data) % 4 or not data:
+    if len(data) % 4:  # empty is valid: constriction writes no word for a state that fits in its head
         raise CorruptArchiveError("rANS stream has an invalid length")
     try:
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))

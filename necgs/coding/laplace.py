@@ -217,7 +217,7 @@ class LaplaceModel:
             raise CorruptArchiveError(f"{count} symbols do not split into the model's {self.groups} groups")
         if count == 0:
             return np.zeros(0, dtype=np.int64)
-        if len(data) % 4 or not data:
+        if len(data) % 4:  # empty is valid: constriction writes no word for a state that fits in its head
             raise CorruptArchiveError("Laplace stream has an invalid length")
         probs = self.group_probabilities()
         try:

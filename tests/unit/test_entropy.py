@@ -41,6 +41,13 @@ def test_round_trip(coder, name):
     assert np.array_equal(decode_symbols(blob, s.size), s)
 
 
+@pytest.mark.parametrize("coder", CODERS)
+def test_one_likely_symbol_round_trips_even_as_an_empty_payload(coder):
+    model = build_model(np.array([0, 1, 2, 3] * 10 + [0]), coder)
+    payload = encode_with_model(np.array([0]), model)
+    assert decode_with_model(payload, model, 1).tolist() == [0]
+
+
 def test_auto_picks_the_smallest():
     for s in STREAMS.values():
         sizes = [len(encode_symbols(s, c)[1]) for c in CODERS]

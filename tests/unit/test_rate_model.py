@@ -32,6 +32,16 @@ def test_laplace_round_trip_and_estimate_matches_real_bytes(scale, groups):
     assert abs(real - est) <= 0.01 * est + 64, (real, est)
 
 
+def test_a_stream_that_codes_to_no_bytes_decodes():
+    """One symbol of little information leaves rANS with an empty stream (a 1-value bias of a prior did)."""
+    model = LaplaceModel(128, np.array([255], np.uint8))
+    payload = model.encode(np.array([0]))
+    assert payload == b""
+    assert model.decode(payload, 1).tolist() == [0]
+    with pytest.raises(CorruptArchiveError):
+        model.decode(b"\x01\x02", 1)
+
+
 def test_fitted_scale_is_the_cheapest_grid_scale():
     s = laplace_symbols(20_000, 3.0) - 32
     code = int(fit_scale_codes(s, 1, 32)[0])
