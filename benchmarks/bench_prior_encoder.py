@@ -8,9 +8,14 @@ feature), is scored, then fits the features against the frozen decoder for ``--v
 updates per shape (``fit_features``, the ``compress --prior`` path) and is scored again.
 CD and F1@0.005 at 100k samples; the training shapes' own decode is scored on 8 of them.
 
+``--features CxK'`` sets each feature's channels and side (default 8x4, the shipped priors');
+the feature bytes per shape are the rate model's estimate (one Laplace per channel over the
+held-out batch, as the archive codes them).
+
 Usage:
     python benchmarks/bench_prior_encoder.py --train humans_ama/crane --test humans_ama/samba \\
         --shapes 16 --steps 3000 --width small --visits 150
+    python benchmarks/bench_prior_encoder.py --arms encoder --features 4x8 --tag crane_samba16_f4x8
 
 Writes benchmarks/results/prior_encoder_<tag>.json.
 """
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from necgs.coding.rate_model import feature_bits
 from necgs.config import BAND_LOSS
 from necgs.geometry.dmc import mesh_from_volume
 from necgs.geometry.fit import FitConfig, FittedSet, fit_volumes
@@ -71,7 +77,8 @@ class Shapes:
 def run_arm(arm: str, train: Shapes, test: Shapes, args) -> dict:
     """Train one arm on ``train`` and score its start and fitted features on ``test``."""
     n = len(train.meshes)
-    dcfg = decoder_config(64, args.width, 8, 4)
+    channels, side = args.channels, args.side
+    dcfg = decoder_config(64, args.width, channels, side)
     tcfg = TrainConfig(mode="patch", device="cpu", epochs=max(args.steps // math.ceil(n / 4), 1), **BAND_LOSS)
     torch.manual_seed(0)
     t = time.perf_counter()
@@ -81,7 +88,7 @@ def run_arm(arm: str, train: Shapes, test: Shapes, args) -> dict:
     train_s = time.perf_counter() - t
     decoder = codec.decoder()
     if codec.encoder is not None:
-        encoder = VolumeEncoder(64, 4, 8, input_resolution=ENCODER_INPUT)
+        encoder = VolumeEncoder(64, side, channels, input_resolution=ENCODER_INPUT)
         encoder.load_state_dict(codec.encoder)
         with torch.no_grad():
             start = torch.cat([encoder(test.fitted.volumes[i : i + 8]) for i in range(0, len(test.meshes), 8)])
@@ -103,13 +110,16 @@ def run_arm(arm: str, train: Shapes, test: Shapes, args) -> dict:
     )
     t = time.perf_counter()
     fitted = fit_features(codec, test.fitted.volumes, fcfg, init=start)
+    fit_s = time.perf_counter() - t
     return {
         "arm": arm,
+        "features": f"{channels}x{side}",
+        "feature_bytes_per_shape": round(float(feature_bits(fitted.value(), fitted.spec)) / 8 / len(test.meshes), 1),
         "train_s": round(train_s, 1),
         "final_loss": codec.losses[-1],
         "train_own": score(decoder, codec.features.value()[:8], train.fitted, train.meshes[:8]),
         "test_start": score(decoder, start, test.fitted, test.meshes),
-        "fit_s": round(time.perf_counter() - t, 1),
+        "fit_s": round(fit_s, 1),
         "test_fitted": score(decoder, fitted.value(), test.fitted, test.meshes),
     }
 
@@ -130,12 +140,18 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--width", default="small")
     p.add_argument("--visits", type=int, default=150)
+    p.add_argument("--features", default="8x4", help="CxK': channels and side of each feature")
+    p.add_argument("--arms", nargs="+", choices=("encoder", "mean feature"), default=["encoder", "mean feature"])
     p.add_argument("--tag", default="crane_samba16")
     args = p.parse_args()
+    try:
+        args.channels, args.side = (int(v) for v in args.features.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--features must be CxK' (e.g. 8x4), got {args.features!r}") from None
     torch.set_num_threads(1)
     train, test = fitted_set(args.train, None), fitted_set(args.test, args.shapes)
     rows = []
-    for arm in ("encoder", "mean feature"):
+    for arm in args.arms:
         rows.append(run_arm(arm, train, test, args))
         print(json.dumps(rows[-1]), flush=True)
         write_json(f"prior_encoder_{args.tag}", {"args": vars(args), "rows": rows})

@@ -24,6 +24,7 @@ def register(sub) -> None:
     t.add_argument("--resolution", type=int, help="volume resolution K (default 64)")
     t.add_argument("--lr", type=float, help="peak learning rate (default 5e-3)")
     t.add_argument("--fit-iterations", type=int, help="fitting iterations per training shape (default 30)")
+    t.add_argument("--features", metavar="CxK'", help="channels and side of each shape's feature (default 8x4)")
     t.add_argument(
         "--no-encoder",
         action="store_true",
@@ -45,6 +46,16 @@ def register(sub) -> None:
     info.set_defaults(func=run_info)
 
 
+def parse_features(text: str) -> tuple[int, int]:
+    """``"CxK'"`` as (channels, side); a ``ConfigError`` naming the value otherwise."""
+    from necgs.errors import ConfigError
+
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ConfigError(f"--features must be CxK' (channels x side, e.g. 8x4), got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
 def _config(args):
     from dataclasses import replace
 
@@ -58,6 +69,8 @@ def _config(args):
         "lr": args.lr,
         "fit_iterations": args.fit_iterations,
     }
+    if args.features:
+        changes["feature_channels"], changes["feature_resolution"] = parse_features(args.features)
     cfg = replace(cfg, **{k: v for k, v in changes.items() if v is not None})
     if args.no_encoder:
         cfg = replace(cfg, encoder_input=None)
@@ -130,10 +143,11 @@ def run_info(args) -> int:
         return 0
     card = d["card"]
     print(f"{d['file']}: prior {d['name']!r}, id {d['id']}, {d['bytes']} bytes")
-    print(f"  decoder  K={d['resolution']}, {d['decoder_parameters']} parameters")
+    s = card.get("settings", {})
+    features = f", features {s['feature_channels']}x{s['feature_resolution']}^3" if "feature_channels" in s else ""
+    print(f"  decoder  K={d['resolution']}, {d['decoder_parameters']} parameters{features}")
     for t in card.get("trained_on", []):
         print(f"  trained on {t['source']}: {t['shapes']} shapes")
-    s = card.get("settings", {})
     if s:
         print(
             f"  settings {s.get('steps')} steps, width {s.get('width')}, lr {s.get('lr')}, "

@@ -227,6 +227,8 @@ def test_cli_prior_train_list_info_compress_decompress(tmp_path):
         "4",
         "--fit-iterations",
         "0",
+        "--features",
+        "2x8",
         env=env,
     )
     assert r.returncode == 0, r.stderr
@@ -235,6 +237,7 @@ def test_cli_prior_train_list_info_compress_decompress(tmp_path):
     assert r.returncode == 0 and "mini" in r.stdout
     r = run_cli("prior", "info", "mini", env=env)
     assert r.returncode == 0 and "trained on" in r.stdout and "4 shapes" in r.stdout
+    assert "features 2x8^3" in r.stdout
     one = src / sorted(x.name for x in src.iterdir())[0]
     r = run_cli("compress", str(one), "-o", str(tmp_path / "o.ncgs"), "--prior", "mini", env=env)
     assert r.returncode == 0, r.stderr
@@ -259,6 +262,9 @@ def test_cli_prior_train_list_info_compress_decompress(tmp_path):
     r = run_cli("compress", str(one), "-o", str(tmp_path / "y.ncgs"), "--fine-tune", env=env)
     assert r.returncode == 2 and "give --prior NAME|PATH" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "y.ncgs").exists()
+    r = run_cli("prior", "train", str(src), "-o", str(tmp_path / "bad.ncgp"), "--features", "8by4", env=env)
+    assert r.returncode == 2 and "--features must be CxK'" in r.stderr and "'8by4'" in r.stderr
+    assert not (tmp_path / "bad.ncgp").exists()
 
 
 def test_add_grows_a_prior_archive_against_the_same_prior(tiny, tmp_path, no_shipped):
