@@ -8,6 +8,9 @@ feature), is scored, then fits the features against the frozen decoder for ``--v
 updates per shape (``fit_features``, the ``compress --prior`` path) and is scored again.
 CD and F1@0.005 at 100k samples; the training shapes' own decode is scored on 8 of them.
 
+Features are fitted at ``compress --prior``'s learning rate (0.04 x the standard deviation
+of the trained features); result files before 2026-11-26 used 5e-2 for both arms, which the
+encoder arm's 40x smaller features cannot take (its fitted CD there is too high).
 ``--features CxK'`` sets each feature's channels and side (default 8x4, the shipped priors');
 the feature bytes per shape are the rate model's estimate (one Laplace per channel over the
 held-out batch, as the archive codes them).
@@ -40,6 +43,7 @@ from necgs.io.loading import load_meshes
 from necgs.metrics import compare_meshes
 from necgs.model.decoder import decoder_config
 from necgs.model.encoder import VolumeEncoder
+from necgs.prior import PriorFitConfig
 from necgs.training.train import TrainConfig, fit_features, train_autodecoder
 
 from _common import write_json
@@ -96,7 +100,7 @@ def run_arm(arm: str, train: Shapes, test: Shapes, args) -> dict:
         start = codec.features.value().mean(0, keepdim=True).expand(len(test.meshes), -1, -1, -1, -1).clone()
     fcfg = TrainConfig(
         epochs=args.visits,
-        lr=5e-2,
+        lr=PriorFitConfig.lr_per_std * float(codec.features.value().std()),  # the compress --prior rule
         feature_lr_scale=1.0,
         batch_size=16,
         blocks_per_shape=16,
