@@ -65,6 +65,8 @@ PRIOR_VERSION = 2
 PRIOR_SUFFIX = ".ncgp"
 #: Priors that come with necgs.
 SHIPPED_DIR = REPO_ROOT / "assets" / "priors"
+#: Sub-folder of :data:`SHIPPED_DIR` holding replaced priors (found by id and name, never offered).
+RETIRED = "retired"
 
 
 class PriorNotFoundError(NecgsError):
@@ -430,16 +432,23 @@ def read_prior(path: str | os.PathLike) -> Prior:
         return prior
 
 
-def prior_dirs() -> list[Path]:
-    """Where priors are looked for: the shipped folder, ``NECGS_PRIOR_DIRS``, the user's cache."""
+def prior_dirs(retired: bool = False) -> list[Path]:
+    """Where priors are looked for: the shipped folder, ``NECGS_PRIOR_DIRS``, the user's cache.
+
+    Args:
+        retired: Also the shipped ``retired/`` folder (last): priors a better one replaced,
+            kept so that their archives still decode and ``--prior NAME`` still finds them,
+            but not listed, offered in the app or tried by ``--prior auto``.
+    """
     extra = [Path(p) for p in os.environ.get("NECGS_PRIOR_DIRS", "").split(os.pathsep) if p]
-    return [d for d in [SHIPPED_DIR, *extra, cache_dir("priors")] if d.is_dir()]
+    folders = [SHIPPED_DIR, *extra, cache_dir("priors")] + ([SHIPPED_DIR / RETIRED] if retired else [])
+    return [d for d in folders if d.is_dir()]
 
 
-def _headers() -> list[tuple[Path, dict]]:
+def _headers(retired: bool = False) -> list[tuple[Path, dict]]:
     """(path, metadata) of every readable prior file in :func:`prior_dirs`."""
     found = []
-    for folder in prior_dirs():
+    for folder in prior_dirs(retired):
         for path in sorted(folder.glob(f"*{PRIOR_SUFFIX}")):
             try:
                 with ArchiveReader(path) as reader:
@@ -479,7 +488,7 @@ def find_prior(spec: str | os.PathLike | Prior) -> Prior:
     text = str(spec)
     if Path(text).is_file():
         return read_prior(text)
-    for path, meta in _headers():
+    for path, meta in _headers(retired=True):
         if meta.get("name") == text or path.stem == text:
             return read_prior(path)
     names = ", ".join(sorted({str(m.get("name")) for _, m in _headers()})) or "none installed"
@@ -493,7 +502,7 @@ def find_prior_by_id(prior_id_: str, name: str = "?") -> Prior:
         PriorNotFoundError: None of :func:`prior_dirs` holds it.
     """
     damaged = []
-    for path, meta in _headers():
+    for path, meta in _headers(retired=True):
         if meta.get("id") == prior_id_:
             try:
                 return read_prior(path)

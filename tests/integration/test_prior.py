@@ -143,6 +143,27 @@ def test_decompress_finds_an_installed_prior_by_id(tiny, tmp_path, no_shipped, m
     assert len(decompress(out)) == 1
 
 
+def test_a_retired_prior_still_decodes_its_archives_but_is_not_offered(tiny, tmp_path, monkeypatch):
+    """A shipped prior moved to retired/ (renamed; the id is unchanged) keeps old archives decodable."""
+    from dataclasses import replace
+
+    from necgs.prior import write_prior
+
+    out = tmp_path / "a.ncgs"
+    compress(held_out(1), out, prior=tiny, prior_fit=FAST)
+    shipped = tmp_path / "shipped"
+    (shipped / "retired").mkdir(parents=True)
+    write_prior(shipped / "retired" / "figs-old.ncgp", replace(tiny, name="figs-old"))
+    monkeypatch.setattr(prior_mod, "SHIPPED_DIR", shipped)
+    monkeypatch.setenv("NECGS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("NECGS_PRIOR_DIRS", raising=False)
+    assert list_priors() == []
+    assert find_prior("figs-old").id == tiny.id
+    assert len(decompress(out)) == 1
+    with pytest.raises(PriorNotFoundError, match="no prior named 'figs'"):
+        find_prior("figs")
+
+
 def test_a_mismatched_prior_is_refused(tiny, tmp_path, no_shipped):
     other_path = tmp_path / "other.ncgp"
     from dataclasses import replace
