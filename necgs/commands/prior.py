@@ -24,7 +24,7 @@ def register(sub) -> None:
     t.add_argument("--resolution", type=int, help="volume resolution K (default 64)")
     t.add_argument("--lr", type=float, help="peak learning rate (default 5e-3)")
     t.add_argument("--fit-iterations", type=int, help="fitting iterations per training shape (default 30)")
-    t.add_argument("--features", metavar="CxK'", help="channels and side of each shape's feature (default 8x4)")
+    t.add_argument("--features", metavar="CxK'", help="channels and side of each shape's feature (default 1x8)")
     t.add_argument(
         "--no-encoder",
         action="store_true",
