@@ -385,7 +385,7 @@ def compress_with_prior(
             codec,
             fitted.volumes,
             features,
-            replace(tcfg, blocks_per_shape=fit.fine_tune_blocks),
+            replace(tcfg, blocks_per_shape=fit.fine_tune_blocks, band_fraction=fit.fine_tune_band_fraction),
             fit.fine_tune_steps,
             fit.fine_tune_lr,
             fit.delta_multiple,

@@ -398,7 +398,16 @@ def test_a_malformed_or_missing_delta_is_a_clear_error(tiny, tmp_path, no_shippe
             decompress(tmp_path / name, prior=tiny)
 
 
-@pytest.mark.parametrize("field, value", [("fine_tune_steps", -1), ("delta_multiple", 0), ("delta_bits", 1)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("fine_tune_steps", -1),
+        ("delta_multiple", 0),
+        ("delta_bits", 1),
+        ("band_fraction", 1.5),
+        ("fine_tune_band_fraction", -0.1),
+    ],
+)
 def test_fine_tuning_settings_out_of_range_are_refused(field, value):
     from necgs.errors import ConfigError
 
