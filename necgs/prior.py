@@ -467,7 +467,7 @@ def prior_dirs(retired: bool = False) -> list[Path]:
 
 
 def _headers(retired: bool = False) -> list[tuple[Path, dict]]:
-    """(path, metadata) of every readable prior file in :func:`prior_dirs`."""
+    """(path, metadata) of every readable prior file in :func:`prior_dirs` (``retired`` as there)."""
     found = []
     for folder in prior_dirs(retired):
         for path in sorted(folder.glob(f"*{PRIOR_SUFFIX}")):

@@ -52,7 +52,7 @@ def parse_features(text: str) -> tuple[int, int]:
 
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise ConfigError(f"--features must be CxK' (channels x side, e.g. 8x4), got {text!r}")
+        raise ConfigError(f"--features must be CxK' (channels x side, e.g. 1x8), got {text!r}")
     return int(parts[0]), int(parts[1])
 
 
