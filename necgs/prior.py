@@ -177,8 +177,8 @@ class PriorFitConfig:
     """How new shapes are compressed against a prior (``compress --prior``).
 
     The measurements below were made against the 8x4^3 body prior (now
-    ``assets/priors/retired/bodies-8x4.ncgp``); the 1x8^3 ``bodies`` keeps these defaults and
-    gives 1.02-1.10x the set-trained CD on four frames with 200 fine-tuning steps.
+    ``assets/priors/retired/bodies-8x4.ncgp``) unless they say otherwise; the 1x8^3 ``bodies``
+    gives 1.03-1.11x the set-trained CD on four frames with 200 fine-tuning steps.
 
     Attributes:
         fit_iterations: Fitting iterations of each new shape's volume (as the priors' own
@@ -205,7 +205,8 @@ class PriorFitConfig:
             share), 12.6e-3 with 1-3 at 0.5, 13.3e-3 at 0.3; 6 samba frames 12.2, 12.0 and
             12.8e-3.
         fine_tune_band_fraction: The same share while fine-tuning. On two samba frames with
-            200 steps, 0.85 gave 1.02x / 1.05x the set-trained CD and 0.5 1.13x / 1.11x.
+            200 steps (1x8^3 bodies), 0.85 gave 1.02x / 1.05x the set-trained CD and 0.5 1.13x /
+            1.11x (with the features fitted at 0.5 first: 1.03x / 1.03x).
         fine_tune_steps: After the features are fitted, steps that also train a coded delta
             of the prior's decoder (0: the archive holds features only). On one unseen samba
             frame against the body prior (its CD in today's set-trained archive: 3.66e-3):
