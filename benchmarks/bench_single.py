@@ -77,7 +77,7 @@ def run_once(meshes: list[Path], args, env: dict) -> dict:
             compress_cmd += ["--fine-tune", str(args.fine_tune)]
         comp = timed(compress_cmd, env)
         dec = timed([*necgs, "decompress", str(archive), "-o", str(Path(tmp) / "out")], env)
-        decoded = {f.stem.split("/")[-1]: load_mesh(f) for f in (Path(tmp) / "out").rglob("*") if f.is_file()}
+        decoded = {f.stem: load_mesh(f) for f in (Path(tmp) / "out").rglob("*") if f.is_file()}
         size = archive.stat().st_size
     originals = [load_mesh(m) for m in meshes]
     scores = [compare_meshes(decoded[m.stem], o, args.samples) for m, o in zip(meshes, originals)]

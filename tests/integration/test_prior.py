@@ -408,7 +408,7 @@ def test_a_malformed_or_missing_delta_is_a_clear_error(tiny, tmp_path, no_shippe
         ("fine_tune_band_fraction", -0.1),
     ],
 )
-def test_fine_tuning_settings_out_of_range_are_refused(field, value):
+def test_fitting_and_fine_tuning_settings_out_of_range_are_refused(field, value):
     from necgs.errors import ConfigError
 
     with pytest.raises(ConfigError, match="must be in"):

@@ -33,7 +33,7 @@ def test_laplace_round_trip_and_estimate_matches_real_bytes(scale, groups):
 
 
 def test_a_stream_that_codes_to_no_bytes_decodes():
-    """One symbol of little information leaves rANS with an empty stream (a 1-value bias of a prior did)."""
+    """A short stream can leave the rANS state within its head word: no bytes (a 1-value bias of a prior did)."""
     model = LaplaceModel(128, np.array([255], np.uint8))
     payload = model.encode(np.array([0]))
     assert payload == b""
