@@ -151,6 +151,12 @@ def main() -> None:
         "--fine-tune", type=int, default=0, metavar="STEPS", help="also each prior with a fine-tuned decoder delta"
     )
     p.add_argument(
+        "--delta-multiples",
+        type=int,
+        nargs="+",
+        help="with --fine-tune: also these delta steps (in steps of the prior's grid; the default is 4)",
+    )
+    p.add_argument(
         "--set-cd-from",
         help="with --single and no set-trained run: an earlier prior_<tag>.json whose single rows hold the "
         "set-trained CD of the same shapes",
@@ -166,6 +172,11 @@ def main() -> None:
     settings = [{"prior": str(prior.path)} for prior in priors]
     if args.fine_tune:
         settings += [{"prior": str(prior.path), "fine_tune": args.fine_tune} for prior in priors]
+        settings += [
+            {"prior": str(prior.path), "fine_tune": args.fine_tune, "delta_multiple": m}
+            for prior in priors
+            for m in args.delta_multiples or []
+        ]
     if args.set_trained:
         settings.append({"preset": args.set_trained, "width": args.set_width})
     t0 = time.time()

@@ -41,12 +41,14 @@ def config_from_setting(setting: dict):
 
 
 def prior_fit_from_setting(setting: dict):
-    """The :class:`necgs.prior.PriorFitConfig` of a prior setting with ``fine_tune`` steps, else None."""
+    """The :class:`necgs.prior.PriorFitConfig` of a prior setting with ``fine_tune`` steps (and
+    optionally ``delta_multiple``, the delta's step in steps of the prior's grid), else None."""
     if not setting.get("fine_tune"):
         return None
     from necgs.prior import PriorFitConfig
 
-    return PriorFitConfig(fine_tune_steps=int(setting["fine_tune"]))
+    multiple = {"delta_multiple": int(setting["delta_multiple"])} if setting.get("delta_multiple") else {}
+    return PriorFitConfig(fine_tune_steps=int(setting["fine_tune"]), **multiple)
 
 
 @register_codec
@@ -93,6 +95,8 @@ class NecgsCodec(Codec):
     def setting_label(self, setting: dict) -> str:
         if setting.get("prior"):
             tuned = f" + fine-tune {setting['fine_tune']}" if setting.get("fine_tune") else ""
+            if setting.get("fine_tune") and setting.get("delta_multiple"):
+                tuned += f" (delta step x{setting['delta_multiple']})"
             return f"prior {Path(str(setting['prior'])).stem}{tuned}"
         extras = []
         if setting.get("ssim") is not None and setting["ssim"] != preset_ssim(setting.get("preset")):

@@ -42,3 +42,13 @@ def test_a_delta_decoder_starts_at_the_prior_and_its_symbols_rebuild_what_it_com
     features = torch.randn(1, 4, 4, 4, 4)
     with torch.no_grad():
         assert torch.allclose(rebuilt(features), dd(features), atol=1e-5)
+
+
+def test_a_benchmark_setting_names_the_delta_step_it_fine_tunes_with():
+    from necgs.baselines.necgs_codec import NecgsCodec, prior_fit_from_setting
+
+    assert prior_fit_from_setting({"prior": "bodies"}) is None
+    assert prior_fit_from_setting({"prior": "bodies", "fine_tune": 200}).delta_multiple == 4
+    coarse = {"prior": "bodies", "fine_tune": 200, "delta_multiple": 16}
+    assert prior_fit_from_setting(coarse).delta_multiple == 16
+    assert NecgsCodec().setting_label(coarse) == "prior bodies + fine-tune 200 (delta step x16)"
