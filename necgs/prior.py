@@ -262,8 +262,8 @@ class PriorFitConfig:
             raise ConfigError(f"fine-tuning blocks must be in [1, 4096], got {self.fine_tune_blocks}")
         if not 1 <= self.delta_multiple <= 256 or not 2 <= self.delta_bits <= 12:
             raise ConfigError(
-                f"delta multiple must be in [1, 256] and delta bits in [2, 12], got {self.delta_multiple}, "
-                f"{self.delta_bits}"
+                f"delta multiple (--delta-step) must be in [1, 256] and delta bits in [2, 12], "
+                f"got {self.delta_multiple}, {self.delta_bits}"
             )
         if not 0 < self.fine_tune_lr <= 1:
             raise ConfigError(f"fine-tuning lr must be in (0, 1], got {self.fine_tune_lr}")

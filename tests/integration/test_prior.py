@@ -280,6 +280,14 @@ def test_cli_prior_train_list_info_compress_decompress(tmp_path):
     assert "v1.4" in r.stdout and "plus a fine-tuned delta of" in r.stdout
     r = run_cli("decompress", str(tuned), "-o", str(tmp_path / "dec2"), env=env)
     assert r.returncode == 0 and len(list((tmp_path / "dec2").iterdir())) == 1, r.stderr
+    coarse = tmp_path / "c.ncgs"
+    r = run_cli(
+        "compress", str(one), "-o", str(coarse), "--prior", "mini", "--fine-tune", "3", "--delta-step", "16", env=env
+    )
+    assert r.returncode == 0, r.stderr
+    assert coarse.stat().st_size < tuned.stat().st_size  # a coarser delta step codes fewer bytes
+    r = run_cli("compress", str(one), "-o", str(tmp_path / "z.ncgs"), "--prior", "mini", "--delta-step", "16", env=env)
+    assert r.returncode == 2 and "give --fine-tune too" in r.stderr and not (tmp_path / "z.ncgs").exists()
     r = run_cli("compress", str(one), "-o", str(tmp_path / "y.ncgs"), "--fine-tune", env=env)
     assert r.returncode == 2 and "give --prior NAME|PATH" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "y.ncgs").exists()
