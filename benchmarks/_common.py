@@ -52,12 +52,17 @@ def write_json(name: str, payload: dict) -> Path:
     return path
 
 
+def spread(total: int, n: int, offset: int = 0) -> list[int]:
+    """``n`` indices spread evenly over ``range(total)`` (every k-th, from ``offset``)."""
+    return [(offset + round(i * total / n)) % total for i in range(n)]
+
+
 def evenly_spaced(dataset: str, n: int | None, offset: int = 0) -> LoadedSet:
     """The whole set, or ``n`` shapes spread evenly over it (every k-th, in set order, from ``offset``)."""
     loaded = load_meshes(resolve_dataset(dataset))
     if not n or n >= len(loaded.meshes):
         return loaded
-    picks = [(offset + round(i * len(loaded.meshes) / n)) % len(loaded.meshes) for i in range(n)]
+    picks = spread(len(loaded.meshes), n, offset)
     return LoadedSet(
         [loaded.meshes[i] for i in picks],
         [],

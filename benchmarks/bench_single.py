@@ -33,7 +33,7 @@ from necgs.io.loading import load_mesh
 from necgs.metrics import compare_meshes
 from necgs.rate import binary_ply_bytes
 
-from _common import write_json
+from _common import spread, write_json
 
 
 def timed(cmd: list[str], env: dict) -> dict:
@@ -56,12 +56,12 @@ def pick(source: Path, shapes: int | None) -> list[Path]:
     files = sorted(f for f in source.iterdir() if f.suffix.lower() in {".ply", ".obj", ".off", ".stl"})
     if not files:
         raise SystemExit(f"{source}: no mesh files")
-    n = min(shapes or len(files), len(files))
-    return [files[round(i * len(files) / n)] for i in range(n)]
+    return [files[i] for i in spread(len(files), min(shapes or len(files), len(files)))]
 
 
-def run_once(meshes: list[Path], args, env: dict) -> dict:
-    """One cold compress + decompress of ``meshes`` (one file, or a folder of links); seconds, bytes, CD."""
+def run_once(meshes: list[Path], originals: list, args, env: dict) -> dict:
+    """One cold compress + decompress of ``meshes`` (one file, or a folder of links), scored against
+    their loaded ``originals``; seconds, bytes, CD."""
     necgs = [sys.executable, "-m", "necgs"]
     with tempfile.TemporaryDirectory(prefix="bench-single-") as tmp:
         env = {**env, "NECGS_CACHE_DIR": str(Path(tmp) / "cache")}
@@ -79,7 +79,6 @@ def run_once(meshes: list[Path], args, env: dict) -> dict:
         dec = timed([*necgs, "decompress", str(archive), "-o", str(Path(tmp) / "out")], env)
         decoded = {f.stem: load_mesh(f) for f in (Path(tmp) / "out").rglob("*") if f.is_file()}
         size = archive.stat().st_size
-    originals = [load_mesh(m) for m in meshes]
     scores = [compare_meshes(decoded[m.stem], o, args.samples) for m, o in zip(meshes, originals)]
     cd = sum(x.cd for x in scores) / len(scores)
     return {
@@ -114,7 +113,8 @@ def main() -> None:
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
     meshes = pick(args.mesh, args.shapes)
-    runs = [run_once(meshes, args, env) for _ in range(args.repeats)]
+    originals = [load_mesh(m) for m in meshes]
+    runs = [run_once(meshes, originals, args, env) for _ in range(args.repeats)]
     for r in runs:
         print({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items() if k != "compress_output"})
     best = min(runs, key=lambda r: r["total_wall_s"])

@@ -47,8 +47,8 @@ def prior_fit_from_setting(setting: dict):
         return None
     from necgs.prior import PriorFitConfig
 
-    multiple = {"delta_multiple": int(setting["delta_multiple"])} if setting.get("delta_multiple") else {}
-    return PriorFitConfig(fine_tune_steps=int(setting["fine_tune"]), **multiple)
+    multiple = int(setting.get("delta_multiple") or PriorFitConfig.delta_multiple)
+    return PriorFitConfig(fine_tune_steps=int(setting["fine_tune"]), delta_multiple=multiple)
 
 
 @register_codec

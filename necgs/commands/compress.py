@@ -113,21 +113,18 @@ def run(args) -> int:
                 total = len(arc.shapes)
             warn_empty(args.output, shapes_without_surface(args.output, device=args.device), total)
         return code
+    from necgs.errors import ConfigError
     from necgs.pipeline import compress
+    from necgs.prior import PriorFitConfig
 
     prior_fit = None
     if args.delta_step is not None and not args.fine_tune:
-        from necgs.errors import ConfigError
-
         raise ConfigError("--delta-step sets the step of a fine-tuned delta: give --fine-tune too")
     if args.fine_tune:
-        from necgs.errors import ConfigError
-        from necgs.prior import PriorFitConfig
-
         if not args.prior or args.prior == "auto":
             raise ConfigError("--fine-tune fine-tunes a named prior's decoder: give --prior NAME|PATH")
-        step = {"delta_multiple": args.delta_step} if args.delta_step is not None else {}
-        prior_fit = PriorFitConfig(fine_tune_steps=args.fine_tune, **step)
+        step = PriorFitConfig.delta_multiple if args.delta_step is None else args.delta_step
+        prior_fit = PriorFitConfig(fine_tune_steps=args.fine_tune, delta_multiple=step)
     result = compress(args.source, args.output, cfg, **targets, prior=args.prior, prior_fit=prior_fit)
     for failure in result.failures:
         warn(f"skipped {failure}")
