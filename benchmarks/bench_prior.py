@@ -157,6 +157,12 @@ def main() -> None:
         help="with --fine-tune: also these delta steps (in steps of the prior's grid; the default is 4)",
     )
     p.add_argument(
+        "--lambda-rates",
+        type=float,
+        nargs="+",
+        help="with --fine-tune: also these weights of the fine-tuning's rate term (lambda_R), at every delta step",
+    )
+    p.add_argument(
         "--set-cd-from",
         help="with --single and no set-trained run: an earlier prior_<tag>.json whose single rows hold the "
         "set-trained CD of the same shapes",
@@ -171,11 +177,13 @@ def main() -> None:
         check_held_out(prior, label, [m.name for m in loaded.meshes])
     settings = [{"prior": str(prior.path)} for prior in priors]
     if args.fine_tune:
-        settings += [{"prior": str(prior.path), "fine_tune": args.fine_tune} for prior in priors]
         settings += [
-            {"prior": str(prior.path), "fine_tune": args.fine_tune, "delta_multiple": m}
+            {"prior": str(prior.path), "fine_tune": args.fine_tune}
+            | ({"delta_multiple": m} if m else {})
+            | ({"lambda_rate": lam} if lam else {})
             for prior in priors
-            for m in args.delta_multiples or []
+            for m in [None, *(args.delta_multiples or [])]
+            for lam in [None, *(args.lambda_rates or [])]
         ]
     if args.set_trained:
         settings.append({"preset": args.set_trained, "width": args.set_width})

@@ -396,6 +396,7 @@ def compress_with_prior(
                 else None
             ),
             cosine=fit.fine_tune_cosine,
+            lambda_rate=fit.fine_tune_lambda_rate,
         )
         decoder = apply_delta(decoder, delta)
     seconds["train"] = time.perf_counter() - t

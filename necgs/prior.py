@@ -232,6 +232,9 @@ class PriorFitConfig:
             4 5.6e-3 for 15.5 kB (through the pipeline with 50 visits first: 5.4e-3 for
             17.8 kB; 8: 7.0e-3 for 8.6 kB; 16: 14.2e-3 for 2.1 kB).
         delta_bits: Bits of a delta symbol (a weight may move by up to 2^(bits-1) delta steps).
+        fine_tune_lambda_rate: lambda_R of the fine-tuning loss: the weight of the estimated
+            bits of the delta and the features per output voxel
+            (:func:`necgs.coding.rate_model.rate_term`); 0 leaves the rate term out.
     """
 
     fit_iterations: int = 30
@@ -254,6 +257,7 @@ class PriorFitConfig:
     fine_tune_cosine: bool = True
     delta_multiple: int = 4
     delta_bits: int = 6
+    fine_tune_lambda_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.fine_tune_steps <= 100_000:
@@ -265,6 +269,8 @@ class PriorFitConfig:
                 f"delta multiple (--delta-step) must be in [1, 256] and delta bits in [2, 12], "
                 f"got {self.delta_multiple}, {self.delta_bits}"
             )
+        if not 0 <= self.fine_tune_lambda_rate <= 1000:
+            raise ConfigError(f"fine-tuning lambda_R must be in [0, 1000], got {self.fine_tune_lambda_rate}")
         if not 0 < self.fine_tune_lr <= 1:
             raise ConfigError(f"fine-tuning lr must be in (0, 1], got {self.fine_tune_lr}")
         for name in ("band_fraction", "fine_tune_band_fraction"):

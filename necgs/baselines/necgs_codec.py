@@ -42,13 +42,17 @@ def config_from_setting(setting: dict):
 
 def prior_fit_from_setting(setting: dict):
     """The :class:`necgs.prior.PriorFitConfig` of a prior setting with ``fine_tune`` steps (and
-    optionally ``delta_multiple``, the delta's step in steps of the prior's grid), else None."""
+    optionally ``delta_multiple``, the delta's step in steps of the prior's grid, and
+    ``lambda_rate``, the weight of the fine-tuning's rate term), else None."""
     if not setting.get("fine_tune"):
         return None
     from necgs.prior import PriorFitConfig
 
-    multiple = int(setting.get("delta_multiple") or PriorFitConfig.delta_multiple)
-    return PriorFitConfig(fine_tune_steps=int(setting["fine_tune"]), delta_multiple=multiple)
+    return PriorFitConfig(
+        fine_tune_steps=int(setting["fine_tune"]),
+        delta_multiple=int(setting.get("delta_multiple") or PriorFitConfig.delta_multiple),
+        fine_tune_lambda_rate=float(setting.get("lambda_rate") or 0.0),
+    )
 
 
 @register_codec
@@ -95,8 +99,10 @@ class NecgsCodec(Codec):
     def setting_label(self, setting: dict) -> str:
         if setting.get("prior"):
             tuned = f" + fine-tune {setting['fine_tune']}" if setting.get("fine_tune") else ""
-            if setting.get("fine_tune") and setting.get("delta_multiple"):
-                tuned += f" (delta step x{setting['delta_multiple']})"
+            if setting.get("fine_tune"):
+                knobs = [f"delta step x{setting['delta_multiple']}"] if setting.get("delta_multiple") else []
+                knobs += [f"lambda_R {setting['lambda_rate']:g}"] if setting.get("lambda_rate") else []
+                tuned += f" ({', '.join(knobs)})" if knobs else ""
             return f"prior {Path(str(setting['prior'])).stem}{tuned}"
         extras = []
         if setting.get("ssim") is not None and setting["ssim"] != preset_ssim(setting.get("preset")):

@@ -35,7 +35,8 @@ def register(sub) -> None:
     p.add_argument(
         "--lambda-rate",
         type=float,
-        help="lambda_R: weight of the rate term in training (default 0; e.g. 0.02 for smaller archives)",
+        help="lambda_R: weight of the rate term in training (default 0; e.g. 0.02 for smaller archives); "
+        "with --prior and --fine-tune, the weight of the fine-tuned delta's rate term",
     )
     target = p.add_mutually_exclusive_group()
     target.add_argument(
@@ -120,11 +121,16 @@ def run(args) -> int:
     prior_fit = None
     if args.delta_step is not None and not args.fine_tune:
         raise ConfigError("--delta-step sets the step of a fine-tuned delta: give --fine-tune too")
+    if args.prior and args.prior != "auto" and args.lambda_rate is not None and not args.fine_tune:
+        raise ConfigError("--lambda-rate with --prior weighs a fine-tuned delta's rate: give --fine-tune too")
     if args.fine_tune:
         if not args.prior or args.prior == "auto":
             raise ConfigError("--fine-tune fine-tunes a named prior's decoder: give --prior NAME|PATH")
-        step = PriorFitConfig.delta_multiple if args.delta_step is None else args.delta_step
-        prior_fit = PriorFitConfig(fine_tune_steps=args.fine_tune, delta_multiple=step)
+        prior_fit = PriorFitConfig(
+            fine_tune_steps=args.fine_tune,
+            delta_multiple=PriorFitConfig.delta_multiple if args.delta_step is None else args.delta_step,
+            fine_tune_lambda_rate=args.lambda_rate or 0.0,
+        )
     result = compress(args.source, args.output, cfg, **targets, prior=args.prior, prior_fit=prior_fit)
     for failure in result.failures:
         warn(f"skipped {failure}")

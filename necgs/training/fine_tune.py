@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import torch
 
+from necgs.coding.rate_model import rate_term
 from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.quant import QuantSpec, quantize, to_symbols
 from necgs.optim import Adam
@@ -62,6 +63,10 @@ class DeltaDecoder(Decoder):
         """Every parameter as base + quantized change (``specs`` is ignored: the grids are fixed)."""
         return {n: self.base[n] + quantize(t - self.base[n], self.delta_specs[n]) for n, t in self.named_parameters()}
 
+    def changes(self) -> dict[str, torch.Tensor]:
+        """Every parameter's (unquantized) change from the base, by name."""
+        return {n: t - self.base[n] for n, t in self.named_parameters()}
+
     def delta(self) -> dict[str, QuantizedTensor]:
         """The quantized change of every parameter from the base."""
         return {
@@ -99,6 +104,7 @@ def fine_tune_decoder(
     progress: Callable[[int, int, float], None] | None = None,
     *,
     cosine: bool,
+    lambda_rate: float = 0.0,
 ) -> tuple[dict[str, QuantizedTensor], QuantizedTensor]:
     """Train a delta of ``codec``'s decoder together with the shapes' features.
 
@@ -114,6 +120,9 @@ def fine_tune_decoder(
         progress: Called after every step with (steps done, steps, loss).
         cosine: Decay both learning rates to zero over the steps (half a cosine) instead of
             keeping them constant.
+        lambda_rate: Weight of a rate term: the estimated bits of the delta and the features
+            per output voxel (:func:`necgs.coding.rate_model.rate_term`, with the delta's grids
+            in place of the decoder's); 0 leaves it out.
 
     Returns:
         The delta (quantized, by parameter name) and the shapes' fitted features.
@@ -131,6 +140,10 @@ def fine_tune_decoder(
     for step in range(steps):
         idx = torch.randperm(m, generator=generator)[: tcfg.batch_size].tolist()
         loss = objective(decoder, quantize(feats[idx], spec), None, idx, generator)
+        if lambda_rate > 0:
+            loss = loss + lambda_rate * rate_term(
+                decoder.changes(), decoder.delta_specs, feats[idx], spec, n_shapes=m, resolution=volumes.shape[-1]
+            )
         opt.zero_grad()
         loss.backward()
         scale = 0.5 * (1 + math.cos(math.pi * step / steps)) if cosine else 1.0

@@ -288,6 +288,8 @@ def test_cli_prior_train_list_info_compress_decompress(tmp_path):
     assert coarse.stat().st_size < tuned.stat().st_size  # a coarser delta step codes fewer bytes
     r = run_cli("compress", str(one), "-o", str(tmp_path / "z.ncgs"), "--prior", "mini", "--delta-step", "16", env=env)
     assert r.returncode == 2 and "give --fine-tune too" in r.stderr and not (tmp_path / "z.ncgs").exists()
+    r = run_cli("compress", str(one), "-o", str(tmp_path / "z.ncgs"), "--prior", "mini", "--lambda-rate", "8", env=env)
+    assert r.returncode == 2 and "delta's rate: give --fine-tune too" in r.stderr and not (tmp_path / "z.ncgs").exists()
     r = run_cli("compress", str(one), "-o", str(tmp_path / "y.ncgs"), "--fine-tune", env=env)
     assert r.returncode == 2 and "give --prior NAME|PATH" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "y.ncgs").exists()
@@ -414,6 +416,7 @@ def test_a_malformed_or_missing_delta_is_a_clear_error(tiny, tmp_path, no_shippe
         ("delta_bits", 1),
         ("band_fraction", 1.5),
         ("fine_tune_band_fraction", -0.1),
+        ("fine_tune_lambda_rate", -1.0),
     ],
 )
 def test_fitting_and_fine_tuning_settings_out_of_range_are_refused(field, value):

@@ -52,3 +52,38 @@ def test_a_benchmark_setting_names_the_delta_step_it_fine_tunes_with():
     coarse = {"prior": "bodies", "fine_tune": 200, "delta_multiple": 16}
     assert prior_fit_from_setting(coarse).delta_multiple == 16
     assert NecgsCodec().setting_label(coarse) == "prior bodies + fine-tune 200 (delta step x16)"
+    rated = {**coarse, "lambda_rate": 16.0}
+    assert prior_fit_from_setting(rated).fine_tune_lambda_rate == 16.0
+    assert prior_fit_from_setting(coarse).fine_tune_lambda_rate == 0.0
+    assert NecgsCodec().setting_label(rated) == "prior bodies + fine-tune 200 (delta step x16, lambda_R 16)"
+
+
+def test_the_rate_term_makes_the_fine_tuned_delta_smaller():
+    """lambda_R pulls the delta's symbols to zero: fewer estimated bits and fewer moved weights."""
+    from necgs.coding.rate_model import decoder_bits
+    from necgs.model.quant import QuantSpec
+    from necgs.training.fine_tune import fine_tune_decoder
+    from necgs.training.train import TrainConfig, TrainedCodec
+
+    K = 16
+    g = torch.linspace(-1, 1, K)
+    r = torch.sqrt(sum(c**2 for c in torch.meshgrid(g, g, g, indexing="ij")))
+    tsdf = torch.stack([((r - rad) / 0.3).clamp(-1, 1) for rad in (0.4, 0.6)])
+    volumes = torch.cat([tsdf[:, None], torch.zeros(2, 3, K, K, K)], dim=1)  # (2, 4, K, K, K)
+    weights = quantized_decoder()
+    spec = QuantSpec(6, -1.0, 1.0)
+    start = torch.zeros(2, 4, 4, 4, 4)
+    codec = TrainedCodec(
+        decoder_config(K, 4, feature_channels=4),
+        weights,
+        QuantizedTensor(to_symbols(start, spec), spec, tuple(start.shape)),
+    )
+    tcfg = TrainConfig(lr=1e-2, batch_size=2, mode="dense", device="cpu").validate()
+    specs = delta_specs(weights, 4, 6)
+    bits, moved = [], []
+    for lam in (0.0, 50.0):
+        delta, _ = fine_tune_decoder(codec, volumes, codec.features, tcfg, 40, 2e-2, 4, 6, cosine=True, lambda_rate=lam)
+        values = {n: q.value() for n, q in delta.items()}
+        bits.append(float(decoder_bits(values, specs)))
+        moved.append(sum(int((v != 0).sum()) for v in values.values()))
+    assert bits[1] < 0.7 * bits[0] and moved[1] < moved[0], (bits, moved)
