@@ -160,7 +160,8 @@ def main() -> None:
         "--lambda-rates",
         type=float,
         nargs="+",
-        help="with --fine-tune: also these weights of the fine-tuning's rate term (lambda_R), at every delta step",
+        help="with --fine-tune: also these weights of the fine-tuning's rate term (lambda_R; default 0.5), at every "
+        "delta step",
     )
     p.add_argument(
         "--set-cd-from",
@@ -180,7 +181,7 @@ def main() -> None:
         settings += [
             {"prior": str(prior.path), "fine_tune": args.fine_tune}
             | ({"delta_multiple": m} if m else {})
-            | ({"lambda_rate": lam} if lam else {})
+            | ({"lambda_rate": lam} if lam is not None else {})
             for prior in priors
             for m in [None, *(args.delta_multiples or [])]
             for lam in [None, *(args.lambda_rates or [])]

@@ -51,7 +51,9 @@ def prior_fit_from_setting(setting: dict):
     return PriorFitConfig(
         fine_tune_steps=int(setting["fine_tune"]),
         delta_multiple=int(setting.get("delta_multiple") or PriorFitConfig.delta_multiple),
-        fine_tune_lambda_rate=float(setting.get("lambda_rate") or 0.0),
+        fine_tune_lambda_rate=PriorFitConfig.fine_tune_lambda_rate
+        if setting.get("lambda_rate") is None
+        else float(setting["lambda_rate"]),
     )
 
 
@@ -101,7 +103,7 @@ class NecgsCodec(Codec):
             tuned = f" + fine-tune {setting['fine_tune']}" if setting.get("fine_tune") else ""
             if setting.get("fine_tune"):
                 knobs = [f"delta step x{setting['delta_multiple']}"] if setting.get("delta_multiple") else []
-                knobs += [f"lambda_R {setting['lambda_rate']:g}"] if setting.get("lambda_rate") else []
+                knobs += [f"lambda_R {setting['lambda_rate']:g}"] if setting.get("lambda_rate") is not None else []
                 tuned += f" ({', '.join(knobs)})" if knobs else ""
             return f"prior {Path(str(setting['prior'])).stem}{tuned}"
         extras = []

@@ -102,6 +102,26 @@ def fit_scale_codes(signed: np.ndarray, groups: int, half_range: int) -> np.ndar
     return bits.argmin(1).astype(np.uint8)
 
 
+def fit_segment_scale_codes(signed: np.ndarray, sizes: np.ndarray, half_range: int) -> np.ndarray:
+    """:func:`fit_scale_codes` with one group per consecutive segment of any length.
+
+    Args:
+        signed: (n,) signed symbols in -R .. R.
+        sizes: (G,) segment lengths, each >= 1, summing to n.
+        half_range: R.
+
+    Returns:
+        (G,) uint8 scale codes, the code each segment gets from ``fit_scale_codes(segment, 1, R)``.
+    """
+    a = np.abs(np.asarray(signed, dtype=np.int64))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    nz, end = a > 0, a >= half_range
+    stats = tuple(
+        np.add.reduceat(x.astype(np.float64), starts) for x in (~nz, nz & ~end, end, np.where(nz, a - 0.5, 0.0))
+    )
+    return _nll_bits_grid(stats, scale_of(np.arange(SCALE_CODES))).argmin(1).astype(np.uint8)
+
+
 def laplace_bits(signed: np.ndarray, scales: np.ndarray, half_range: int) -> np.ndarray:
     """Bits of every signed symbol under the Laplace of its scale (the estimate).
 

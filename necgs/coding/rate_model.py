@@ -27,7 +27,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from necgs.coding.laplace import MAX_SYMBOL_BITS, fit_scale_codes, scale_of
+from necgs.coding.laplace import MAX_SYMBOL_BITS, fit_scale_codes, fit_segment_scale_codes, scale_of
 from necgs.model.quant import QuantSpec
 
 _LN2 = float(np.log(2.0))
@@ -104,8 +104,21 @@ def feature_bits(features: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
 
 
 def decoder_bits(params: Mapping[str, torch.Tensor], specs: Mapping[str, QuantSpec]) -> torch.Tensor:
-    """Differentiable bits of every named decoder tensor (any set of names), one model each."""
-    return sum((tensor_bits(t, specs[name]) for name, t in params.items()), torch.zeros(()))
+    """Differentiable bits of every named decoder tensor (any set of names), one model each.
+
+    Tensors on grids of one bit depth are estimated in one pass over their concatenated
+    symbols (a fine-tuning step calls this every step); otherwise tensor by tensor.
+    """
+    names = list(params)
+    halves = {2 ** (specs[n].bits - 1) for n in names}
+    if len(halves) != 1:
+        return sum((tensor_bits(params[n], specs[n]) for n in names), torch.zeros(()))
+    half = halves.pop()
+    signed = torch.cat([signed_symbols(params[n], specs[n]).reshape(-1) for n in names])
+    sizes = np.array([params[n].numel() for n in names])
+    codes = fit_segment_scale_codes(torch.round(signed.detach()).to(torch.int64).cpu().numpy(), sizes, half)
+    scales = torch.as_tensor(np.repeat(scale_of(codes), sizes), dtype=signed.dtype, device=signed.device)
+    return laplace_bits_torch(signed, scales, half).sum()
 
 
 def rate_term(

@@ -129,7 +129,9 @@ def run(args) -> int:
         prior_fit = PriorFitConfig(
             fine_tune_steps=args.fine_tune,
             delta_multiple=PriorFitConfig.delta_multiple if args.delta_step is None else args.delta_step,
-            fine_tune_lambda_rate=args.lambda_rate or 0.0,
+            fine_tune_lambda_rate=(
+                PriorFitConfig.fine_tune_lambda_rate if args.lambda_rate is None else args.lambda_rate
+            ),
         )
     result = compress(args.source, args.output, cfg, **targets, prior=args.prior, prior_fit=prior_fit)
     for failure in result.failures:

@@ -46,6 +46,7 @@ def test_a_delta_decoder_starts_at_the_prior_and_its_symbols_rebuild_what_it_com
 
 def test_a_benchmark_setting_names_the_delta_step_it_fine_tunes_with():
     from necgs.baselines.necgs_codec import NecgsCodec, prior_fit_from_setting
+    from necgs.prior import PriorFitConfig
 
     assert prior_fit_from_setting({"prior": "bodies"}) is None
     assert prior_fit_from_setting({"prior": "bodies", "fine_tune": 200}).delta_multiple == 4
@@ -54,7 +55,10 @@ def test_a_benchmark_setting_names_the_delta_step_it_fine_tunes_with():
     assert NecgsCodec().setting_label(coarse) == "prior bodies + fine-tune 200 (delta step x16)"
     rated = {**coarse, "lambda_rate": 16.0}
     assert prior_fit_from_setting(rated).fine_tune_lambda_rate == 16.0
-    assert prior_fit_from_setting(coarse).fine_tune_lambda_rate == 0.0
+    assert prior_fit_from_setting(coarse).fine_tune_lambda_rate == PriorFitConfig.fine_tune_lambda_rate > 0
+    plain = {**coarse, "lambda_rate": 0.0}
+    assert prior_fit_from_setting(plain).fine_tune_lambda_rate == 0.0
+    assert NecgsCodec().setting_label(plain) == "prior bodies + fine-tune 200 (delta step x16, lambda_R 0)"
     assert NecgsCodec().setting_label(rated) == "prior bodies + fine-tune 200 (delta step x16, lambda_R 16)"
 
 

@@ -189,3 +189,28 @@ def test_training_with_lambda_rate_lowers_the_estimated_bits():
         )
         bits.append(est["weights_bytes"] + est["features_bytes"])
     assert bits[1] < 0.9 * bits[0], bits  # 30 epochs: about -18%
+
+
+def test_a_decoder_s_bits_in_one_pass_equal_its_tensors_bits_one_by_one():
+    from necgs.coding.laplace import fit_segment_scale_codes
+    from necgs.coding.rate_model import decoder_bits, tensor_bits
+    from necgs.model.quant import QuantSpec
+
+    torch.manual_seed(0)
+    params = {
+        "a": (0.3 * torch.randn(40, 3)).requires_grad_(),
+        "b": torch.zeros(7, requires_grad=True),  # every symbol zero
+        "c": (5.0 * torch.randn(2, 2, 5)).requires_grad_(),  # many at the ends of the range
+    }
+    specs = {"a": QuantSpec(6, -1.0, 1.0), "b": QuantSpec(6, -0.5, 0.5), "c": QuantSpec(6, -2.0, 2.0)}
+    together = decoder_bits(params, specs)
+    (g_together,) = torch.autograd.grad(together, [params["a"]])
+    apart = sum(tensor_bits(t, specs[n]) for n, t in params.items())
+    (g_apart,) = torch.autograd.grad(apart, [params["a"]])
+    assert torch.allclose(together, apart, rtol=1e-5) and torch.allclose(g_together, g_apart, rtol=1e-5)
+    signed = np.concatenate([np.arange(-3, 4), np.zeros(5, int), np.full(4, 32)])
+    codes = fit_segment_scale_codes(signed, np.array([7, 5, 4]), 32)
+    expected = [fit_scale_codes(x, 1, 32)[0] for x in np.split(signed, [7, 12])]
+    assert codes.tolist() == expected and len(set(expected)) == 3
+    mixed = {**specs, "b": QuantSpec(4, -0.5, 0.5)}  # bit depths differ: tensor by tensor
+    assert torch.allclose(decoder_bits(params, mixed), sum(tensor_bits(t, mixed[n]) for n, t in params.items()))
