@@ -48,12 +48,17 @@ def laplace_bits_torch(signed: torch.Tensor, scales: torch.Tensor, half_range: i
         Bits, same shape as ``signed``.
     """
     inv = 1.0 / scales
+    return _bits_of_levels(signed, inv, torch.log(-torch.expm1(-0.5 * inv)), torch.log(-torch.expm1(-inv)), half_range)
+
+
+def _bits_of_levels(
+    signed: torch.Tensor, inv: torch.Tensor, log_p0: torch.Tensor, log_inner: torch.Tensor, half_range: int
+) -> torch.Tensor:
+    """:func:`laplace_bits_torch` given each symbol's 1 / b, log P(0) and log(1 - e^(-1/b))."""
     a = signed.abs()
     level = a.detach()
-    log_p0 = torch.log(-torch.expm1(-0.5 * inv)).expand_as(a)
     tail = np.log(0.5) - (a - 0.5) * inv
-    inner = tail + torch.log(-torch.expm1(-inv))
-    log_p = torch.where(level < 0.5, log_p0, torch.where(level > half_range - 0.5, tail, inner))
+    log_p = torch.where(level < 0.5, log_p0.expand_as(a), torch.where(level > half_range - 0.5, tail, tail + log_inner))
     return (-log_p / _LN2).clamp(max=MAX_SYMBOL_BITS)
 
 
@@ -107,18 +112,27 @@ def decoder_bits(params: Mapping[str, torch.Tensor], specs: Mapping[str, QuantSp
     """Differentiable bits of every named decoder tensor (any set of names), one model each.
 
     Tensors on grids of one bit depth are estimated in one pass over their concatenated
-    symbols (a fine-tuning step calls this every step); otherwise tensor by tensor.
+    elements, each on its own grid (a fine-tuning step calls this every step, and a few
+    dozen small tensor ops cost more than the arithmetic); otherwise tensor by tensor.
     """
     names = list(params)
     halves = {2 ** (specs[n].bits - 1) for n in names}
     if len(halves) != 1:
         return sum((tensor_bits(params[n], specs[n]) for n in names), torch.zeros(()))
     half = halves.pop()
-    signed = torch.cat([signed_symbols(params[n], specs[n]).reshape(-1) for n in names])
+    x = torch.cat([params[n].reshape(-1) for n in names])
     sizes = np.array([params[n].numel() for n in names])
+
+    def per_element(values: list[float]) -> torch.Tensor:
+        return torch.as_tensor(np.repeat(np.asarray(values, dtype=np.float32), sizes), device=x.device)
+
+    lo, hi = per_element([specs[n].lo for n in names]), per_element([specs[n].hi for n in names])
+    u = (torch.minimum(torch.maximum(x, lo), hi) - lo) / per_element([specs[n].step for n in names])
+    signed = u + (torch.round(u) - u).detach() - half
     codes = fit_segment_scale_codes(torch.round(signed.detach()).to(torch.int64).cpu().numpy(), sizes, half)
-    scales = torch.as_tensor(np.repeat(scale_of(codes), sizes), dtype=signed.dtype, device=signed.device)
-    return laplace_bits_torch(signed, scales, half).sum()
+    inv = 1.0 / scale_of(codes)  # the model's terms once per tensor, not once per element
+    terms = [per_element(t) for t in (inv, np.log(-np.expm1(-0.5 * inv)), np.log(-np.expm1(-inv)))]
+    return _bits_of_levels(signed, *terms, half).sum()
 
 
 def rate_term(
