@@ -44,6 +44,7 @@ from necgs.coding.streams import AnyModel, model_from_bytes
 from necgs.config import BAND_LOSS
 from necgs.errors import ConfigError, CorruptArchiveError, NecgsError
 from necgs.geometry.fit import FitConfig, fit_volumes
+from necgs.geometry.symmetry import AUGMENTATIONS, augment_volumes
 from necgs.io.datasets import resolve_dataset
 from necgs.io.loading import load_meshes
 from necgs.model.decoder import Decoder, DecoderConfig, decoder_config
@@ -114,6 +115,9 @@ class PriorConfig:
         checkpoint_every: Epochs between checkpoints.
         seed: Seed of initialization and sampling.
         device: "auto", "cpu" or "cuda".
+        augment: Train on exact copies of each shape too: "none", "mirror" (its mirror
+            image) or "turns" (its mirror image, and both in 4 quarter turns about the up
+            axis; :mod:`necgs.geometry.symmetry`).
     """
 
     resolution: int = 64
@@ -137,6 +141,11 @@ class PriorConfig:
     checkpoint_every: int = 20
     seed: int = 0
     device: str = "auto"
+    augment: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.augment not in AUGMENTATIONS:
+            raise ConfigError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
 
     def fit(self) -> FitConfig:
         """The fitting settings of the training shapes."""
@@ -637,14 +646,16 @@ def train_prior(
     fit_cb = (lambda d, n: progress("fit", d, n, "")) if progress else False
     fitted = fit_volumes(meshes, cfg.fit(), progress=fit_cb)
     fit_seconds = time.perf_counter() - t0
-    tcfg = cfg.train(len(meshes))
+    volumes, suffixes = augment_volumes(fitted.volumes, cfg.augment)
+    names = [m.name + suffix for suffix in suffixes for m in meshes]
+    tcfg = cfg.train(len(volumes))
     ckpt = Path(checkpoint_dir) if checkpoint_dir else cache_dir("checkpoints", f"prior-{Path(output).stem}")
     train_cb = (
         (lambda e, n, loss, eta: progress("train", e, n, f"loss {loss:.4f}, ETA {eta:.0f} s")) if progress else False
     )
     init_state = init.decoder().state_dict() if init is not None else None
     codec = train_autodecoder(
-        fitted.volumes,
+        volumes,
         dcfg,
         tcfg,
         checkpoint_dir=ckpt,
@@ -654,10 +665,10 @@ def train_prior(
         encoder_input=cfg.encoder_input,
     )
     decoder = codec.decoder()
-    errors, _ = band_errors(decoder, codec.features.value(), fitted.volumes)
+    errors, _ = band_errors(decoder, codec.features.value(), volumes)
     card = {
         "trained_on": record,
-        "shape_names": [m.name for m in meshes],
+        "shape_names": names,
         "settings": asdict(cfg),
         "fine_tuned_from": {"name": init.name, "id": init.id} if init is not None else None,
         "fit_seconds": round(fit_seconds, 1),

@@ -30,6 +30,12 @@ def register(sub) -> None:
         action="store_true",
         help="train an auto-decoder prior (new shapes start from the nearest training feature, not an encoder's)",
     )
+    t.add_argument(
+        "--augment",
+        choices=["none", "mirror", "turns"],
+        help="also train on exact copies of each shape: its mirror image (mirror), and both in 4 quarter turns "
+        "about the up axis (turns; 8 copies); default none",
+    )
     t.add_argument("--init", help="fine-tune from this prior (name or path) instead of a random decoder")
     t.add_argument("--checkpoint-dir", help="checkpoints (default: a cache folder named after the output)")
     t.add_argument("--background", action="store_true", help="run detached; progress goes to OUTPUT.log")
@@ -68,6 +74,7 @@ def _config(args):
         "resolution": args.resolution,
         "lr": args.lr,
         "fit_iterations": args.fit_iterations,
+        "augment": args.augment,
     }
     if args.features:
         changes["feature_channels"], changes["feature_resolution"] = parse_features(args.features)
@@ -152,6 +159,7 @@ def run_info(args) -> int:
         print(
             f"  settings {s.get('steps')} steps, width {s.get('width')}, lr {s.get('lr')}, "
             f"{s.get('batch_size')} shapes x {s.get('blocks_per_shape')} blocks of {s.get('block_size')}^3 per step"
+            + (f", augmented: {s['augment']}" if s.get("augment", "none") != "none" else "")
         )
     if card.get("train_seconds") is not None:
         print(f"  took     fit {card.get('fit_seconds')} s, train {card.get('train_seconds')} s")

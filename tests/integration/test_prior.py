@@ -250,15 +250,19 @@ def test_cli_prior_train_list_info_compress_decompress(tmp_path):
         "0",
         "--features",
         "2x8",
+        "--augment",
+        "mirror",
         env=env,
     )
     assert r.returncode == 0, r.stderr
     assert "prior 'mini'" in r.stdout and p.is_file()
+    names = read_prior(p).card["shape_names"]
+    assert len(names) == 8 and sum(n.endswith("/mirror") for n in names) == 4  # each figure and its mirror image
     r = run_cli("prior", "list", env=env)
     assert r.returncode == 0 and "mini" in r.stdout
     r = run_cli("prior", "info", "mini", env=env)
     assert r.returncode == 0 and "trained on" in r.stdout and "4 shapes" in r.stdout
-    assert "features 2x8^3" in r.stdout
+    assert "features 2x8^3" in r.stdout and "augmented: mirror" in r.stdout
     one = src / sorted(x.name for x in src.iterdir())[0]
     r = run_cli("compress", str(one), "-o", str(tmp_path / "o.ncgs"), "--prior", "mini", env=env)
     assert r.returncode == 0, r.stderr
