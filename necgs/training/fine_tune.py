@@ -114,7 +114,7 @@ def fine_tune_decoder(
         features: (M, C, K', K', K') their starting features (on the codec's feature grid).
         tcfg: Loss, blocks per shape, shapes per step and the features' learning rate.
         steps: Optimizer steps.
-        lr: Learning rate of the decoder's weights (Adam, constant).
+        lr: Learning rate of the decoder's weights (Adam; the peak when ``cosine``).
         multiple: Delta step in frozen-grid steps (:func:`delta_specs`).
         bits: Bits of a delta symbol.
         progress: Called after every step with (steps done, steps, loss).
