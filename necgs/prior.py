@@ -82,10 +82,11 @@ class PriorMismatchError(NecgsError):
 class PriorConfig:
     """How a prior is trained (``necgs prior train``).
 
-    The defaults are the ``bodies`` prior's settings: K = 64, width small (8-bit), a feature
-    of 1 channel at 8^3 per shape, trained as an auto-encoder whose encoder sees the volume
-    pooled to 16^3, patch training on 4 shapes x 16 blocks of 8^3 per step with the presets'
-    band loss. Measured on 16 samba frames after training on the 44 crane frames (3,000
+    The defaults are the body prior's settings but two (the shipped ``bodies`` also trains
+    on mirror images and quarter turns, ``augment="turns"``, for 10,000 steps): K = 64, width
+    small (8-bit), a feature of 1 channel at 8^3 per shape, trained as an auto-encoder whose
+    encoder sees the volume pooled to 16^3, patch training on 4 shapes x 16 blocks of 8^3 per
+    step with the presets' band loss. Measured on 16 samba frames after training on the 44 crane frames (3,000
     steps): the encoder's start plus 150 fitting visits gave CD 18.0e-3, against 38.4e-3 for
     an auto-decoder prior trained the same way and started from the mean feature (8x4^3
     features). Local features generalize far better at about the same bytes: 1x8^3 gave
