@@ -44,7 +44,7 @@ from necgs.coding.streams import AnyModel, model_from_bytes
 from necgs.config import BAND_LOSS
 from necgs.errors import ConfigError, CorruptArchiveError, NecgsError
 from necgs.geometry.fit import FitConfig, fit_volumes
-from necgs.geometry.symmetry import AUGMENTATIONS, augment_volumes
+from necgs.geometry.symmetry import augment_volumes, check_augmentation
 from necgs.io.datasets import resolve_dataset
 from necgs.io.loading import load_meshes
 from necgs.model.decoder import Decoder, DecoderConfig, decoder_config
@@ -145,8 +145,7 @@ class PriorConfig:
     augment: str = "none"
 
     def __post_init__(self) -> None:
-        if self.augment not in AUGMENTATIONS:
-            raise ConfigError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
+        check_augmentation(self.augment)
 
     def fit(self) -> FitConfig:
         """The fitting settings of the training shapes."""

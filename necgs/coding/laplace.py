@@ -75,15 +75,18 @@ def _nll_bits_grid(stats: tuple[np.ndarray, ...], scales: np.ndarray) -> np.ndar
     return nats / np.log(2.0)
 
 
-def group_stats(signed: np.ndarray, groups: int, half_range: int) -> tuple[np.ndarray, ...]:
-    """(n_zero, n_inner, n_end, excess) of each of ``groups`` equal consecutive groups of ``signed``."""
-    a = np.abs(np.asarray(signed, dtype=np.int64)).reshape(groups, -1)
+def segment_stats(signed: np.ndarray, sizes: np.ndarray, half_range: int) -> tuple[np.ndarray, ...]:
+    """(n_zero, n_inner, n_end, excess) of each consecutive segment of ``signed``.
+
+    ``sizes`` are the segments' lengths, each >= 1 (or all 0 when ``signed`` is empty).
+    """
+    a = np.abs(np.asarray(signed, dtype=np.int64))
+    if not a.size:
+        return tuple(np.zeros(len(sizes)) for _ in range(4))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     nz, end = a > 0, a >= half_range
-    return (
-        (~nz).sum(1).astype(np.float64),
-        (nz & ~end).sum(1).astype(np.float64),
-        end.sum(1).astype(np.float64),
-        np.where(nz, a - 0.5, 0.0).sum(1),
+    return tuple(
+        np.add.reduceat(x.astype(np.float64), starts) for x in (~nz, nz & ~end, end, np.where(nz, a - 0.5, 0.0))
     )
 
 
@@ -92,14 +95,19 @@ def fit_scale_codes(signed: np.ndarray, groups: int, half_range: int) -> np.ndar
 
     Args:
         signed: (n,) signed symbols in -R .. R, n a multiple of ``groups``.
-        groups: G.
+        groups: G, equal consecutive groups.
         half_range: R.
 
     Returns:
         (G,) uint8 scale codes.
+
+    Raises:
+        ValueError: n is not a multiple of G.
     """
-    bits = _nll_bits_grid(group_stats(signed, groups, half_range), scale_of(np.arange(SCALE_CODES)))
-    return bits.argmin(1).astype(np.uint8)
+    n = np.asarray(signed).size
+    if n % groups:
+        raise ValueError(f"{n} symbols do not split into {groups} equal groups")
+    return fit_segment_scale_codes(signed, np.full(groups, n // groups), half_range)
 
 
 def fit_segment_scale_codes(signed: np.ndarray, sizes: np.ndarray, half_range: int) -> np.ndarray:
@@ -107,19 +115,14 @@ def fit_segment_scale_codes(signed: np.ndarray, sizes: np.ndarray, half_range: i
 
     Args:
         signed: (n,) signed symbols in -R .. R.
-        sizes: (G,) segment lengths, each >= 1, summing to n.
+        sizes: (G,) segment lengths (each >= 1), summing to n.
         half_range: R.
 
     Returns:
         (G,) uint8 scale codes, the code each segment gets from ``fit_scale_codes(segment, 1, R)``.
     """
-    a = np.abs(np.asarray(signed, dtype=np.int64))
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    nz, end = a > 0, a >= half_range
-    stats = tuple(
-        np.add.reduceat(x.astype(np.float64), starts) for x in (~nz, nz & ~end, end, np.where(nz, a - 0.5, 0.0))
-    )
-    return _nll_bits_grid(stats, scale_of(np.arange(SCALE_CODES))).argmin(1).astype(np.uint8)
+    bits = _nll_bits_grid(segment_stats(signed, sizes, half_range), scale_of(np.arange(SCALE_CODES)))
+    return bits.argmin(1).astype(np.uint8)
 
 
 def laplace_bits(signed: np.ndarray, scales: np.ndarray, half_range: int) -> np.ndarray:

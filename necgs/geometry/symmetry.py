@@ -21,6 +21,12 @@ AUGMENTATIONS = {
 }
 
 
+def check_augmentation(mode: str) -> None:
+    """Raise :class:`~necgs.errors.ConfigError` unless ``mode`` is one of :data:`AUGMENTATIONS`."""
+    if mode not in AUGMENTATIONS:
+        raise ConfigError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}, got {mode!r}")
+
+
 def mirror_x(volumes: torch.Tensor) -> torch.Tensor:
     """Mirror images across the plane x = 0.
 
@@ -62,8 +68,7 @@ def augment_volumes(volumes: torch.Tensor, mode: str) -> tuple[torch.Tensor, lis
     Raises:
         ConfigError: An unknown mode.
     """
-    if mode not in AUGMENTATIONS:
-        raise ConfigError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}, got {mode!r}")
+    check_augmentation(mode)
     copies, suffixes = [volumes], [""]
     if mode in ("mirror", "turns"):
         copies.append(mirror_x(volumes))
