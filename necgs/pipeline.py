@@ -41,9 +41,10 @@ from necgs.coding.streams import (
     model_from_bytes,
 )
 from necgs.config import NecgsConfig, preset
+from necgs.device import resolve_device
 from necgs.errors import ConfigError, CorruptArchiveError, NecgsError
 from necgs.geometry.dmc import mesh_from_volume
-from necgs.geometry.fit import FitConfig, FittedSet, fit_volumes, resolve_device
+from necgs.geometry.fit import FitConfig, FittedSet, fit_volumes
 from necgs.io.loading import LoadedSet, load_meshes, save_mesh
 from necgs.io.mesh import Mesh, Transform
 from necgs.model.blocks import decode_volume

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from necgs.device import resolve_device
 from necgs.errors import ConfigError
 from necgs.geometry.dmc import deformable_marching_cubes
 from necgs.geometry.tsdf import tsdf_volume, validate_resolution, voxel_size
@@ -99,15 +100,6 @@ class FitConfig:
         if not settings["thin_voxels"]:
             settings.pop("thin_voxels")  # volumes fitted before the setting existed keep their key
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; ``cuda`` without CUDA -> ConfigError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but no CUDA device is available")
-    return torch.device(name)
 
 
 def grid_transform(mesh: Mesh, cfg: FitConfig) -> Transform:

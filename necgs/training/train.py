@@ -31,6 +31,7 @@ import torch
 import torch.distributed as dist
 
 from necgs.coding.rate_model import rate_term
+from necgs.device import resolve_device
 from necgs.errors import ConfigError
 from necgs.model.blocks import best_crop_level
 from necgs.model.decoder import Decoder, DecoderConfig
@@ -228,13 +229,6 @@ def build_decoder(cfg: DecoderConfig, weights: dict[str, QuantizedTensor], devic
         state[name] = q.value()
     dec.load_state_dict(state)
     return dec.to(device).eval()
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU."""
-    from necgs.geometry.fit import resolve_device as _resolve
-
-    return _resolve(name)
 
 
 def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
