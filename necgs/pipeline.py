@@ -49,7 +49,7 @@ from necgs.io.loading import LoadedSet, load_meshes, save_mesh
 from necgs.io.mesh import Mesh, Transform
 from necgs.model.blocks import decode_volume
 from necgs.model.decoder import Decoder, DecoderConfig
-from necgs.model.quant import QuantSpec
+from necgs.model.quant import QuantizedTensor, QuantSpec
 from necgs.paths import cache_dir
 from necgs.prior import (
     Prior,
@@ -63,7 +63,6 @@ from necgs.prior import (
 from necgs.rate import binary_ply_bytes
 from necgs.training.fine_tune import apply_delta, fine_tune_decoder
 from necgs.training.train import (
-    QuantizedTensor,
     TrainConfig,
     TrainedCodec,
     band_errors,

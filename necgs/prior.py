@@ -49,11 +49,10 @@ from necgs.io.datasets import resolve_dataset
 from necgs.io.loading import load_meshes
 from necgs.model.decoder import Decoder, DecoderConfig, decoder_config
 from necgs.model.encoder import VolumeEncoder
-from necgs.model.quant import QuantSpec, symmetric_spec, to_symbols
+from necgs.model.quant import QuantizedTensor, QuantSpec, symmetric_spec, to_symbols
 from necgs.paths import REPO_ROOT, cache_dir, data_roots
 from necgs.training.patches import coarse_targets
 from necgs.training.train import (
-    QuantizedTensor,
     TrainConfig,
     TrainedCodec,
     band_errors,

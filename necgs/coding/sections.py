@@ -14,8 +14,7 @@ from necgs.coding.archive import ArchiveReader, Section
 from necgs.coding.entropy import _put_varints, decode_symbols
 from necgs.coding.streams import AnyModel, batch_feature_model, best_chunk, encode_stream, read_chunk, tensor_candidates
 from necgs.errors import CorruptArchiveError
-from necgs.model.quant import QuantSpec
-from necgs.training.train import QuantizedTensor
+from necgs.model.quant import QuantizedTensor, QuantSpec
 
 
 def weight_sections(weights: dict[str, QuantizedTensor], coder: str, name: str = "weights") -> tuple[dict, Section]:

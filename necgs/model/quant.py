@@ -132,3 +132,22 @@ def from_symbols(symbols: np.ndarray, spec: QuantSpec, shape: tuple[int, ...]) -
     """
     idx = torch.as_tensor(np.asarray(symbols, dtype=np.int64)).reshape(shape).to(torch.float32)
     return idx * spec.step + spec.lo
+
+
+@dataclass
+class QuantizedTensor:
+    """A tensor as the archive holds it: integer symbols on a quantization grid.
+
+    Attributes:
+        symbols: (prod(shape),) int64 level indices, 0 .. 2^N.
+        spec: The grid the symbols index.
+        shape: The tensor's shape.
+    """
+
+    symbols: np.ndarray
+    spec: QuantSpec
+    shape: tuple[int, ...]
+
+    def value(self) -> torch.Tensor:
+        """The dequantized float32 tensor."""
+        return from_symbols(self.symbols, self.spec, self.shape)

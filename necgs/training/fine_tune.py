@@ -18,9 +18,9 @@ import torch
 from necgs.coding.rate_model import rate_term
 from necgs.device import resolve_device
 from necgs.model.decoder import Decoder, DecoderConfig
-from necgs.model.quant import QuantSpec, quantize, to_symbols
+from necgs.model.quant import QuantizedTensor, QuantSpec, quantize, to_symbols
 from necgs.optim import Adam
-from necgs.training.train import QuantizedTensor, StepObjective, TrainConfig, TrainedCodec
+from necgs.training.train import StepObjective, TrainConfig, TrainedCodec
 
 
 def delta_specs(weights: dict[str, QuantizedTensor], multiple: int, bits: int) -> dict[str, QuantSpec]:

@@ -35,7 +35,7 @@ from necgs.device import resolve_device
 from necgs.errors import ConfigError
 from necgs.model.blocks import best_crop_level
 from necgs.model.decoder import Decoder, DecoderConfig
-from necgs.model.quant import LearnedRange, QuantSpec, from_symbols, quantize, symmetric_spec, to_symbols
+from necgs.model.quant import LearnedRange, QuantizedTensor, QuantSpec, quantize, symmetric_spec, to_symbols
 from necgs.optim import Adam
 from necgs.training.losses import LossWeights, volume_loss
 from necgs.training.patches import BlockSampler, block_targets, coarse_targets
@@ -170,19 +170,6 @@ class TrainConfig:
     def loss_weights(self) -> LossWeights:
         """The Eq. 3 weights."""
         return LossWeights(self.lambda1, self.lambda2, self.tau, self.use_ssim, self.ssim_crop, self.deform_weight)
-
-
-@dataclass
-class QuantizedTensor:
-    """A tensor as the archive holds it: integer symbols on a quantization grid."""
-
-    symbols: np.ndarray
-    spec: QuantSpec
-    shape: tuple[int, ...]
-
-    def value(self) -> torch.Tensor:
-        """The dequantized float32 tensor."""
-        return from_symbols(self.symbols, self.spec, self.shape)
 
 
 @dataclass

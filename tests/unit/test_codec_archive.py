@@ -7,9 +7,9 @@ from necgs.config import NecgsConfig
 from necgs.errors import ArchiveError
 from necgs.geometry.fit import FitConfig
 from necgs.model.decoder import Decoder
-from necgs.model.quant import QuantSpec
+from necgs.model.quant import QuantizedTensor, QuantSpec
 from necgs.pipeline import describe, open_archive, write_codec_archive
-from necgs.training.train import QuantizedTensor, TrainedCodec
+from necgs.training.train import TrainedCodec
 
 CFG = NecgsConfig(fit=FitConfig(resolution=8), width=4, feature_channels=4, feature_resolution=2)
 rng = np.random.default_rng(3)

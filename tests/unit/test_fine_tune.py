@@ -3,9 +3,9 @@
 import torch
 
 from necgs.model.decoder import Decoder, decoder_config
-from necgs.model.quant import symmetric_spec, to_symbols
+from necgs.model.quant import QuantizedTensor, symmetric_spec, to_symbols
 from necgs.training.fine_tune import DeltaDecoder, apply_delta, delta_specs
-from necgs.training.train import QuantizedTensor, build_decoder
+from necgs.training.train import build_decoder
 
 
 def quantized_decoder(seed=0):

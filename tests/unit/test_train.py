@@ -78,7 +78,8 @@ def test_a_shape_left_without_surface_gets_its_feature_refitted():
     restarts it from the nearest shape that decodes and fits it back; shape 0 is untouched."""
     from dataclasses import replace
 
-    from necgs.training.train import QuantizedTensor, repair_empty_shapes, shapes_without_surface_in
+    from necgs.model.quant import QuantizedTensor
+    from necgs.training.train import repair_empty_shapes, shapes_without_surface_in
 
     vols = spheres(16, [0.4, 0.55, 0.7])
     tcfg = TrainConfig(epochs=60, lr=1e-2, batch_size=3, checkpoint_every=0, device="cpu", block_size=8)
