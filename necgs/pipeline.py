@@ -32,7 +32,7 @@ import torch
 
 from necgs import __version__
 from necgs.coding.archive import MINOR, ArchiveReader, Section, write_archive
-from necgs.coding.entropy import _get_varints, encode_with_model, shared_model
+from necgs.coding.entropy import encode_with_model, shared_model
 from necgs.coding.rate_model import codec_estimate_bytes
 from necgs.coding.sections import feature_sections, read_weights, weight_sections
 from necgs.coding.shape_table import pack_shapes, unpack_shapes
@@ -40,6 +40,7 @@ from necgs.coding.streams import (
     decode_stream,
     model_from_bytes,
 )
+from necgs.coding.varint import get_varints
 from necgs.config import NecgsConfig, preset
 from necgs.device import resolve_device
 from necgs.errors import ConfigError, CorruptArchiveError, NecgsError
@@ -722,7 +723,7 @@ class OpenedArchive:
         members = sum(1 for s in self.shapes if int(s["batch"]) == batch)
         if members > len(data) + 1:
             raise CorruptArchiveError(f"{self.reader.name}: features of batch {batch} are truncated")
-        lengths, pos = _get_varints(data, members, 0)
+        lengths, pos = get_varints(data, members, 0)
         ends = pos + np.cumsum(lengths)
         if members and ends[-1] != len(data):
             raise CorruptArchiveError(f"{self.reader.name}: features of batch {batch} do not match their lengths")

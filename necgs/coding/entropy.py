@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from necgs.coding.varint import get_varints, put_varints
 from necgs.errors import CorruptArchiveError
 
 CODERS = ("rans", "huffman", "raw")
@@ -28,34 +29,6 @@ CODERS = ("rans", "huffman", "raw")
 MAX_SYMBOL = 2**16
 #: Longest Huffman code, in bits.
 MAX_CODE_LENGTH = 16
-
-
-# ---------------------------------------------------------------------------- varints
-def _put_varints(values: np.ndarray) -> bytes:
-    out = bytearray()
-    for v in values.tolist():
-        while v >= 0x80:
-            out.append((v & 0x7F) | 0x80)
-            v >>= 7
-        out.append(v)
-    return bytes(out)
-
-
-def _get_varints(data: bytes, count: int, pos: int = 0) -> tuple[np.ndarray, int]:
-    values = []
-    for _ in range(count):
-        v, shift = 0, 0
-        while True:
-            if pos >= len(data) or shift > 35:
-                raise CorruptArchiveError("entropy model is truncated or malformed")
-            b = data[pos]
-            pos += 1
-            v |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                break
-        values.append(v)
-    return np.array(values, dtype=np.int64), pos
 
 
 # ---------------------------------------------------------------------------- model
@@ -81,7 +54,7 @@ class EntropyModel:
     def to_bytes(self) -> bytes:
         """Compact serialization: coder id, offset, alphabet size, counts as varints."""
         head = struct.pack("<BII", CODERS.index(self.coder), self.offset, self.alphabet)
-        return head if self.coder == "raw" else head + _put_varints(self.counts)
+        return head if self.coder == "raw" else head + put_varints(self.counts)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> tuple[EntropyModel, int]:
@@ -96,7 +69,7 @@ class EntropyModel:
             return cls(coder, offset, np.ones(alphabet, dtype=np.int64)), 9
         if alphabet > len(data):  # every count takes at least one byte
             raise CorruptArchiveError("entropy model is truncated")
-        counts, pos = _get_varints(data, alphabet, 9)
+        counts, pos = get_varints(data, alphabet, 9)
         if counts.sum() <= 0:
             raise CorruptArchiveError("entropy model has no symbols")
         return cls(coder, offset, counts), pos

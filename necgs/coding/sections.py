@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from necgs.coding.archive import ArchiveReader, Section
-from necgs.coding.entropy import _put_varints, decode_symbols
+from necgs.coding.entropy import decode_symbols
 from necgs.coding.streams import AnyModel, batch_feature_model, best_chunk, encode_stream, read_chunk, tensor_candidates
+from necgs.coding.varint import put_varints
 from necgs.errors import CorruptArchiveError
 from necgs.model.quant import QuantizedTensor, QuantSpec
 
@@ -120,7 +121,7 @@ def feature_payload(features: QuantizedTensor, model: AnyModel) -> bytes:
     """Varint byte lengths of the shapes' streams, then each shape's stream under ``model``."""
     m = features.shape[0]
     payloads = [encode_stream(s, model) for s in features.symbols.reshape(m, -1)]
-    return _put_varints(np.array([len(p) for p in payloads], dtype=np.int64)) + b"".join(payloads)
+    return put_varints(np.array([len(p) for p in payloads], dtype=np.int64)) + b"".join(payloads)
 
 
 def feature_sections(

@@ -20,7 +20,7 @@ import struct
 
 import numpy as np
 
-from necgs.coding.entropy import _get_varints, _put_varints
+from necgs.coding.varint import get_varints, put_varints
 from necgs.errors import CorruptArchiveError
 from necgs.rate import ply_header
 
@@ -39,15 +39,15 @@ def _shared_prefix(a: bytes, b: bytes) -> int:
 
 def pack_shapes(records: list[dict]) -> bytes:
     """Serialize shape records (name, transform {center, scale}, counts, batch)."""
-    out = bytearray(_put_varints(np.array([len(records)])))
+    out = bytearray(put_varints(np.array([len(records)])))
     prev = b""
     for r in records:
         name = str(r["name"]).encode("utf-8")
         shared = _shared_prefix(prev, name)
-        out += _put_varints(np.array([shared, len(name) - shared])) + name[shared:]
+        out += put_varints(np.array([shared, len(name) - shared])) + name[shared:]
         t = r["transform"]
         out += _FLOATS.pack(*(float(c) for c in t["center"]), float(t["scale"]))
-        out += _put_varints(np.array([int(r.get(k, 0)) for k in _COUNTS]))
+        out += put_varints(np.array([int(r.get(k, 0)) for k in _COUNTS]))
         prev = name
     return bytes(out)
 
@@ -62,19 +62,19 @@ def unpack_shapes(data: bytes) -> list[dict]:
     Raises:
         CorruptArchiveError: Anything truncated or inconsistent.
     """
-    (n,), pos = _get_varints(data, 1, 0)
+    (n,), pos = get_varints(data, 1, 0)
     if n > len(data):  # every record takes more than one byte
         raise CorruptArchiveError("shape table announces more shapes than it holds")
     records, prev = [], b""
     for _ in range(int(n)):
-        (shared, rest), pos = _get_varints(data, 2, pos)
+        (shared, rest), pos = get_varints(data, 2, pos)
         if shared > len(prev) or pos + rest + _FLOATS.size > len(data):
             raise CorruptArchiveError("shape table is truncated or malformed")
         name = prev[:shared] + data[pos : pos + rest]
         pos += int(rest)
         cx, cy, cz, scale = _FLOATS.unpack_from(data, pos)
         pos += _FLOATS.size
-        counts, pos = _get_varints(data, len(_COUNTS), pos)
+        counts, pos = get_varints(data, len(_COUNTS), pos)
         try:
             text = name.decode("utf-8")
         except UnicodeDecodeError:

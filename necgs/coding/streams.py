@@ -14,14 +14,13 @@ import numpy as np
 from necgs.coding.entropy import (
     CODERS,
     EntropyModel,
-    _get_varints,
-    _put_varints,
     build_model,
     decode_with_model,
     encode_with_model,
     shared_model,
 )
 from necgs.coding.laplace import LAPLACE_TAG, LaplaceModel
+from necgs.coding.varint import get_varints, put_varints
 from necgs.errors import CorruptArchiveError
 
 AnyModel = EntropyModel | LaplaceModel
@@ -80,7 +79,7 @@ def tensor_candidates(symbols: np.ndarray, bits: int, shape: tuple[int, ...], co
 def chunk_bytes(symbols: np.ndarray, model: AnyModel) -> bytes:
     """One chunk: serialized model, varint payload length, payload."""
     payload = encode_stream(symbols, model)
-    return model.to_bytes() + _put_varints(np.array([len(payload)])) + payload
+    return model.to_bytes() + put_varints(np.array([len(payload)])) + payload
 
 
 def best_chunk(symbols: np.ndarray, candidates: list[AnyModel]) -> tuple[AnyModel, bytes]:
@@ -95,7 +94,7 @@ def read_chunk(data: bytes, pos: int, count: int) -> tuple[np.ndarray, AnyModel,
     """Decode the chunk at ``pos`` holding ``count`` symbols; returns (symbols, model, next position)."""
     model, used = model_from_bytes(data[pos:])
     pos += used
-    (length,), pos = _get_varints(data, 1, pos)
+    (length,), pos = get_varints(data, 1, pos)
     if pos + int(length) > len(data):
         raise CorruptArchiveError("entropy-coded chunk runs past its section")
     end = pos + int(length)
