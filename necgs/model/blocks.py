@@ -16,44 +16,6 @@ from torch.nn import functional as F
 from necgs.model.decoder import BlockBatch, Decoder, DecoderConfig, convolution_for
 
 
-def crop_windows(
-    x: torch.Tensor, shape_index: torch.Tensor, starts: torch.Tensor, size: int, halo: int
-) -> torch.Tensor:
-    """Cut ``[s - halo, s + size + halo)^3`` windows out of zero-padded whole-grid tensors.
-
-    Args:
-        x: (S, C, r, r, r) one level of S shapes.
-        shape_index: (nb,) which shape each window comes from.
-        starts: (nb, 3) window cores' first voxel, in level coordinates.
-        size: Side of each window's core.
-        halo: Voxels added on each side (zeros outside the grid).
-
-    Returns:
-        (nb, C, size + 2 halo, ...).
-    """
-    padded = F.pad(x, (halo,) * 6)
-    side = size + 2 * halo
-    crops = [
-        padded[int(s), :, a : a + side, b : b + side, c : c + side]
-        for s, (a, b, c) in zip(shape_index.tolist(), starts.tolist())
-    ]
-    return torch.stack(crops)
-
-
-def outside_mask(starts: torch.Tensor, side: int, resolution: int) -> torch.Tensor:
-    """(nb, 1, side, side, side) bool: which positions of each window lie inside the grid.
-
-    Args:
-        starts: (nb, 3) first voxel of each window (may be negative).
-        side: Window side.
-        resolution: Side of the grid.
-    """
-    pos = starts[:, :, None] + torch.arange(side, device=starts.device)  # (nb, 3, side)
-    inside = (pos >= 0) & (pos < resolution)
-    m = inside[:, 0, :, None, None] & inside[:, 1, None, :, None] & inside[:, 2, None, None, :]
-    return m[:, None]
-
-
 def block_macs(cfg: DecoderConfig, crop_level: int, shapes: int, blocks: int, size: int) -> int:
     """Multiply-accumulates of one forward pass: ``shapes`` whole up to ``crop_level``, then blocks."""
     w, L = cfg.widths, cfg.modules

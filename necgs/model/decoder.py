@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from necgs.errors import ConfigError
 from necgs.model.quant import QuantSpec, quantize, symmetric_spec
+from necgs.model.windows import crop_windows, outside_mask
 
 #: Named decoder sizes: the base width W of the tapering schedule.
 NAMED_WIDTHS = {"tiny": 8, "small": 12, "medium": 16, "large": 24, "xl": 32}
@@ -282,8 +283,6 @@ class Decoder(nn.Module):
 
     def run_blocks(self, x: torch.Tensor, blocks: BlockBatch, p: dict[str, torch.Tensor], conv) -> torch.Tensor:
         """The fine levels on crops of ``x`` (B, w, r_c, r_c, r_c): returns (nb, 4, P, P, P)."""
-        from necgs.model.blocks import crop_windows, outside_mask
-
         L, c = self.cfg.modules, blocks.crop_level
         x = crop_windows(x, blocks.shape_index, blocks.origins // 2 ** (L - c), blocks.size // 2 ** (L - c), halo=2)
         for i in range(c, L):

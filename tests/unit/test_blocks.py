@@ -11,7 +11,6 @@ from necgs.model.blocks import (
     crop_levels,
     decode_sparse,
     decode_volume,
-    outside_mask,
 )
 from necgs.model.decoder import BlockBatch, Decoder, decoder_config
 from necgs.training.patches import BlockSampler, block_targets, coarse_targets
@@ -40,12 +39,6 @@ def test_block_decoded_alone_equals_the_dense_decode(K, size):
         assert torch.allclose(out, ref, atol=1e-5), (c, (out - ref).abs().max())
         assert torch.allclose(coarse_b, coarse, atol=1e-6)
         assert not torch.allclose(out[1:2], dense[2:3, :, :size, :size, :size], atol=1e-3)  # really block-specific
-
-
-def test_outside_mask_marks_positions_beyond_the_grid():
-    m = outside_mask(torch.tensor([[-2, 0, 6]]), 4, 8)
-    assert m.shape == (1, 1, 4, 4, 4)
-    assert m[0, 0, :2].sum() == 0 and m[0, 0, 2:, :, :2].all() and not m[0, 0, 2:, :, 2:].any()
 
 
 def test_crop_level_follows_the_cost_model():
