@@ -26,6 +26,7 @@ import torch
 from necgs.device import resolve_device
 from necgs.errors import ConfigError
 from necgs.geometry.dmc import deformable_marching_cubes
+from necgs.geometry.render_loss import rendering_error
 from necgs.geometry.tsdf import tsdf_volume, validate_resolution, voxel_size
 from necgs.io.mesh import Mesh, Transform, fit_transform
 from necgs.metrics import sample_surface
@@ -150,9 +151,7 @@ def fit_volume(vertices: np.ndarray, faces: np.ndarray, cfg: FitConfig) -> torch
     if cfg.backend == "none" or cfg.iterations == 0:
         return torch.cat([tsdf0[None], torch.zeros((3, K, K, K))])
     if cfg.backend == "nvdiffrast":
-        from necgs.geometry.render_loss import fit_volume_rendered
-
-        return fit_volume_rendered(vertices, faces, tsdf0, cfg)
+        return optimize_volume(tsdf0, cfg, rendering_error(vertices, faces, cfg.seed), torch.device("cuda"))
     return _fit_points(vertices, faces, tsdf0, cfg)
 
 

@@ -9,6 +9,7 @@ backend is only used where both are present; elsewhere it explains what is missi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ LAMBDA_REC, VIEWS = 10.0, 4
 def _require_nvdiffrast():
     if not torch.cuda.is_available():
         raise DependencyError("the nvdiffrast fitting backend needs a CUDA device; use --backend points on CPU")
-    try:
+    try:  # imported here: nvdiffrast is optional (CUDA only, not on PyPI)
         import nvdiffrast.torch as dr
     except ImportError:
         raise DependencyError(
@@ -58,16 +59,29 @@ def _render(dr, ctx, verts: torch.Tensor, faces: torch.Tensor, views: torch.Tens
     return mask, depth
 
 
-def fit_volume_rendered(vertices: np.ndarray, faces: np.ndarray, tsdf0: torch.Tensor, cfg) -> torch.Tensor:
-    """Fit a TSDF-Def volume with the rendering error; same contract as ``fit_volume``."""
-    dr = _require_nvdiffrast()
-    from necgs.geometry.fit import optimize_volume
+def rendering_error(
+    vertices: np.ndarray, faces: np.ndarray, seed: int
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The rendering error of a DMC mesh against one target mesh, on the CUDA device.
 
+    Args:
+        vertices: (V, 3) target mesh vertices in the grid frame.
+        faces: (F, 3) target triangles.
+        seed: Seed of the random views drawn at every call.
+
+    Returns:
+        ``error(v, f)``: E_rec between the (V', 3)/(F', 3) DMC mesh (on CUDA) and the target,
+        rendered from :data:`VIEWS` new random views.
+
+    Raises:
+        DependencyError: No CUDA device, or nvdiffrast is not installed.
+    """
+    dr = _require_nvdiffrast()
     device = torch.device("cuda")
     ctx = dr.RasterizeCudaContext()
     gt_v = torch.as_tensor(vertices, dtype=torch.float32, device=device)
     gt_f = torch.as_tensor(faces, dtype=torch.int64, device=device)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(seed)
 
     def error(v: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         views = _random_views(gen, device)
@@ -76,4 +90,4 @@ def fit_volume_rendered(vertices: np.ndarray, faces: np.ndarray, tsdf0: torch.Te
             m_gt, d_gt = _render(dr, ctx, gt_v, gt_f, views)
         return (m_pred - m_gt).abs().mean() + LAMBDA_REC * ((d_pred - d_gt) * m_gt).abs().mean()
 
-    return optimize_volume(tsdf0, cfg, error, device)
+    return error
