@@ -34,10 +34,10 @@ import numpy as np
 import pandas as pd
 
 from necgs.evaluation import evaluate
+from necgs.io.ply import binary_ply_bytes
 from necgs.metrics import compare_meshes
 from necgs.pipeline import compress, decompress
 from necgs.prior import PriorFitConfig, find_prior, resolve_source
-from necgs.rate import binary_ply_bytes
 
 from _common import RESULTS, evenly_spaced, write_json
 

@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 
 from necgs import compress, decompress, preset
-from necgs.metrics import compare_meshes, mean_metrics, sampling_floor
-from necgs.rate import rate_report
+from necgs.metrics import compare_meshes, mean_metrics, rate_report, sampling_floor
 
 from _common import RESULTS, evenly_spaced, write_json
 

@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 
 from necgs.io.loading import load_mesh
+from necgs.io.ply import binary_ply_bytes
 from necgs.metrics import compare_meshes
-from necgs.rate import binary_ply_bytes
 
 from _common import spread, write_json
 

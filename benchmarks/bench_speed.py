@@ -19,8 +19,7 @@ import torch
 
 from necgs import compress, decompress, preset
 from necgs.commands._common import parse_width
-from necgs.metrics import compare_meshes, mean_metrics
-from necgs.rate import rate_report
+from necgs.metrics import compare_meshes, mean_metrics, rate_report
 
 from _common import evenly_spaced, write_json
 

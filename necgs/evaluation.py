@@ -25,9 +25,8 @@ from necgs.baselines.base import get_codec
 from necgs.errors import NecgsError
 from necgs.io.loading import LoadedSet, load_meshes
 from necgs.io.mesh import Mesh
-from necgs.metrics import MeshMetrics, compare_meshes, mean_metrics, sampling_floor
+from necgs.metrics import MeshMetrics, compare_meshes, mean_metrics, rate_report, sampling_floor
 from necgs.paths import cache_dir
-from necgs.rate import rate_report
 
 #: progress(stage text, fraction of the whole run done)
 RunProgress = Callable[[str, float], None]

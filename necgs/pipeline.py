@@ -48,6 +48,7 @@ from necgs.geometry.dmc import mesh_from_volume
 from necgs.geometry.fit import FitConfig, FittedSet, fit_volumes
 from necgs.io.loading import LoadedSet, load_meshes, save_mesh
 from necgs.io.mesh import Mesh, Transform
+from necgs.io.ply import binary_ply_bytes
 from necgs.model.blocks import decode_volume
 from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.quant import QuantizedTensor, QuantSpec
@@ -61,7 +62,6 @@ from necgs.prior import (
     list_priors,
     start_features,
 )
-from necgs.rate import binary_ply_bytes
 from necgs.training.fine_tune import apply_delta, fine_tune_decoder
 from necgs.training.train import (
     TrainConfig,

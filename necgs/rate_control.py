@@ -30,8 +30,8 @@ from necgs.coding.shape_table import pack_shapes
 from necgs.config import NecgsConfig
 from necgs.errors import ConfigError
 from necgs.io.mesh import Mesh
+from necgs.io.ply import binary_ply_bytes
 from necgs.model.decoder import Decoder
-from necgs.rate import binary_ply_bytes
 
 
 @dataclass(frozen=True)

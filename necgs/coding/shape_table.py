@@ -22,7 +22,7 @@ import numpy as np
 
 from necgs.coding.varint import get_varints, put_varints
 from necgs.errors import CorruptArchiveError
-from necgs.rate import ply_header
+from necgs.io.ply import ply_size
 
 _FLOATS = struct.Struct("<4f")
 #: Integer fields after the transform, in order.
@@ -52,10 +52,6 @@ def pack_shapes(records: list[dict]) -> bytes:
     return bytes(out)
 
 
-def _ply_bytes(n_vertices: int, n_faces: int) -> int:
-    return len(ply_header(n_vertices, n_faces)) + 12 * n_vertices + 13 * n_faces
-
-
 def unpack_shapes(data: bytes) -> list[dict]:
     """Inverse of :func:`pack_shapes`; records get ``ply_bytes`` recomputed from the counts.
 
@@ -81,7 +77,7 @@ def unpack_shapes(data: bytes) -> list[dict]:
             raise CorruptArchiveError("shape table holds a name that is not UTF-8") from None
         record = {"name": text, "transform": {"center": [cx, cy, cz], "scale": scale}}
         record.update({k: int(v) for k, v in zip(_COUNTS, counts)})
-        record["ply_bytes"] = _ply_bytes(record["n_vertices"], record["n_faces"])
+        record["ply_bytes"] = ply_size(record["n_vertices"], record["n_faces"])
         records.append(record)
         prev = name
     if pos != len(data):

@@ -17,6 +17,7 @@ import numpy as np
 
 from necgs.errors import MeshLoadError, NecgsError
 from necgs.io.mesh import Mesh
+from necgs.io.ply import write_binary_ply
 
 #: File suffixes read as meshes (everything trimesh reads that holds triangles).
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb", ".gltf")
@@ -151,8 +152,6 @@ def validate_mesh(mesh: Mesh, source: str) -> Mesh:
 
 def save_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
     """Write a mesh; the format follows the suffix (binary PLY for ``.ply``)."""
-    from necgs.rate import write_binary_ply
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()

@@ -12,6 +12,7 @@ from necgs.config import NecgsConfig
 from necgs.errors import ArchiveError, NecgsError
 from necgs.geometry.fit import FitConfig
 from necgs.io.mesh import Mesh, Transform
+from necgs.io.ply import binary_ply_bytes
 from necgs.metrics import compare_meshes
 from necgs.pipeline import (
     _shape_record,
@@ -22,7 +23,6 @@ from necgs.pipeline import (
     shapes_without_surface,
     write_codec_archive,
 )
-from necgs.rate import binary_ply_bytes
 from necgs.training.train import TrainConfig, train_autodecoder
 
 FIXTURE = Path(__file__).parent.parent / "data" / "v1_small.ncgs"

@@ -15,7 +15,7 @@ from necgs.io.loading import (
     weld_identical,
 )
 from necgs.io.mesh import Mesh
-from necgs.rate import binary_ply_bytes
+from necgs.io.ply import binary_ply_bytes
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
-"""Metrics on analytic cases (paper Eq. 9-12)."""
+"""Metrics on analytic cases (paper Eq. 9-12) and the rate report."""
 
 import numpy as np
 import pytest
 import trimesh
 
 from necgs.io.mesh import Mesh
-from necgs.metrics import EMPTY_METRICS, compare_meshes, mean_metrics, sample_surface, sampling_floor
+from necgs.io.ply import binary_ply_bytes
+from necgs.metrics import EMPTY_METRICS, compare_meshes, mean_metrics, rate_report, sample_surface, sampling_floor
 
 
 def sphere(radius: float = 1.0, subdivisions: int = 5) -> Mesh:
@@ -68,3 +69,11 @@ def test_floor_on_a_real_ama_body(shared_data):
     m = sampling_floor(Mesh(t.vertices, t.faces))
     # DESIGN.md: two independent samplings of an AMA body give CD ~2.7e-3, F1@0.005 ~0.93.
     assert 2.0e-3 < m.cd < 3.5e-3 and 0.88 < m.f1_005 < 0.97
+
+
+def test_rate_report_ratios():
+    m = Mesh(np.zeros((10, 3)), np.zeros((5, 3), int))
+    r = rate_report(100, 1000, [m, m])
+    assert r.ply_bytes == 2 * binary_ply_bytes(m)
+    assert r.ratio_files == 10.0 and r.n_vertices == 20
+    assert np.isclose(r.bits_per_vertex, 40.0)

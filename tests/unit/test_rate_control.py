@@ -8,8 +8,8 @@ import trimesh
 from necgs.config import preset
 from necgs.errors import ConfigError
 from necgs.io.mesh import Mesh
+from necgs.io.ply import binary_ply_bytes
 from necgs.model.decoder import Decoder
-from necgs.rate import binary_ply_bytes
 from necgs.rate_control import RATE_TABLE, RatePoint, plan_rate, predict_bytes, replan
 
 TABLE = (

@@ -1,10 +1,10 @@
-"""Rate accounting."""
+"""The canonical binary PLY: its size follows from the counts, and other readers read it."""
 
 import numpy as np
 import trimesh
 
 from necgs.io.mesh import Mesh
-from necgs.rate import binary_ply_bytes, rate_report, write_binary_ply
+from necgs.io.ply import binary_ply_bytes, ply_header, ply_size, write_binary_ply
 
 
 def test_binary_ply_size_is_exact_and_readable(tmp_path):
@@ -17,9 +17,6 @@ def test_binary_ply_size_is_exact_and_readable(tmp_path):
     assert np.allclose(back.vertices, box.vertices) and np.array_equal(back.faces, box.faces)
 
 
-def test_rate_report_ratios():
-    m = Mesh(np.zeros((10, 3)), np.zeros((5, 3), int))
-    r = rate_report(100, 1000, [m, m])
-    assert r.ply_bytes == 2 * binary_ply_bytes(m)
-    assert r.ratio_files == 10.0 and r.n_vertices == 20
-    assert np.isclose(r.bits_per_vertex, 40.0)
+def test_ply_size_counts_header_vertices_and_faces():
+    assert ply_size(10, 5) == len(ply_header(10, 5)) + 10 * 12 + 5 * 13
+    assert ply_size(100, 5) - ply_size(10, 5) == 90 * 12 + 1  # and the header by one digit
