@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from necgs.coding.rate_model import feature_bits
+from necgs.coding.bit_estimate import feature_bits
 from necgs.config import BAND_LOSS
 from necgs.geometry.dmc import mesh_from_volume
 from necgs.geometry.fit import FitConfig, FittedSet, fit_volumes

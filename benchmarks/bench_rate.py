@@ -160,7 +160,7 @@ def landing(loaded, ratio: float, base: dict, samples: int) -> dict:
 
 
 def table_point(row: dict) -> str:
-    """The row as a ``RatePoint(...)`` line of :data:`necgs.rate_control.RATE_TABLE`."""
+    """The row as a ``RatePoint(...)`` line of :data:`necgs.target_rate.RATE_TABLE`."""
     per_shape = (row["feature_bytes"] + row["feature_model_bytes"]) / row["n_shapes"]
     return (
         f"    RatePoint({row['width']!r}, {row['bits']}, {row['lambda']}, {row['weight_bits_per_param']:.3f}, "
@@ -209,7 +209,7 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 write_json(name, {"args": vars(args), "n_shapes": len(loaded.meshes), "rows": rows})
     pd.DataFrame(rows).to_csv(RESULTS / f"{name}.csv", index=False)
-    print("rate table points (necgs/rate_control.py RATE_TABLE):")
+    print("rate table points (necgs/target_rate.py RATE_TABLE):")
     for r in rows:
         print(table_point(r))
     print(

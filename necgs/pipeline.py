@@ -32,8 +32,8 @@ import torch
 
 from necgs import __version__
 from necgs.coding.archive import MINOR, ArchiveReader, Section, write_archive
+from necgs.coding.bit_estimate import codec_estimate_bytes
 from necgs.coding.entropy import encode_with_model, shared_model
-from necgs.coding.rate_model import codec_estimate_bytes
 from necgs.coding.sections import feature_sections, read_weights, weight_sections
 from necgs.coding.shape_table import pack_shapes, unpack_shapes
 from necgs.coding.streams import (
@@ -75,7 +75,7 @@ from necgs.training.train import (
 )
 
 if TYPE_CHECKING:
-    from necgs.rate_control import RatePlan
+    from necgs.target_rate import RatePlan
 
 FORMAT = "necgs"
 #: Median band error (mean |TSDF error| where |TSDF| < 1) above which a prior is said to fit badly,
@@ -163,7 +163,7 @@ def compress(
             so an interrupted run resumes.
         target_ratio: Rate control: wanted ratio of the meshes as binary PLY to the archive;
             the width, bits and lambda_R of ``config`` are replaced by a measured table's
-            choice (:mod:`necgs.rate_control`).
+            choice (:mod:`necgs.target_rate`).
         target_bytes: Rate control: wanted archive size (exclusive with ``target_ratio``).
         prior: Compress against a pretrained decoder (:mod:`necgs.prior`): a name, a path,
             a :class:`Prior`, or "auto" (the best installed prior or no prior, whichever
@@ -186,7 +186,7 @@ def compress(
         return compress_with_prior(loaded, output, find_prior(prior), prior_fit, cfg, progress)
     plan = None
     if target_ratio is not None or target_bytes is not None:
-        from necgs.rate_control import plan_rate
+        from necgs.target_rate import plan_rate
 
         plan = plan_rate(cfg, loaded.meshes, target_ratio=target_ratio, target_bytes=target_bytes)
     seconds: dict[str, float] = {}
@@ -272,7 +272,7 @@ class _TrainRun:
         self, base: NecgsConfig, plan: RatePlan, size: int, notes: list[str], output: str | os.PathLike
     ) -> tuple[RatePlan, int, list[str]]:
         """Rate control's short search: if the archive missed its target, train the setting
-        :func:`~necgs.rate_control.replan` names and keep whichever archive lands nearer.
+        :func:`~necgs.target_rate.replan` names and keep whichever archive lands nearer.
 
         Args:
             base: The configuration rate control started from.
@@ -284,7 +284,7 @@ class _TrainRun:
         Returns:
             (the plan of the archive kept at ``output``, its bytes, its notes).
         """
-        from necgs.rate_control import replan
+        from necgs.target_rate import replan
 
         second = replan(plan, size, base, self.loaded.meshes)
         if second is None:

@@ -15,7 +15,7 @@ codes a convolution weight (O, I, 3, 3, 3) with a model per output channel.
 Scales are not free floats: each is one byte ``k`` on the grid ``b = 2**(k / 8 - 8)``
 (1/256 .. 2**23.9, 9% apart; a scale 4.5% off costs about 0.002 bits per symbol), and
 :func:`fit_scale_codes` picks, per group, the grid scale that codes that group's symbols
-in the fewest bits. The training rate term (:mod:`necgs.coding.rate_model`) evaluates
+in the fewest bits. The training rate term (:mod:`necgs.coding.bit_estimate`) evaluates
 exactly these formulas and picks its scales the same way, so what training estimated is
 what the archive codes: the coder is constriction's rANS with a ``Categorical`` table per
 group computed from the grid scale (20-bit counts), within a fraction of a percent of

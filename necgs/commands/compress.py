@@ -99,7 +99,7 @@ def run(args) -> int:
         raise ConfigError("--prior fits features only; it runs in one process (drop --nproc)")
     if args.nproc > 1 and any(v is not None for v in targets.values()):
         from necgs.pipeline import _as_loaded
-        from necgs.rate_control import plan_rate
+        from necgs.target_rate import plan_rate
 
         plan = plan_rate(cfg, _as_loaded(args.source).meshes, **targets)
         print(plan.describe())

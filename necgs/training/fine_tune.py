@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-from necgs.coding.rate_model import rate_term
+from necgs.coding.bit_estimate import rate_term
 from necgs.device import resolve_device
 from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.quant import QuantizedTensor, QuantSpec, quantize, to_symbols
@@ -122,7 +122,7 @@ def fine_tune_decoder(
         cosine: Decay both learning rates to zero over the steps (half a cosine) instead of
             keeping them constant.
         lambda_rate: Weight of a rate term: the estimated bits of the delta and the features
-            per output voxel (:func:`necgs.coding.rate_model.rate_term`, with the delta's grids
+            per output voxel (:func:`necgs.coding.bit_estimate.rate_term`, with the delta's grids
             in place of the decoder's); 0 leaves it out.
 
     Returns:

@@ -186,23 +186,23 @@ def test_block_sparse_decode_of_a_trained_archive_gives_the_dense_mesh(archive):
             assert cd_dense < 0.03 and abs(cd_dense - cd_sparse) < 1e-4, (cd_dense, cd_sparse)
 
 
-def test_rate_control_trains_a_second_setting_when_the_first_misses(tmp_path, monkeypatch):
+def test_target_rate_trains_a_second_setting_when_the_first_misses(tmp_path, monkeypatch):
     """A table row that overstates its weights 2.5x misses the ratio; the measured correction
     names another width, which is trained and kept because it lands nearer."""
     import functools
     from dataclasses import replace
 
-    from necgs import rate_control
-    from necgs.rate_control import RatePoint
+    from necgs import target_rate
+    from necgs.target_rate import RatePoint
 
     overstated, wider = RatePoint(8, 6, 0.0, 12.0, 300.0, 2e-2), RatePoint(12, 6, 0.0, 11.0, 300.0, 1e-2)
     table = (overstated, wider)
-    monkeypatch.setattr(rate_control, "plan_rate", functools.partial(rate_control.plan_rate, table=table))
-    monkeypatch.setattr(rate_control, "replan", functools.partial(rate_control.replan, table=table))
+    monkeypatch.setattr(target_rate, "plan_rate", functools.partial(target_rate.plan_rate, table=table))
+    monkeypatch.setattr(target_rate, "replan", functools.partial(target_rate.replan, table=table))
     cfg = replace(TINY, train=replace(TINY.train, epochs=60))
     meshes = tori()
     ply = sum(binary_ply_bytes(m) for m in meshes)
-    asked = ply / rate_control.predict_bytes(cfg, overstated, meshes)
+    asked = ply / target_rate.predict_bytes(cfg, overstated, meshes)
     path = tmp_path / "rated.ncgs"
     result = compress(meshes, path, cfg, progress=lambda *a: None, target_ratio=asked)
     assert result.rate_plan.point == wider and result.rate_plan.weight_scale < 1

@@ -64,7 +64,7 @@ def test_a_benchmark_setting_names_the_delta_step_it_fine_tunes_with():
 
 def test_the_rate_term_makes_the_fine_tuned_delta_smaller():
     """lambda_R pulls the delta's symbols to zero: fewer estimated bits and fewer moved weights."""
-    from necgs.coding.rate_model import decoder_bits
+    from necgs.coding.bit_estimate import decoder_bits
     from necgs.model.quant import QuantSpec
     from necgs.training.fine_tune import fine_tune_decoder
     from necgs.training.train import TrainConfig, TrainedCodec

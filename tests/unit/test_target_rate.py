@@ -10,7 +10,7 @@ from necgs.errors import ConfigError
 from necgs.io.mesh import Mesh
 from necgs.io.ply import binary_ply_bytes
 from necgs.model.decoder import Decoder
-from necgs.rate_control import RATE_TABLE, RatePoint, plan_rate, predict_bytes, replan
+from necgs.target_rate import RATE_TABLE, RatePoint, plan_rate, predict_bytes, replan
 
 TABLE = (
     RatePoint("small", 6, 0.0, 4.9, 330.0, 9.0e-3),

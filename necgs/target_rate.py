@@ -1,4 +1,4 @@
-"""Rate control: pick the decoder width, bits and lambda_R that meet a size or ratio target.
+"""Meeting a target rate: pick the decoder width, bits and lambda_R that give a wanted size or ratio.
 
 The choice comes from a measured table (:data:`RATE_TABLE`, written by
 ``benchmarks/bench_rate.py``; the raw runs are in ``benchmarks/results/rate_ama8_k64_band2_*.json``).

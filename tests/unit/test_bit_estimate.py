@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from necgs.coding.bit_estimate import codec_estimate_bytes, laplace_bits_torch, rate_term, signed_symbols, tensor_bits
 from necgs.coding.laplace import LaplaceModel, fit_scale_codes, laplace_bits, scale_of
-from necgs.coding.rate_model import codec_estimate_bytes, laplace_bits_torch, rate_term, signed_symbols, tensor_bits
 from necgs.coding.shape_table import pack_shapes, unpack_shapes
 from necgs.coding.streams import best_chunk, read_chunk, tensor_candidates
 from necgs.errors import CorruptArchiveError
@@ -192,8 +192,8 @@ def test_training_with_lambda_rate_lowers_the_estimated_bits():
 
 
 def test_a_decoder_s_bits_in_one_pass_equal_its_tensors_bits_one_by_one():
+    from necgs.coding.bit_estimate import decoder_bits, tensor_bits
     from necgs.coding.laplace import fit_segment_scale_codes
-    from necgs.coding.rate_model import decoder_bits, tensor_bits
     from necgs.model.quant import QuantSpec
 
     torch.manual_seed(0)
