@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 from scipy.spatial import cKDTree
 
 from necgs.errors import DependencyError
@@ -38,7 +40,7 @@ def error_colored_glb(rec: Mesh, gt: Mesh, path: str | Path, vmax: float | None 
     Returns:
         The path and the distance mapped to the top colour (``vmax``).
     """
-    import trimesh
+    import trimesh  # imported when used: trimesh is slow to import and most commands never need it
 
     err = vertex_errors(rec, gt) if rec.n_vertices else np.zeros(0)
     if vmax is None:
@@ -51,7 +53,7 @@ def error_colored_glb(rec: Mesh, gt: Mesh, path: str | Path, vmax: float | None 
 
 def plain_glb(mesh: Mesh, path: str | Path) -> Path:
     """Write a mesh as a light-grey GLB."""
-    import trimesh
+    import trimesh  # imported when used: trimesh is slow to import and most commands never need it
 
     colors = np.tile(np.array([[200, 200, 205, 255]], np.uint8), (mesh.n_vertices, 1))
     trimesh.Trimesh(mesh.vertices, mesh.faces, vertex_colors=colors, process=False).export(Path(path))
@@ -86,12 +88,10 @@ def render_comparison_png(
         title: A line above the rendering.
         vmax: Distance mapped to the top colour (default: the 98th percentile, as the GLB).
     """
-    try:
+    try:  # imported when used: polyscope is an optional extra (necgs[view]) and opens a window
         import polyscope as ps
     except ImportError:
         raise DependencyError("polyscope is not installed (pip install polyscope)") from None
-    import os
-
     backend = "" if os.environ.get("DISPLAY") else "openGL3_egl"
     if not getattr(render_comparison_png, "_initialized", False):
         ps.set_use_prefs_file(False)  # no imgui.ini / .polyscope.ini in the working folder
@@ -117,8 +117,6 @@ def render_comparison_png(
 
 def annotate_comparison(path: Path, title: str, captions: tuple[str, str], vmax: float) -> None:
     """Add a title, a caption over each half and the colour bar (0 .. vmax) to a rendering."""
-    from PIL import Image, ImageDraw, ImageFont
-
     shot = Image.open(path).convert("RGB")
     w, h = shot.size
     font = ImageFont.load_default(size=max(14, w // 70))

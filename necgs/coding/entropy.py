@@ -19,6 +19,7 @@ import heapq
 import struct
 from dataclasses import dataclass
 
+import constriction
 import numpy as np
 
 from necgs.coding.varint import get_varints, put_varints
@@ -213,16 +214,12 @@ def _decode_huffman(data: bytes, model: EntropyModel, count: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- rANS
 def _rans_model(model: EntropyModel):
-    import constriction
-
     p = model.counts.astype(np.float64)
     p = np.maximum(p, 0)
     return constriction.stream.model.Categorical(p / p.sum(), perfect=False)
 
 
 def _encode_rans(s: np.ndarray, model: EntropyModel) -> bytes:
-    import constriction
-
     if s.size == 0:
         return b""
     idx = (s - model.offset).astype(np.int32)
@@ -234,8 +231,6 @@ def _encode_rans(s: np.ndarray, model: EntropyModel) -> bytes:
 
 
 def _decode_rans(data: bytes, model: EntropyModel, count: int) -> np.ndarray:
-    import constriction
-
     if count == 0:
         return np.zeros(0, dtype=np.int64)
     if len(data) % 4:  # empty is valid: constriction writes no word for a state that fits in its head

@@ -29,6 +29,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+import constriction
 import numpy as np
 
 from necgs.errors import CorruptArchiveError
@@ -215,8 +216,6 @@ class LaplaceModel:
 
     def encode(self, symbols: np.ndarray) -> bytes:
         """rANS-code unsigned ``symbols`` (each in 0 .. 2R), group by group."""
-        import constriction
-
         s = np.asarray(symbols, dtype=np.int64).reshape(-1)
         if s.size == 0:
             return b""
@@ -232,8 +231,6 @@ class LaplaceModel:
 
     def decode(self, data: bytes, count: int) -> np.ndarray:
         """Decode exactly ``count`` unsigned symbols; :class:`CorruptArchiveError` on bad data."""
-        import constriction
-
         if count < 0:
             raise CorruptArchiveError("negative symbol count")
         if count % self.groups:

@@ -16,12 +16,14 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from necgs.device import resolve_device
 from necgs.errors import ConfigError
@@ -124,7 +126,7 @@ def _points_loss(
     pred: torch.Tensor, target: torch.Tensor, target_normals: torch.Tensor, target_tree: cKDTree
 ) -> torch.Tensor:
     """Two-sided distance between (n,3) ``pred`` samples and (m,3) target samples."""
-    from scipy.spatial import cKDTree
+    from scipy.spatial import cKDTree  # imported when used: scipy.spatial slows every command's start
 
     _, idx = target_tree.query(pred.detach().cpu().numpy(), k=1, workers=-1)
     idx = torch.as_tensor(idx, device=pred.device)
@@ -301,8 +303,6 @@ def fit_volumes(
         workers = 2 if world_size == 1 and resolve_device(cfg.device).type == "cpu" else 1
     bar = None
     if progress is True:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(mine), desc=f"fit K={cfg.resolution}", unit="shape")
     results: dict[int, tuple] = {}
 
@@ -314,8 +314,6 @@ def fit_volumes(
             progress(len(results), len(mine))
 
     if workers > 1 and len(mine) > 1:
-        from concurrent.futures import ThreadPoolExecutor, as_completed
-
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(fitted_volume, meshes[i], cfg, cache): i for i in mine}
             for future in as_completed(futures):

@@ -28,7 +28,7 @@ RAY_VOTES = 5
 
 
 def _scene(vertices: np.ndarray, faces: np.ndarray):
-    try:
+    try:  # imported when used: open3d is heavy and needs system libraries some machines lack
         import open3d as o3d
     except ImportError as exc:  # pragma: no cover - depends on the machine
         raise DependencyError(

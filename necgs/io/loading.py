@@ -7,6 +7,7 @@ use and a one-line reason for every file it could not.
 from __future__ import annotations
 
 import os
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -93,7 +94,7 @@ def load_mesh(path: str | os.PathLike, name: str | None = None, max_bytes: int =
 
 
 def _read_triangles(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    import trimesh
+    import trimesh  # imported when used: trimesh is slow to import and most commands never need it
 
     try:
         loaded = trimesh.load(path, process=False, force=None)
@@ -215,8 +216,6 @@ def _resolve_files(source, max_files, max_total_bytes, extract_dir) -> tuple[lis
         if path.is_dir():
             files, root = _mesh_files(path), path
         elif path.is_file() and path.suffix.lower() == ".zip":
-            import tempfile
-
             dest = Path(extract_dir) if extract_dir else Path(tempfile.mkdtemp(prefix="necgs-zip-"))
             safe_extract_zip(path, dest, max_files=max_files, max_bytes=max_total_bytes)
             files, root = _mesh_files(dest), dest

@@ -41,7 +41,7 @@ class Mesh:
 
     def to_trimesh(self):  # -> trimesh.Trimesh
         """Return a ``trimesh.Trimesh`` view of this mesh (no processing)."""
-        import trimesh
+        import trimesh  # imported when used: trimesh is slow to import and most commands never need it
 
         return trimesh.Trimesh(self.vertices, self.faces, process=False)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from skimage.measure import marching_cubes
 
 from necgs.io.mesh import Mesh
 
@@ -182,8 +183,6 @@ PROCEDURAL_SETS: dict[str, ProceduralSet] = {
 
 
 def _mesh_sdf(sdf: Callable[[np.ndarray], np.ndarray], name: str, n: int = MESH_RESOLUTION) -> Mesh:
-    from skimage.measure import marching_cubes
-
     axis = np.linspace(-1.3, 1.3, n)
     grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1)
     values = sdf(grid.reshape(-1, 3)).reshape(n, n, n)

@@ -29,12 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from tqdm.auto import tqdm
 
 from necgs.coding.bit_estimate import rate_term
 from necgs.device import resolve_device
 from necgs.errors import ConfigError
 from necgs.model.blocks import best_crop_level
 from necgs.model.decoder import Decoder, DecoderConfig
+from necgs.model.encoder import VolumeEncoder
 from necgs.model.quant import LearnedRange, QuantizedTensor, QuantSpec, quantize, symmetric_spec, to_symbols
 from necgs.optim import Adam
 from necgs.training.losses import LossWeights, volume_loss
@@ -386,8 +388,6 @@ def train_autodecoder(
     )
     encoder = None
     if autoencoder:
-        from necgs.model.encoder import VolumeEncoder
-
         encoder = VolumeEncoder(dcfg.resolution, kp, dcfg.feature_channels, input_resolution=encoder_input).to(device)
     model = decoder
     if world > 1:
@@ -583,8 +583,6 @@ def export_codec(
 
 def _progress_bar(progress, epochs: int, start: int, rank: int):
     if progress is True and rank == 0:
-        from tqdm.auto import tqdm
-
         return tqdm(total=epochs, initial=start, desc="train", unit="epoch")
     return None
 
