@@ -242,7 +242,7 @@ class PriorFitConfig:
         delta_bits: Bits of a delta symbol (a weight may move by up to 2^(bits-1) delta steps).
         fine_tune_lambda_rate: lambda_R of the fine-tuning loss: the weight of the estimated
             bits of the delta and the features per output voxel
-            (:func:`necgs.coding.bit_estimate.rate_term`); 0 leaves the rate term out. Four
+            (:func:`necgs.coding.rate_model.rate_term`); 0 leaves the rate term out. Four
             samba frames each fine-tuned alone (1x8^3 bodies, 200 steps): 0 gave 17.5-18.9 kB at
             1.03-1.10x their set-trained CD, 0.25 14.4-15.9 kB at 1.04-1.13x, 0.5 12.7-13.0 kB
             at 1.09-1.14x, 1 (mesh_0032) 8.4 kB at 1.21x, 4 3.6 kB at 1.82x. The same 16 frames
