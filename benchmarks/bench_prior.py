@@ -33,11 +33,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from necgs.compression import compress, decompress
 from necgs.evaluation import evaluate
 from necgs.io.ply import binary_ply_bytes
 from necgs.metrics import compare_meshes
-from necgs.pipeline import compress, decompress
-from necgs.prior import PriorFitConfig, find_prior, resolve_source
+from necgs.priors.fit_config import PriorFitConfig
+from necgs.priors.installed import find_prior
+from necgs.priors.training import resolve_source
 
 from _common import RESULTS, evenly_spaced, write_json
 

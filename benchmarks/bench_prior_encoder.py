@@ -43,7 +43,7 @@ from necgs.io.loading import load_meshes
 from necgs.metrics import compare_meshes
 from necgs.model.decoder import decoder_config
 from necgs.model.encoder import VolumeEncoder
-from necgs.prior import PriorFitConfig
+from necgs.priors.fit_config import PriorFitConfig
 from necgs.training.train import TrainConfig, fit_features, train_autodecoder
 
 from _common import write_json

@@ -27,18 +27,11 @@ import numpy as np
 import pandas as pd
 
 from necgs.coding.archive import Section, archive_bytes
+from necgs.coding.codec_archive import FORMAT, legacy_feature_sections
 from necgs.coding.entropy import encode_symbols
+from necgs.compression import compress, decompress, describe, open_archive
 from necgs.config import preset
 from necgs.metrics import compare_meshes
-from necgs.pipeline import (
-    FORMAT,
-    _initial_features,
-    _legacy_feature_sections,
-    compress,
-    decompress,
-    describe,
-    open_archive,
-)
 
 from _common import RESULTS, evenly_spaced, write_json
 
@@ -47,14 +40,14 @@ def legacy_archive(path: Path) -> tuple[bytes, dict]:
     """The archive's symbols written in the 1.1 layout (today's writer), and its bytes per section."""
     with open_archive(path) as arc:
         weights = arc.weights()
-        features = _initial_features(arc)
+        features = arc.initial_features()
         meta = dict(arc.metadata)
         meta.pop("rate_estimate", None)
         meta["shapes"] = [{k: v for k, v in s.items()} for s in arc.shapes]
         coder = meta["config"]["coder"]
     symbols = np.concatenate([q.symbols for q in weights.values()])
     wcoder, wblob = encode_symbols(symbols, "auto" if coder == "laplace" else coder)
-    _, fsections = _legacy_feature_sections(features, 0, 0, coder)
+    _, fsections = legacy_feature_sections(features, 0, 0, coder)
     sections = [Section("weights", wblob, {"coder": wcoder, "count": int(symbols.size)}), *fsections]
     blob = archive_bytes({**meta, "format": FORMAT}, sections, minor=1)
     feature = sum(len(s.data) for s in fsections)

@@ -33,7 +33,7 @@ from scipy.special import gammaln, ndtr
 from necgs.coding.entropy import build_model
 from necgs.coding.laplace import LaplaceModel
 from necgs.coding.streams import AnyModel, encode_stream, read_chunk
-from necgs.pipeline import open_archive
+from necgs.compression import open_archive
 
 from _common import write_json
 

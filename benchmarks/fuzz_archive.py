@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from necgs.compression import compress, decompress
 from necgs.config import NecgsConfig
 from necgs.errors import ArchiveError
 from necgs.geometry.fit import FitConfig
 from necgs.io.mesh import Mesh
-from necgs.pipeline import compress, decompress
 from necgs.training.train import TrainConfig
 
 from _common import write_json

@@ -10,10 +10,10 @@ from necgs.io.mesh import Mesh, Transform
 def __getattr__(name: str):
     """Heavy parts (torch, open3d) load on first use, so ``import necgs`` stays fast."""
     lazy = {
-        "compress": ("necgs.pipeline", "compress"),
-        "decompress": ("necgs.pipeline", "decompress"),
-        "describe": ("necgs.pipeline", "describe"),
-        "add_shapes": ("necgs.pipeline", "add_shapes"),
+        "compress": ("necgs.compression", "compress"),
+        "decompress": ("necgs.compression", "decompress"),
+        "describe": ("necgs.compression", "describe"),
+        "add_shapes": ("necgs.compression", "add_shapes"),
         "evaluate": ("necgs.evaluation", "evaluate"),
         "NecgsConfig": ("necgs.config", "NecgsConfig"),
         "preset": ("necgs.config", "preset"),

@@ -21,8 +21,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from necgs.coding.codec_archive import shape_record
+from necgs.compression.set_trained import write_trained
+from necgs.compression.steps import as_loaded, config_from_metadata
 from necgs.config import NecgsConfig
 from necgs.errors import NecgsError
+from necgs.geometry.fit import fit_volumes, grid_transform
+from necgs.training.train import train_autodecoder
 
 
 def launch_compress(source, output, cfg: NecgsConfig, nproc: int, *, checkpoint_dir: str | None = None) -> int:
@@ -69,15 +74,11 @@ def _gather_volumes(local: torch.Tensor, n: int, rank: int, world: int) -> torch
 
 def worker(source: str, output: str, cfg: NecgsConfig, checkpoint_dir: str | None) -> None:
     """The body every rank runs (under torchrun)."""
-    from necgs.geometry.fit import fit_volumes, grid_transform
-    from necgs.pipeline import _as_loaded, _shape_record, write_codec_archive
-    from necgs.training.train import train_autodecoder
-
     backend = "nccl" if torch.cuda.is_available() and cfg.train.device != "cpu" else "gloo"
     dist.init_process_group(backend)
     rank, world = dist.get_rank(), dist.get_world_size()
     try:
-        loaded = _as_loaded(source)
+        loaded = as_loaded(source)
         if not loaded.meshes:
             raise NecgsError(f"{source}: no usable mesh")
         mine = fit_volumes(loaded.meshes, cfg.fit, progress=rank == 0, rank=rank, world_size=world)
@@ -88,8 +89,8 @@ def worker(source: str, output: str, cfg: NecgsConfig, checkpoint_dir: str | Non
         )
         if rank == 0:
             transforms = [grid_transform(m, cfg.fit) for m in loaded.meshes]
-            shapes = [_shape_record(m, t, b, 0) for m, t, b in zip(loaded.meshes, transforms, loaded.source_bytes)]
-            size = write_codec_archive(output, cfg, codec, shapes)
+            shapes = [shape_record(m, t, b, 0) for m, t, b in zip(loaded.meshes, transforms, loaded.source_bytes)]
+            size = write_trained(output, cfg, codec, shapes)
             print(f"{output}: {len(shapes)} shapes, {size} bytes ({world} processes)")
         dist.barrier()
     finally:
@@ -98,15 +99,13 @@ def worker(source: str, output: str, cfg: NecgsConfig, checkpoint_dir: str | Non
 
 def main(argv=None) -> int:
     """Entry point of ``python -m necgs.distributed`` (started by torchrun)."""
-    from necgs.pipeline import _config_from_metadata
-
     p = argparse.ArgumentParser(prog="necgs.distributed")
     p.add_argument("source")
     p.add_argument("output")
     p.add_argument("--config", required=True, help="JSON of a NecgsConfig (as stored in archives)")
     p.add_argument("--checkpoint-dir")
     args = p.parse_args(argv)
-    cfg = _config_from_metadata(json.loads(Path(args.config).read_text()))
+    cfg = config_from_metadata(json.loads(Path(args.config).read_text()))
     try:
         worker(args.source, args.output, cfg, args.checkpoint_dir)
     except NecgsError as exc:

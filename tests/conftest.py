@@ -43,13 +43,13 @@ def app_priors() -> Path | None:
 @pytest.fixture(scope="module")
 def app_url(app_priors):
     """The Gradio app served on 127.0.0.1 for one test module (with only ``app_priors``' priors, if given)."""
-    from necgs import prior
+    from necgs.priors import installed
     from necgs.webapp import build_demo
 
-    saved = os.environ.get("NECGS_PRIOR_DIRS"), prior.SHIPPED_DIR
+    saved = os.environ.get("NECGS_PRIOR_DIRS"), installed.SHIPPED_DIR
     if app_priors is not None:
         os.environ["NECGS_PRIOR_DIRS"] = str(app_priors)
-        prior.SHIPPED_DIR = prior.SHIPPED_DIR / "not-here"  # the choices are the test's, whatever ships
+        installed.SHIPPED_DIR = installed.SHIPPED_DIR / "not-here"  # the choices are the test's, whatever ships
     demo = build_demo()
     port = free_port()
     demo.queue(default_concurrency_limit=1).launch(
@@ -61,13 +61,13 @@ def app_url(app_priors):
         os.environ.pop("NECGS_PRIOR_DIRS", None)
     else:
         os.environ["NECGS_PRIOR_DIRS"] = saved[0]
-    prior.SHIPPED_DIR = saved[1]
+    installed.SHIPPED_DIR = saved[1]
 
 
 @pytest.fixture(scope="session")
 def tiny_prior_dir(tmp_path_factory) -> Path:
     """A folder holding one tiny prior, ``tiny`` (K = 16, trained for seconds on the built-in cad set)."""
-    from necgs.prior import PriorConfig, train_prior
+    from necgs.priors.training import PriorConfig, train_prior
 
     folder = tmp_path_factory.mktemp("priors")
     cfg = PriorConfig(

@@ -5,7 +5,7 @@ Settings: ``preset`` (quick|standard|paper), ``width`` and ``lambda_rate`` (the 
 knobs: decoder size and lambda_R of the rate term), ``epochs``, ``resolution``,
 ``weight_bits``, ``feature_bits``, ``train_mode`` (patch or dense), ``ssim``, ``deform``
 and ``autoencoder`` (the ablations), and ``prior`` (a prior's name or path: only the features
-are fitted, against that pretrained decoder, :mod:`necgs.prior`) with optional ``fine_tune``
+are fitted, against that pretrained decoder, :mod:`necgs.priors`) with optional ``fine_tune``
 steps (a coded delta of the prior's decoder, :mod:`necgs.training.fine_tune`).
 """
 
@@ -41,12 +41,12 @@ def config_from_setting(setting: dict):
 
 
 def prior_fit_from_setting(setting: dict):
-    """The :class:`necgs.prior.PriorFitConfig` of a prior setting with ``fine_tune`` steps (and
+    """The :class:`necgs.priors.fit_config.PriorFitConfig` of a prior setting with ``fine_tune`` steps (and
     optionally ``delta_multiple``, the delta's step in steps of the prior's grid, and
     ``lambda_rate``, the weight of the fine-tuning's rate term), else None."""
     if not setting.get("fine_tune"):
         return None
-    from necgs.prior import PriorFitConfig
+    from necgs.priors.fit_config import PriorFitConfig
 
     return PriorFitConfig(
         fine_tune_steps=int(setting["fine_tune"]),
@@ -69,7 +69,7 @@ class NecgsCodec(Codec):
         return [{"preset": "quick", "width": w} for w in ("medium", "small", "tiny")]
 
     def encode(self, meshes: Sequence[Mesh], setting: dict, progress: ProgressFn | None = None) -> list[bytes]:
-        from necgs.pipeline import compress
+        from necgs.compression import compress
 
         cfg = config_from_setting(setting)
         stage_cb = None
@@ -91,7 +91,7 @@ class NecgsCodec(Codec):
             return [path.read_bytes()]
 
     def decode(self, blobs: Sequence[bytes], setting: dict, progress: ProgressFn | None = None) -> list[Mesh]:
-        from necgs.pipeline import decompress
+        from necgs.compression import decompress
 
         stage_cb = None
         if progress is not None:

@@ -28,7 +28,7 @@ allocate more than the file holds; a compressed header is inflated to at most
 Versions: 1.0 stores the header as plain JSON (flags 0). 1.1 writes it zlib-compressed
 (flag bit 0): with one record and one section entry per shape, the plain JSON header of an
 88-shape set was about a fifth of a 110 kB archive. 1.2 keeps this container and changes
-what the mesh-set writer puts in it (:mod:`necgs.pipeline`): a binary shape table, one
+what the mesh-set writer puts in it (:mod:`necgs.coding.codec_archive`): a binary shape table, one
 feature section per batch, a model per decoder tensor. Readers of this version read all.
 """
 

@@ -16,7 +16,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from necgs.pipeline import add_shapes, describe
+    from necgs.compression import add_shapes, describe
 
     result = add_shapes(args.archive, args.source, args.output, epochs=args.epochs, prior=args.prior)
     for failure in result.failures:

@@ -98,15 +98,15 @@ def run(args) -> int:
 
         raise ConfigError("--prior fits features only; it runs in one process (drop --nproc)")
     if args.nproc > 1 and any(v is not None for v in targets.values()):
-        from necgs.pipeline import _as_loaded
+        from necgs.compression.steps import as_loaded
         from necgs.target_rate import plan_rate
 
-        plan = plan_rate(cfg, _as_loaded(args.source).meshes, **targets)
+        plan = plan_rate(cfg, as_loaded(args.source).meshes, **targets)
         print(plan.describe())
         cfg = plan.config
     if args.nproc > 1:
+        from necgs.compression import open_archive, shapes_without_surface
         from necgs.distributed import launch_compress
-        from necgs.pipeline import open_archive, shapes_without_surface
 
         code = launch_compress(args.source, args.output, cfg, args.nproc)
         if code == 0:
@@ -114,9 +114,9 @@ def run(args) -> int:
                 total = len(arc.shapes)
             warn_empty(args.output, shapes_without_surface(args.output, device=args.device), total)
         return code
+    from necgs.compression import compress
     from necgs.errors import ConfigError
-    from necgs.pipeline import compress
-    from necgs.prior import PriorFitConfig
+    from necgs.priors.fit_config import PriorFitConfig
 
     prior_fit = None
     if args.delta_step is not None and not args.fine_tune:

@@ -17,7 +17,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from necgs.pipeline import decompress
+    from necgs.compression import decompress
 
     meshes = decompress(
         args.archive, args.output, shapes=args.shape, fmt=args.format, device=args.device, prior=args.prior

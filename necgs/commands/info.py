@@ -13,7 +13,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from necgs.pipeline import describe
+    from necgs.compression import describe
 
     d = describe(args.archive)
     if args.json:

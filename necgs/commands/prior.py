@@ -65,7 +65,7 @@ def parse_features(text: str) -> tuple[int, int]:
 def _config(args):
     from dataclasses import replace
 
-    from necgs.prior import PriorConfig
+    from necgs.priors.training import PriorConfig
 
     cfg = PriorConfig(device=args.device)
     changes = {
@@ -102,7 +102,8 @@ def run_train(args) -> int:
             )
         print(f"training in the background (pid {proc.pid}); progress in {log}; rerun the same command to resume")
         return 0
-    from necgs.prior import find_prior, train_prior
+    from necgs.priors.installed import find_prior
+    from necgs.priors.training import train_prior
 
     init = find_prior(args.init) if args.init else None
 
@@ -125,7 +126,7 @@ def run_train(args) -> int:
 
 
 def run_list(args) -> int:
-    from necgs.prior import list_priors, prior_dirs
+    from necgs.priors.installed import list_priors, prior_dirs
 
     priors = list_priors()
     if args.json:
@@ -142,7 +143,7 @@ def run_list(args) -> int:
 
 
 def run_info(args) -> int:
-    from necgs.prior import find_prior
+    from necgs.priors.installed import find_prior
 
     d = find_prior(args.prior).describe()
     if args.json:

@@ -4,7 +4,7 @@ In the ablation (paper Sec. 4.3, appendix C.3) the encoder maps each TSDF-Def vo
 (4, K, K, K) to its feature (C, K', K', K') instead of free per-shape features; only its
 *outputs* go into the archive (quantized like the auto-decoder's features). A prior ships an
 encoder that first average-pools the volume to a coarse grid (``input_resolution``): it gives
-new shapes their starting feature (:mod:`necgs.prior`).
+new shapes their starting feature (:mod:`necgs.priors`).
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ class TrainConfig:
             CPU epoch counts it barely leaves its random start at the decoder's rate
             (8 AMA shapes, K = 32, 500 steps at lr 1e-2: CD 9.57e-3 at scale 1, 9.35e-3 at 10).
         lambda_rate: lambda_R, weight of the rate term added to Eq. 3: the estimated archive
-            bits per output voxel (:func:`necgs.coding.rate_model.rate_term`); 0 leaves it out.
+            bits per output voxel (:func:`necgs.coding.bit_estimate.rate_term`); 0 leaves it out.
         checkpoint_every: Epochs between checkpoints (0: never).
         seed: Seed of initialization and batch order.
         device: "auto", "cpu" or "cuda".

@@ -7,7 +7,7 @@ and for each NeCGS variant the fitted TSDF-Def volumes before compression with t
 mesh (so the page can separate the error of the representation from that of compression).
 
 A NeCGS variant is either a decoder trained on the set or a prior (a pretrained decoder,
-:mod:`necgs.prior`) against which only each shape's feature is fitted. A prior variant takes
+:mod:`necgs.priors`) against which only each shape's feature is fitted. A prior variant takes
 seconds, so when slower work follows, it runs first and the run is stored as "partial"
 (:func:`run_stages`), which the page shows at once; the rest then replaces it.
 """
@@ -179,8 +179,8 @@ FINE_TUNE_STEPS = 200
 
 
 def installed_priors() -> list[dict]:
-    """The installed priors (:func:`necgs.prior.list_priors`), one per name (the first found wins)."""
-    from necgs.prior import list_priors
+    """The installed priors (:func:`necgs.priors.installed.list_priors`), one per name (the first found wins)."""
+    from necgs.priors.installed import list_priors
 
     seen: dict[str, dict] = {}
     for info in list_priors():
@@ -252,7 +252,7 @@ def prior_setting(name: str) -> dict:
     Raises:
         NecgsError: No installed prior of that name, or its file is damaged (one line, no server path).
     """
-    from necgs.prior import read_prior
+    from necgs.priors.ncgp import read_prior
 
     info = next((p for p in installed_priors() if p["name"] == name), None)
     if info is None:
@@ -584,12 +584,13 @@ def add_representation_metrics(
 
 def variant_fit(setting: dict):
     """(FitConfig, deform) of a NeCGS setting's volumes: the preset's, or for a prior the fit
-    ``compress --prior`` does (the prior's frame at :class:`necgs.prior.PriorFitConfig`'s budget),
+    ``compress --prior`` does (the prior's frame at :class:`necgs.priors.fit_config.PriorFitConfig`'s budget),
     so the content-keyed cache hands back the volumes the run just fitted."""
     from necgs.baselines.necgs_codec import config_from_setting
 
     if is_prior(setting):
-        from necgs.prior import PriorFitConfig, find_prior
+        from necgs.priors.fit_config import PriorFitConfig
+        from necgs.priors.installed import find_prior
 
         return PriorFitConfig().fit(find_prior(setting["prior"]), "cpu"), True
     cfg = config_from_setting(setting)

@@ -24,7 +24,7 @@ METRICS_S = 0.06  # CD / NC / F1 at 20k samples
 PEER_S = 0.05  # encode + decode of a classical codec
 REPRESENTATION_S = 0.15  # the fitted volume's own mesh and metrics (the teaching breakdown)
 WIDTH_COST = {"tiny": 1.0, "small": 2.0, "medium": 4.0, "large": 8.0}
-#: Against a prior (features only, :class:`necgs.prior.PriorFitConfig` defaults): per shape at K = 32,
+#: Against a prior (features only, :class:`necgs.priors.fit_config.PriorFitConfig` defaults): per shape at K = 32,
 #: fitting at 20 iterations and one feature visit (measured: 6 `figures` shapes against a K = 32
 #: width-8 prior took 4.6 s fitting + 12.5 s features; 3 against a K = 64 width-16 one 3 + 10 s).
 PRIOR_FIT_S = 0.8
@@ -61,7 +61,8 @@ def necgs_weights(setting: dict, n_shapes: int) -> dict[str, float]:
 
 def prior_weights(setting: dict, n_shapes: int) -> dict[str, float]:
     """Estimated seconds of each stage of a NeCGS setting against a prior (K from the installed prior)."""
-    from necgs.prior import PriorFitConfig, list_priors
+    from necgs.priors.fit_config import PriorFitConfig
+    from necgs.priors.installed import list_priors
 
     K = next((int(p["resolution"] or 32) for p in list_priors() if p["name"] == setting["prior"]), 32)
     fit = PriorFitConfig(fine_tune_steps=int(setting.get("fine_tune") or 0))

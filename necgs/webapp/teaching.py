@@ -26,7 +26,7 @@ def teaching_volumes(run: int, necgs_key: str, shape: str) -> tuple[np.ndarray, 
     """
     import torch
 
-    from necgs.pipeline import open_archive
+    from necgs.compression import open_archive
 
     index = run_index(run)
     if necgs_key not in index["fitted"] or necgs_key not in index["archives"]:

@@ -81,7 +81,7 @@ def test_compress_info_decompress_view_round_trip(tmp_path, shared_data):
         "--no-ssim",
     )
     assert r.returncode == 0, r.stderr[-400:]
-    from necgs.pipeline import open_archive
+    from necgs.compression import open_archive
 
     assert open_archive(archive).metadata["config"]["train"]["use_ssim"] is False  # quick's default is on
     info = run_cli("info", str(archive))

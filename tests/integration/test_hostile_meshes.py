@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import trimesh
 
+from necgs.compression import compress, decompress
 from necgs.config import NecgsConfig
 from necgs.geometry.fit import FitConfig, fitted_volume
 from necgs.io.loading import load_meshes
 from necgs.io.mesh import Mesh
-from necgs.pipeline import compress, decompress
 from necgs.training.train import TrainConfig
 
 TINY = NecgsConfig(

@@ -8,21 +8,14 @@ import pytest
 import torch
 import trimesh
 
+from necgs.coding.codec_archive import shape_record, write_codec_archive
+from necgs.compression import add_shapes, compress, decompress, describe, shapes_without_surface
 from necgs.config import NecgsConfig
 from necgs.errors import ArchiveError, NecgsError
 from necgs.geometry.fit import FitConfig
 from necgs.io.mesh import Mesh, Transform
 from necgs.io.ply import binary_ply_bytes
 from necgs.metrics import compare_meshes
-from necgs.pipeline import (
-    _shape_record,
-    add_shapes,
-    compress,
-    decompress,
-    describe,
-    shapes_without_surface,
-    write_codec_archive,
-)
 from necgs.training.train import TrainConfig, train_autodecoder
 
 FIXTURE = Path(__file__).parent.parent / "data" / "v1_small.ncgs"
@@ -137,10 +130,10 @@ def test_add_to_a_1_1_archive_keeps_its_layout_and_old_shapes(tmp_path):
 
 
 def test_add_to_damaged_or_foreign_archive_fails_before_work(archive, tmp_path, monkeypatch):
-    import necgs.pipeline as pipeline
+    import necgs.compression.grow as grow
 
     path, _ = archive
-    monkeypatch.setattr(pipeline, "fit_volumes", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr(grow, "fit_volumes", lambda *a, **k: pytest.fail("work started"))
     damaged = tmp_path / "damaged.ncgs"
     damaged.write_bytes(path.read_bytes()[:-5])
     with pytest.raises(ArchiveError, match="early"):
@@ -160,16 +153,16 @@ def test_surface_check_flags_a_decoder_trained_on_empty_volumes(tmp_path):
     codec = train_autodecoder(
         volumes, TINY.decoder(), TrainConfig(epochs=60, lr=1e-2, checkpoint_every=0), progress=False
     )
-    shapes = [_shape_record(m, Transform(), 1000, batch=0) for m in tori(2)]
-    write_codec_archive(tmp_path / "empty.ncgs", TINY, codec, shapes)
+    shapes = [shape_record(m, Transform(), 1000, batch=0) for m in tori(2)]
+    write_codec_archive(tmp_path / "empty.ncgs", TINY.to_dict(), codec, shapes)
     assert shapes_without_surface(tmp_path / "empty.ncgs") == ["torus0", "torus1"]
     assert all(len(m.faces) == 0 for m in decompress(tmp_path / "empty.ncgs"))
 
 
 def test_block_sparse_decode_of_a_trained_archive_gives_the_dense_mesh(archive):
+    from necgs.compression import open_archive
     from necgs.geometry.dmc import mesh_from_volume
     from necgs.model.blocks import decode_sparse
-    from necgs.pipeline import open_archive
 
     path, _ = archive
     with open_archive(path) as arc:

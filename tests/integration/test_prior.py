@@ -7,22 +7,16 @@ import sys
 
 import pytest
 
-import necgs.prior as prior_mod
+import necgs.priors.installed as installed
 from necgs.coding.archive import MAGIC
+from necgs.compression import compress, decompress, describe, shapes_without_surface
 from necgs.errors import NecgsError
 from necgs.io.datasets import resolve_dataset
 from necgs.io.loading import load_meshes
-from necgs.pipeline import compress, decompress, describe, shapes_without_surface
-from necgs.prior import (
-    PriorConfig,
-    PriorFitConfig,
-    PriorMismatchError,
-    PriorNotFoundError,
-    find_prior,
-    list_priors,
-    read_prior,
-    train_prior,
-)
+from necgs.priors.fit_config import PriorFitConfig
+from necgs.priors.installed import PriorMismatchError, PriorNotFoundError, find_prior, list_priors
+from necgs.priors.ncgp import read_prior
+from necgs.priors.training import PriorConfig, train_prior
 
 TINY = PriorConfig(
     resolution=32,
@@ -57,7 +51,7 @@ def tiny(tmp_path_factory):
 @pytest.fixture
 def no_shipped(monkeypatch, tmp_path):
     """Only the priors a test installs are found."""
-    monkeypatch.setattr(prior_mod, "SHIPPED_DIR", tmp_path / "none")
+    monkeypatch.setattr(installed, "SHIPPED_DIR", tmp_path / "none")
     monkeypatch.setenv("NECGS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("NECGS_PRIOR_DIRS", raising=False)
 
@@ -82,7 +76,7 @@ def test_the_prior_ships_its_encoder_and_starts_new_shapes_from_it(tiny, tmp_pat
     import torch
 
     from necgs.geometry.fit import fit_volumes
-    from necgs.prior import nearest_features, start_features
+    from necgs.priors.start import nearest_features, start_features
 
     again = read_prior(tiny.path)
     assert again.encoder_input == TINY.encoder_input == 16 and set(again.encoder) == set(tiny.encoder)
@@ -112,7 +106,7 @@ def test_an_encoder_that_does_not_fit_its_architecture_is_a_clear_error(tiny, tm
     from dataclasses import replace
 
     from necgs.errors import CorruptArchiveError
-    from necgs.prior import write_prior
+    from necgs.priors.ncgp import write_prior
 
     bad = replace(read_prior(tiny.path), encoder_input=8)  # tensors of a 16^3-input encoder
     write_prior(tmp_path / "bad.ncgp", bad)
@@ -147,14 +141,14 @@ def test_a_retired_prior_still_decodes_its_archives_but_is_not_offered(tiny, tmp
     """A shipped prior moved to retired/ (renamed; the id is unchanged) keeps old archives decodable."""
     from dataclasses import replace
 
-    from necgs.prior import write_prior
+    from necgs.priors.ncgp import write_prior
 
     out = tmp_path / "a.ncgs"
     compress(held_out(1), out, prior=tiny, prior_fit=FAST)
     shipped = tmp_path / "shipped"
     (shipped / "retired").mkdir(parents=True)
     write_prior(shipped / "retired" / "figs-old.ncgp", replace(tiny, name="figs-old"))
-    monkeypatch.setattr(prior_mod, "SHIPPED_DIR", shipped)
+    monkeypatch.setattr(installed, "SHIPPED_DIR", shipped)
     monkeypatch.setenv("NECGS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("NECGS_PRIOR_DIRS", raising=False)
     assert list_priors() == []
@@ -303,7 +297,7 @@ def test_cli_prior_train_list_info_compress_decompress(tmp_path):
 
 
 def test_add_grows_a_prior_archive_against_the_same_prior(tiny, tmp_path, no_shipped):
-    from necgs.pipeline import add_shapes, open_archive
+    from necgs.compression import add_shapes, open_archive
 
     first = tmp_path / "a.ncgs"
     compress(held_out(1), first, prior=tiny, prior_fit=FAST)
@@ -338,7 +332,7 @@ def test_the_tool_says_when_a_prior_fits_badly(tiny):
 
     import numpy as np
 
-    from necgs.pipeline import BAND_ERROR_LIMIT, prior_fit_note
+    from necgs.compression.with_prior import BAND_ERROR_LIMIT, prior_fit_note
 
     good = dc_replace(tiny, card={**tiny.card, "band_error_median": 0.05})
     assert prior_fit_note(good, np.array([0.06, 0.08]), 0) is None
@@ -349,8 +343,8 @@ def test_the_tool_says_when_a_prior_fits_badly(tiny):
 
 
 def test_a_fine_tuned_delta_decodes_closer_is_coded_and_refused_by_add(tiny, tmp_path, no_shipped):
+    from necgs.compression import add_shapes, open_archive
     from necgs.metrics import compare_meshes
-    from necgs.pipeline import add_shapes, open_archive
 
     shapes = held_out(1)
     plain, tuned = tmp_path / "plain.ncgs", tmp_path / "tuned.ncgs"
@@ -379,8 +373,8 @@ def test_a_fine_tuned_delta_decodes_closer_is_coded_and_refused_by_add(tiny, tmp
 
 def test_a_reader_that_ignores_the_delta_refuses_the_archive(tiny, tmp_path, no_shipped, monkeypatch):
     """A 1.3 reader looks for "prior" or "weights"; a delta archive has neither, so it fails loudly."""
+    from necgs.compression.decode import OpenedArchive
     from necgs.errors import CorruptArchiveError
-    from necgs.pipeline import OpenedArchive
 
     out = tmp_path / "tuned.ncgs"
     compress(held_out(1), out, prior=tiny, prior_fit=PriorFitConfig(fit_iterations=0, visits=5, fine_tune_steps=2))
@@ -394,8 +388,8 @@ def test_a_malformed_or_missing_delta_is_a_clear_error(tiny, tmp_path, no_shippe
     import json
 
     from necgs.coding.archive import ArchiveReader, Section, write_archive
+    from necgs.coding.codec_archive import DELTA_MINOR
     from necgs.errors import CorruptArchiveError
-    from necgs.pipeline import DELTA_MINOR
 
     out = tmp_path / "tuned.ncgs"
     compress(held_out(1), out, prior=tiny, prior_fit=PriorFitConfig(fit_iterations=0, visits=5, fine_tune_steps=2))

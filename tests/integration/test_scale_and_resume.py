@@ -9,13 +9,13 @@ from pathlib import Path
 
 import trimesh
 
+from necgs.compression import compress, decompress
 from necgs.config import NecgsConfig
 from necgs.distributed import launch_compress
 from necgs.geometry.fit import FitConfig
 from necgs.io.loading import save_mesh
 from necgs.io.mesh import Mesh
 from necgs.metrics import compare_meshes, mean_metrics
-from necgs.pipeline import compress, decompress
 from necgs.training.train import TrainConfig
 
 CFG = NecgsConfig(
@@ -57,7 +57,7 @@ import json, sys
 from necgs.config import NecgsConfig
 from necgs.geometry.fit import FitConfig
 from necgs.training.train import TrainConfig
-from necgs.pipeline import compress
+from necgs.compression import compress
 cfg = NecgsConfig(fit=FitConfig(resolution=16, iterations=20, samples=3000, device="cpu"), width=8,
                   train=TrainConfig(epochs=400, lr=1e-2, checkpoint_every=5, device="cpu"))
 r = compress(sys.argv[1], sys.argv[2], cfg, progress=lambda *a: None, checkpoint_dir=sys.argv[3])

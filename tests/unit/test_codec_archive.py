@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
+from necgs.coding.codec_archive import write_codec_archive
+from necgs.compression import describe, open_archive
 from necgs.config import NecgsConfig
 from necgs.errors import ArchiveError
 from necgs.geometry.fit import FitConfig
 from necgs.model.decoder import Decoder
 from necgs.model.quant import QuantizedTensor, QuantSpec
-from necgs.pipeline import describe, open_archive, write_codec_archive
 from necgs.training.train import TrainedCodec
 
 CFG = NecgsConfig(fit=FitConfig(resolution=8), width=4, feature_channels=4, feature_resolution=2)
@@ -55,7 +56,7 @@ def test_any_named_tensors_round_trip_bit_exactly(tmp_path):
     }
     c = codec(extra)
     path = tmp_path / "a.ncgs"
-    write_codec_archive(path, CFG, c, shapes(5))
+    write_codec_archive(path, CFG.to_dict(), c, shapes(5))
     with open_archive(path) as arc:
         assert arc.compact and arc.reader.version == (1, 2)
         back = arc.weights()
@@ -69,7 +70,7 @@ def test_any_named_tensors_round_trip_bit_exactly(tmp_path):
 
 def test_estimate_is_reported_beside_real_bytes_and_agrees(tmp_path):
     path = tmp_path / "a.ncgs"
-    write_codec_archive(path, CFG.__class__(**{**CFG.__dict__, "coder": "laplace"}), codec(n_shapes=40), shapes(40))
+    write_codec_archive(path, {**CFG.to_dict(), "coder": "laplace"}, codec(n_shapes=40), shapes(40))
     d = describe(path)
     assert d["coders"]["features.model.0"].startswith("laplace") and d["coders"]["weights"] == "per-tensor"
     est = d["rate_estimate"]
@@ -86,13 +87,13 @@ def test_auto_is_never_larger_than_any_forced_coder(tmp_path):
     sizes = {}
     for coder in ("auto", "rans", "huffman", "laplace"):
         path = tmp_path / f"{coder}.ncgs"
-        sizes[coder] = write_codec_archive(path, CFG.__class__(**{**CFG.__dict__, "coder": coder}), codec(), shapes(5))
+        sizes[coder] = write_codec_archive(path, {**CFG.to_dict(), "coder": coder}, codec(), shapes(5))
     assert sizes["auto"] <= min(sizes.values())
 
 
 def test_damaged_1_2_archives_raise_only_archive_errors(tmp_path):
     path = tmp_path / "a.ncgs"
-    write_codec_archive(path, CFG, codec(), shapes(5))
+    write_codec_archive(path, CFG.to_dict(), codec(), shapes(5))
     blob = path.read_bytes()
     for n in range(0, len(blob), 7):
         with pytest.raises(ArchiveError):

@@ -46,7 +46,7 @@ def test_a_delta_decoder_starts_at_the_prior_and_its_symbols_rebuild_what_it_com
 
 def test_a_benchmark_setting_names_the_delta_step_it_fine_tunes_with():
     from necgs.baselines.necgs_codec import NecgsCodec, prior_fit_from_setting
-    from necgs.prior import PriorFitConfig
+    from necgs.priors.fit_config import PriorFitConfig
 
     assert prior_fit_from_setting({"prior": "bodies"}) is None
     assert prior_fit_from_setting({"prior": "bodies", "fine_tune": 200}).delta_multiple == 4

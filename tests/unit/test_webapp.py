@@ -193,9 +193,9 @@ def only_priors_in(monkeypatch, *folders) -> None:
     """The installed priors are those of ``folders`` (not the shipped ones, not the user's cache)."""
     import os
 
-    from necgs import prior
+    from necgs.priors import installed
 
-    monkeypatch.setattr(prior, "SHIPPED_DIR", prior.SHIPPED_DIR / "not-here")
+    monkeypatch.setattr(installed, "SHIPPED_DIR", installed.SHIPPED_DIR / "not-here")
     monkeypatch.setenv("NECGS_PRIOR_DIRS", os.pathsep.join(map(str, folders)))
 
 
@@ -235,7 +235,7 @@ def test_decoder_choices_round_trip_and_with_no_prior_only_training(monkeypatch,
 
 
 def test_a_missing_or_broken_prior_is_one_clear_line(monkeypatch, tiny_prior_dir, tmp_path):
-    from necgs.prior import read_prior, write_prior
+    from necgs.priors.ncgp import read_prior, write_prior
 
     only_priors_in(monkeypatch, tiny_prior_dir)
     setting = jobs.prior_setting("tiny")
