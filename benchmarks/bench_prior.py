@@ -33,10 +33,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from necgs.config import PriorFitConfig
 from necgs.evaluation import evaluate
 from necgs.metrics import compare_meshes
 from necgs.pipeline import compress, decompress
-from necgs.prior import PriorFitConfig, find_prior, resolve_source
+from necgs.prior import find_prior, resolve_source
 from necgs.rate import binary_ply_bytes
 
 from _common import RESULTS, evenly_spaced, write_json

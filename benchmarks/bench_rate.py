@@ -28,7 +28,6 @@ import pandas as pd
 
 from necgs.coding.archive import Section, archive_bytes
 from necgs.coding.entropy import encode_symbols
-from necgs.config import preset
 from necgs.metrics import compare_meshes
 from necgs.pipeline import (
     FORMAT,
@@ -39,6 +38,7 @@ from necgs.pipeline import (
     describe,
     open_archive,
 )
+from necgs.settings import preset
 
 from _common import RESULTS, evenly_spaced, write_json
 

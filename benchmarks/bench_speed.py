@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from necgs import compress, decompress, preset
-from necgs.commands._common import parse_width
 from necgs.metrics import compare_meshes, mean_metrics
 from necgs.rate import rate_report
+from necgs.settings import parse_width
 
 from _common import evenly_spaced, write_json
 

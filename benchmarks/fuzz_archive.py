@@ -21,12 +21,10 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from necgs.config import NecgsConfig
+from necgs.config import FitConfig, NecgsConfig, TrainConfig
 from necgs.errors import ArchiveError
-from necgs.geometry.fit import FitConfig
 from necgs.io.mesh import Mesh
 from necgs.pipeline import compress, decompress
-from necgs.training.train import TrainConfig
 
 from _common import write_json
 

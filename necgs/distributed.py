@@ -98,15 +98,13 @@ def worker(source: str, output: str, cfg: NecgsConfig, checkpoint_dir: str | Non
 
 def main(argv=None) -> int:
     """Entry point of ``python -m necgs.distributed`` (started by torchrun)."""
-    from necgs.pipeline import _config_from_metadata
-
     p = argparse.ArgumentParser(prog="necgs.distributed")
     p.add_argument("source")
     p.add_argument("output")
     p.add_argument("--config", required=True, help="JSON of a NecgsConfig (as stored in archives)")
     p.add_argument("--checkpoint-dir")
     args = p.parse_args(argv)
-    cfg = _config_from_metadata(json.loads(Path(args.config).read_text()))
+    cfg = NecgsConfig.from_dict(json.loads(Path(args.config).read_text())).validate()
     try:
         worker(args.source, args.output, cfg, args.checkpoint_dir)
     except NecgsError as exc:

@@ -40,30 +40,21 @@ from necgs.coding.streams import (
     decode_stream,
     model_from_bytes,
 )
-from necgs.config import NecgsConfig, preset
+from necgs.config import PRESETS, NecgsConfig, PriorFitConfig
 from necgs.errors import ConfigError, CorruptArchiveError, NecgsError
 from necgs.geometry.dmc import mesh_from_volume
-from necgs.geometry.fit import FitConfig, FittedSet, fit_volumes, resolve_device
+from necgs.geometry.fit import FittedSet, fit_volumes, resolve_device
 from necgs.io.loading import LoadedSet, load_meshes, save_mesh
 from necgs.io.mesh import Mesh, Transform
 from necgs.model.blocks import decode_volume
 from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.quant import QuantSpec
 from necgs.paths import cache_dir
-from necgs.prior import (
-    Prior,
-    PriorFitConfig,
-    check_prior,
-    find_prior,
-    find_prior_by_id,
-    list_priors,
-    start_features,
-)
+from necgs.prior import Prior, check_prior, find_prior, find_prior_by_id, list_priors, start_features
 from necgs.rate import binary_ply_bytes
 from necgs.training.fine_tune import apply_delta, fine_tune_decoder
 from necgs.training.train import (
     QuantizedTensor,
-    TrainConfig,
     TrainedCodec,
     band_errors,
     build_decoder,
@@ -172,7 +163,7 @@ def compress(
     Returns:
         The :class:`CompressResult`.
     """
-    cfg = (config or preset("quick")).validate()
+    cfg = (config or PRESETS["quick"]).validate()
     loaded = _as_loaded(source)
     if not loaded.meshes:
         reasons = "; ".join(str(f) for f in loaded.failures[:3])
@@ -357,8 +348,8 @@ def compress_with_prior(
     if not loaded.meshes:
         raise NecgsError(f"{source}: no usable mesh")
     fit = fit or PriorFitConfig()
-    device = (config or preset("quick")).train.device
-    coder = (config or preset("quick")).coder
+    device = (config or PRESETS["quick"]).train.device
+    coder = (config or PRESETS["quick"]).coder
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     fcfg = fit.fit(prior, device)
@@ -926,7 +917,10 @@ def add_shapes(
             fit_cfg, train_cfg = PriorFitConfig().fit(used_prior), PriorFitConfig().train(used_prior)
             coder = str(arc.metadata["config"].get("coder", "auto"))
         else:
-            cfg = _config_from_metadata(arc.metadata["config"])
+            try:
+                cfg = NecgsConfig.from_dict(arc.metadata["config"]).validate()
+            except ConfigError as exc:
+                raise CorruptArchiveError(f"archive settings are malformed ({exc})") from None
             fit_cfg, train_cfg, coder = cfg.fit, cfg.train, cfg.coder
         old_names = {s["name"] for s in arc.shapes}
         loaded = _as_loaded(source)
@@ -986,23 +980,3 @@ def _initial_features(arc: OpenedArchive) -> QuantizedTensor:
     first = [i for i, s in enumerate(arc.shapes) if int(s["batch"]) == 0]
     symbols = np.concatenate([arc.feature_symbols(i) for i in first])
     return QuantizedTensor(symbols, QuantSpec.from_dict(bmeta["spec"]), (len(first), *shape))
-
-
-def _config_from_metadata(data: dict) -> NecgsConfig:
-    try:
-        fit = FitConfig(**data["fit"])
-        train = TrainConfig(**data["train"])
-        width = data["width"]
-        width = tuple(width) if isinstance(width, list) else width
-        return NecgsConfig(
-            fit=fit,
-            width=width,
-            feature_channels=int(data["feature_channels"]),
-            feature_resolution=int(data["feature_resolution"]),
-            train=train,
-            deform=bool(data["deform"]),
-            autoencoder=bool(data.get("autoencoder", False)),
-            coder=str(data["coder"]),
-        ).validate()
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CorruptArchiveError(f"archive settings are malformed ({exc})") from None

@@ -16,10 +16,11 @@ from collections.abc import Callable
 import torch
 
 from necgs.coding.rate_model import rate_term
+from necgs.config import TrainConfig
 from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.quant import QuantSpec, quantize, to_symbols
 from necgs.optim import Adam
-from necgs.training.train import QuantizedTensor, StepObjective, TrainConfig, TrainedCodec, resolve_device
+from necgs.training.train import QuantizedTensor, StepObjective, TrainedCodec, resolve_device
 
 
 def delta_specs(weights: dict[str, QuantizedTensor], multiple: int, bits: int) -> dict[str, QuantSpec]:

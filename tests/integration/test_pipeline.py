@@ -8,9 +8,8 @@ import pytest
 import torch
 import trimesh
 
-from necgs.config import NecgsConfig
+from necgs.config import FitConfig, NecgsConfig, TrainConfig
 from necgs.errors import ArchiveError, NecgsError
-from necgs.geometry.fit import FitConfig
 from necgs.io.mesh import Mesh, Transform
 from necgs.metrics import compare_meshes
 from necgs.pipeline import (
@@ -23,7 +22,7 @@ from necgs.pipeline import (
     write_codec_archive,
 )
 from necgs.rate import binary_ply_bytes
-from necgs.training.train import TrainConfig, train_autodecoder
+from necgs.training.train import train_autodecoder
 
 FIXTURE = Path(__file__).parent.parent / "data" / "v1_small.ncgs"
 FIXTURE_1_1 = Path(__file__).parent.parent / "data" / "v1_1_small.ncgs"

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from necgs.config import NecgsConfig
+from necgs.config import FitConfig, NecgsConfig
 from necgs.errors import ArchiveError
-from necgs.geometry.fit import FitConfig
 from necgs.model.decoder import Decoder
 from necgs.model.quant import QuantSpec
 from necgs.pipeline import describe, open_archive, write_codec_archive

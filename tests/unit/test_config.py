@@ -4,10 +4,9 @@ from dataclasses import replace
 
 import pytest
 
-from necgs.config import PRESETS, NecgsConfig, preset
+from necgs.config import PRESETS, FitConfig, NecgsConfig, TrainConfig
 from necgs.errors import ConfigError
-from necgs.geometry.fit import FitConfig
-from necgs.training.train import TrainConfig
+from necgs.settings import preset
 
 
 @pytest.mark.parametrize(

@@ -5,12 +5,12 @@ import math
 import pytest
 import trimesh
 
-from necgs.config import preset
 from necgs.errors import ConfigError
 from necgs.io.mesh import Mesh
 from necgs.model.decoder import Decoder
 from necgs.rate import binary_ply_bytes
 from necgs.rate_control import RATE_TABLE, RatePoint, plan_rate, predict_bytes, replan
+from necgs.settings import preset
 
 TABLE = (
     RatePoint("small", 6, 0.0, 4.9, 330.0, 9.0e-3),
