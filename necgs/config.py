@@ -31,7 +31,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from necgs.errors import ConfigError
 
@@ -57,6 +57,9 @@ def validate_resolution(K: int) -> None:
         raise ConfigError(f"resolution must be a power of two between {MIN_RESOLUTION} and {MAX_RESOLUTION}, got {K!r}")
 
 
+T = TypeVar("T", bound="Tree")
+
+
 class Tree:
     """Base of the frozen dataclasses of a setting: one ``to_dict`` / ``from_dict`` pair for all.
 
@@ -70,7 +73,7 @@ class Tree:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, data: Mapping, where: str = "") -> Any:
+    def from_dict(cls: type[T], data: Mapping, where: str = "") -> T:
         """The tree a :meth:`to_dict` form describes (not validated: call ``validate``).
 
         Args:

@@ -582,7 +582,7 @@ def add_representation_metrics(
 
 def variant_fit(setting: dict):
     """(FitConfig, deform) of a NeCGS setting's volumes: the preset's, or for a prior the fit
-    ``compress --prior`` does (the prior's frame at :class:`necgs.prior.PriorFitConfig`'s budget),
+    ``compress --prior`` does (the prior's frame at :class:`necgs.config.PriorFitConfig`'s budget),
     so the content-keyed cache hands back the volumes the run just fitted."""
     tree = read_setting(setting)
     if tree.prior is not None:
