@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from necgs.commands._common import parse_width
+from necgs.settings import parse_width
 
 from _common import RESULTS, run_rd
 

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 from necgs.compression import add_shapes, compress, decompress, describe
-from necgs.config import preset
 from necgs.io.datasets import resolve_dataset
 from necgs.io.loading import load_meshes
 from necgs.metrics import compare_meshes, mean_metrics
+from necgs.settings import preset
 
 from _common import write_json
 

@@ -27,11 +27,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from necgs.config import FitConfig, TrainConfig
 from necgs.geometry.dmc import mesh_from_volume
-from necgs.geometry.fit import FitConfig, fit_volumes
+from necgs.geometry.fit import fit_volumes
 from necgs.metrics import compare_meshes, sampling_floor
 from necgs.model.decoder import decoder_config
-from necgs.training.train import TrainConfig, train_autodecoder
+from necgs.training.train import train_autodecoder
 
 from _common import RESULTS, evenly_spaced, write_json
 

@@ -25,11 +25,11 @@ from dataclasses import replace
 import torch
 
 from necgs import preset
-from necgs.commands._common import parse_width
 from necgs.geometry.dmc import mesh_from_volume
 from necgs.geometry.fit import fit_volumes
 from necgs.model.blocks import decode_sparse
 from necgs.model.decoder import Decoder
+from necgs.settings import parse_width
 from necgs.training.train import train_autodecoder
 
 from _common import evenly_spaced, write_json

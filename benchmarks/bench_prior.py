@@ -34,10 +34,10 @@ import numpy as np
 import pandas as pd
 
 from necgs.compression import compress, decompress
+from necgs.config import PriorFitConfig
 from necgs.evaluation import evaluate
 from necgs.io.ply import binary_ply_bytes
 from necgs.metrics import compare_meshes
-from necgs.priors.fit_config import PriorFitConfig
 from necgs.priors.installed import find_prior
 from necgs.priors.training import resolve_source
 

@@ -35,16 +35,15 @@ import numpy as np
 import torch
 
 from necgs.coding.bit_estimate import feature_bits
-from necgs.config import BAND_LOSS
+from necgs.config import BAND_LOSS, FitConfig, PriorFitConfig, TrainConfig
 from necgs.geometry.dmc import mesh_from_volume
-from necgs.geometry.fit import FitConfig, FittedSet, fit_volumes
+from necgs.geometry.fit import FittedSet, fit_volumes
 from necgs.io.datasets import resolve_dataset
 from necgs.io.loading import load_meshes
 from necgs.metrics import compare_meshes
 from necgs.model.decoder import decoder_config
 from necgs.model.encoder import VolumeEncoder
-from necgs.priors.fit_config import PriorFitConfig
-from necgs.training.train import TrainConfig, fit_features, train_autodecoder
+from necgs.training.train import fit_features, train_autodecoder
 
 from _common import write_json
 

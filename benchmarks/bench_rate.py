@@ -30,8 +30,8 @@ from necgs.coding.archive import Section, archive_bytes
 from necgs.coding.codec_archive import FORMAT, legacy_feature_sections
 from necgs.coding.entropy import encode_symbols
 from necgs.compression import compress, decompress, describe, open_archive
-from necgs.config import preset
 from necgs.metrics import compare_meshes
+from necgs.settings import preset
 
 from _common import RESULTS, evenly_spaced, write_json
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from necgs.commands._common import parse_width
+from necgs.settings import parse_width
 
 from _common import run_rd
 

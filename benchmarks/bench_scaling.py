@@ -13,8 +13,9 @@ import time
 import numpy as np
 import torch
 
+from necgs.config import TrainConfig
 from necgs.model.decoder import decoder_config
-from necgs.training.train import TrainConfig, train_autodecoder
+from necgs.training.train import train_autodecoder
 
 from _common import write_json
 

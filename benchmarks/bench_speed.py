@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from necgs import compress, decompress, preset
-from necgs.commands._common import parse_width
 from necgs.metrics import compare_meshes, mean_metrics, rate_report
+from necgs.settings import parse_width
 
 from _common import evenly_spaced, write_json
 

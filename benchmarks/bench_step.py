@@ -19,10 +19,11 @@ from dataclasses import replace
 
 import torch
 
-from necgs.geometry.fit import FitConfig, fit_volumes
+from necgs.config import FitConfig, TrainConfig
+from necgs.geometry.fit import fit_volumes
 from necgs.model.decoder import Decoder, decoder_config
 from necgs.model.quant import quantize, symmetric_spec
-from necgs.training.train import StepObjective, TrainConfig
+from necgs.training.train import StepObjective
 
 from _common import evenly_spaced, write_json
 

@@ -12,8 +12,9 @@ from dataclasses import replace
 
 import pandas as pd
 
+from necgs.config import FitConfig
 from necgs.geometry.dmc import mesh_from_volume
-from necgs.geometry.fit import FitConfig, fitted_volume
+from necgs.geometry.fit import fitted_volume
 from necgs.io.datasets import resolve_dataset
 from necgs.io.loading import load_meshes
 from necgs.metrics import compare_meshes, sampling_floor

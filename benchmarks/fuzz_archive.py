@@ -22,11 +22,9 @@ import numpy as np
 import trimesh
 
 from necgs.compression import compress, decompress
-from necgs.config import NecgsConfig
+from necgs.config import FitConfig, NecgsConfig, TrainConfig
 from necgs.errors import ArchiveError
-from necgs.geometry.fit import FitConfig
 from necgs.io.mesh import Mesh
-from necgs.training.train import TrainConfig
 
 from _common import write_json
 

@@ -16,7 +16,7 @@ def __getattr__(name: str):
         "add_shapes": ("necgs.compression", "add_shapes"),
         "evaluate": ("necgs.evaluation", "evaluate"),
         "NecgsConfig": ("necgs.config", "NecgsConfig"),
-        "preset": ("necgs.config", "preset"),
+        "preset": ("necgs.settings", "preset"),
         "load_meshes": ("necgs.io.loading", "load_meshes"),
     }
     if name not in lazy:

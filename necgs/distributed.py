@@ -23,7 +23,7 @@ import torch.distributed as dist
 
 from necgs.coding.codec_archive import shape_record
 from necgs.compression.set_trained import write_trained
-from necgs.compression.steps import as_loaded, config_from_metadata
+from necgs.compression.steps import as_loaded
 from necgs.config import NecgsConfig
 from necgs.errors import NecgsError
 from necgs.geometry.fit import fit_volumes, grid_transform
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     p.add_argument("--config", required=True, help="JSON of a NecgsConfig (as stored in archives)")
     p.add_argument("--checkpoint-dir")
     args = p.parse_args(argv)
-    cfg = config_from_metadata(json.loads(Path(args.config).read_text()))
+    cfg = NecgsConfig.from_dict(json.loads(Path(args.config).read_text())).validate()
     try:
         worker(args.source, args.output, cfg, args.checkpoint_dir)
     except NecgsError as exc:

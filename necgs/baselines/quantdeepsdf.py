@@ -20,9 +20,10 @@ from torch.nn import functional as F
 from necgs.baselines.base import Codec, ProgressFn, register_codec
 from necgs.coding.archive import ArchiveReader, Section, archive_bytes
 from necgs.coding.entropy import decode_symbols, encode_symbols
+from necgs.config import FitConfig
 from necgs.errors import CorruptArchiveError
 from necgs.geometry.dmc import grid_coordinates, mesh_from_volume
-from necgs.geometry.fit import FitConfig, fit_volumes
+from necgs.geometry.fit import fit_volumes
 from necgs.io.mesh import Mesh, Transform
 from necgs.model.quant import QuantSpec, from_symbols, quantize, symmetric_spec, to_symbols
 

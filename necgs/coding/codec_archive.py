@@ -149,7 +149,7 @@ def write_prior_archive(
     nor a decoder and refuses the file instead of decoding it with the bare prior.
 
     The settings stored are only what decoding needs (deformation on, the coder); fitting more
-    shapes (``add``) takes the prior's frame and :class:`~necgs.priors.fit_config.PriorFitConfig`.
+    shapes (``add``) takes the prior's frame and :class:`~necgs.config.PriorFitConfig`.
     """
     fmeta, fsections = feature_sections(features, 0, coder, shared=prior.feature_model)
     ref = {"id": prior.id, "name": prior.name}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from necgs.commands._common import parse_width, warn
+from necgs.commands._common import warn
+from necgs.settings import parse_width
 
 
 def register(sub) -> None:

@@ -22,7 +22,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from necgs.geometry.fit import FitConfig, fit_volumes
+    from necgs.config import FitConfig
+    from necgs.geometry.fit import fit_volumes
     from necgs.io.loading import load_meshes
 
     cfg = FitConfig(

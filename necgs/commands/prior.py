@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from necgs.commands._common import add_device, parse_width, warn
+from necgs.commands._common import add_device, warn
+from necgs.settings import parse_width
 
 
 def register(sub) -> None:

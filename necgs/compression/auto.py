@@ -14,11 +14,10 @@ from necgs.compression.decode import decompress
 from necgs.compression.set_trained import compress_set_trained
 from necgs.compression.steps import CompressResult, StageProgress
 from necgs.compression.with_prior import compress_with_prior
-from necgs.config import NecgsConfig
+from necgs.config import NecgsConfig, PriorFitConfig
 from necgs.io.loading import LoadedSet
 from necgs.io.mesh import Mesh
 from necgs.metrics import compare_meshes
-from necgs.priors.fit_config import PriorFitConfig
 from necgs.priors.installed import find_prior, list_priors
 from necgs.priors.prior import Prior
 

@@ -15,9 +15,8 @@ from necgs.compression.auto import compress_best
 from necgs.compression.set_trained import RateTarget, compress_set_trained
 from necgs.compression.steps import CompressResult, Source, StageProgress, as_loaded
 from necgs.compression.with_prior import compress_with_prior
-from necgs.config import NecgsConfig, preset
+from necgs.config import PRESETS, NecgsConfig, PriorFitConfig
 from necgs.errors import ConfigError, NecgsError
-from necgs.priors.fit_config import PriorFitConfig
 from necgs.priors.installed import PriorSpec, find_prior
 from necgs.priors.prior import Prior
 
@@ -107,7 +106,7 @@ def compress(
     Returns:
         The :class:`CompressResult`.
     """
-    cfg = (config or preset("quick")).validate()
+    cfg = (config or PRESETS["quick"]).validate()
     loaded = as_loaded(source)
     if not loaded.meshes:
         reasons = "; ".join(str(f) for f in loaded.failures[:3])

@@ -13,12 +13,12 @@ from pathlib import Path
 from necgs.coding.codec_archive import shape_record, write_grown_archive
 from necgs.compression.decode import OpenedArchive, open_archive
 from necgs.compression.steps import CompressResult, Source, StageProgress, as_loaded, config_from_metadata, emit
+from necgs.config import FitConfig, PriorFitConfig, TrainConfig
 from necgs.errors import NecgsError
-from necgs.geometry.fit import FitConfig, fit_volumes
-from necgs.priors.fit_config import PriorFitConfig
+from necgs.geometry.fit import fit_volumes
 from necgs.priors.installed import PriorSpec
 from necgs.priors.start import start_features
-from necgs.training.train import TrainConfig, TrainedCodec, fit_features
+from necgs.training.train import TrainedCodec, fit_features
 
 
 def add_shapes(

@@ -8,14 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from necgs.config import NecgsConfig
-from necgs.errors import CorruptArchiveError
-from necgs.geometry.fit import FitConfig
+from necgs.errors import ConfigError, CorruptArchiveError
 from necgs.io.datasets import resolve_dataset
 from necgs.io.loading import LoadedSet, load_meshes
 from necgs.io.mesh import Mesh
 from necgs.io.ply import binary_ply_bytes
 from necgs.target_rate import RatePlan
-from necgs.training.train import TrainConfig
 
 #: progress(stage, done, total, detail) — stages: fit, train, code, decode.
 StageProgress = Callable[[str, int, int, str], None]
@@ -81,22 +79,9 @@ def config_from_metadata(data: dict) -> NecgsConfig:
     """The settings an archive stored (:meth:`NecgsConfig.to_dict`), validated.
 
     Raises:
-        CorruptArchiveError: Missing or malformed settings.
+        CorruptArchiveError: Malformed settings (an unknown key, a wrong type, an invalid value).
     """
     try:
-        fit = FitConfig(**data["fit"])
-        train = TrainConfig(**data["train"])
-        width = data["width"]
-        width = tuple(width) if isinstance(width, list) else width
-        return NecgsConfig(
-            fit=fit,
-            width=width,
-            feature_channels=int(data["feature_channels"]),
-            feature_resolution=int(data["feature_resolution"]),
-            train=train,
-            deform=bool(data["deform"]),
-            autoencoder=bool(data.get("autoencoder", False)),
-            coder=str(data["coder"]),
-        ).validate()
-    except (KeyError, TypeError, ValueError) as exc:
+        return NecgsConfig.from_dict(data).validate()
+    except ConfigError as exc:
         raise CorruptArchiveError(f"archive settings are malformed ({exc})") from None

@@ -16,13 +16,12 @@ import torch
 
 from necgs.coding.codec_archive import shape_record, write_prior_archive
 from necgs.compression.steps import CompressResult, StageProgress, emit
-from necgs.config import NecgsConfig
+from necgs.config import NecgsConfig, PriorFitConfig
 from necgs.geometry.fit import fit_volumes
 from necgs.io.loading import LoadedSet
 from necgs.io.ply import binary_ply_bytes
 from necgs.model.decoder import Decoder
 from necgs.model.quant import QuantizedTensor
-from necgs.priors.fit_config import PriorFitConfig
 from necgs.priors.prior import Prior
 from necgs.priors.start import start_features
 from necgs.training.fine_tune import apply_delta, fine_tune_decoder

@@ -12,12 +12,11 @@ differentiable distances.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,11 +24,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from necgs.config import FitConfig
 from necgs.device import resolve_device
-from necgs.errors import ConfigError
 from necgs.geometry.dmc import deformable_marching_cubes
 from necgs.geometry.render_loss import rendering_error
-from necgs.geometry.tsdf import tsdf_volume, validate_resolution, voxel_size
+from necgs.geometry.tsdf import tsdf_volume, voxel_size
 from necgs.io.mesh import Mesh, Transform, fit_transform
 from necgs.metrics import sample_surface
 from necgs.optim import Adam
@@ -37,72 +36,6 @@ from necgs.paths import cache_dir
 
 if TYPE_CHECKING:
     from scipy.spatial import cKDTree
-
-BACKENDS = ("points", "none", "nvdiffrast")
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """Settings of the regular-representation stage.
-
-    Attributes:
-        resolution: K, nodes per axis (power of two, 8..256).
-        truncation_voxels: TSDF truncation in voxels.
-        fill: Half-side of the cube the shape's bounding box is mapped into (grid frame).
-        backend: "points" (CPU default), "nvdiffrast" (paper's rendering loss, CUDA) or
-            "none" (plain TSDF, zero deformation: the ablation).
-        iterations: Adam iterations per shape (paper: 500).
-        lr: Initial learning rate (paper: 0.01), decayed exponentially to ``lr * lr_decay``.
-        lr_decay: Final learning rate as a fraction of ``lr``.
-        samples: Points sampled on each surface per iteration.
-        deform_weight: Weight of the L1 penalty on deformations (half-voxel units).
-        seed: Seed of the surface sampling.
-        device: "auto", "cpu" or "cuda".
-        thin_voxels: Parts thinner than a grid step become slabs of this half-thickness in
-            voxels instead of vanishing (0: off, the paper's TSDF).
-    """
-
-    resolution: int = 64
-    truncation_voxels: float = 2.0
-    fill: float = 0.9
-    backend: str = "points"
-    iterations: int = 100
-    lr: float = 0.01
-    lr_decay: float = 0.1
-    samples: int = 20_000
-    deform_weight: float = 1e-4
-    seed: int = 0
-    device: str = "auto"
-    thin_voxels: float = 0.0
-
-    def validate(self) -> FitConfig:
-        """Raise :class:`ConfigError` on any out-of-range setting; returns self."""
-        validate_resolution(self.resolution)
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"fit backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if not 0 < self.truncation_voxels <= 16:
-            raise ConfigError(f"truncation must be in (0, 16] voxels, got {self.truncation_voxels}")
-        if not 0.5 <= self.fill <= 1.0:
-            raise ConfigError(f"fill must be in [0.5, 1], got {self.fill}")
-        if not 0 <= self.iterations <= 100_000:
-            raise ConfigError(f"fit iterations must be in [0, 100000], got {self.iterations}")
-        if not (0 < self.lr <= 1 and 0 < self.lr_decay <= 1):
-            raise ConfigError("fit lr must be in (0, 1] and lr_decay in (0, 1]")
-        if not 100 <= self.samples <= 10_000_000:
-            raise ConfigError(f"fit samples must be in [100, 1e7], got {self.samples}")
-        if not 0 <= self.thin_voxels <= 2:
-            raise ConfigError(f"thin-part half-thickness must be in [0, 2] voxels, got {self.thin_voxels}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        return self
-
-    def cache_key(self) -> str:
-        """Digest of every setting that changes the fitted volume (not the device)."""
-        settings = asdict(self)
-        settings.pop("device")
-        if not settings["thin_voxels"]:
-            settings.pop("thin_voxels")  # volumes fitted before the setting existed keep their key
-        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def grid_transform(mesh: Mesh, cfg: FitConfig) -> Transform:

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from necgs.config import validate_resolution
 from necgs.errors import ConfigError, MeshError
 from necgs.geometry.sdf import signed_distance
-
-#: Resolutions accepted for volumes.
-MIN_RESOLUTION, MAX_RESOLUTION = 8, 256
-
-
-def validate_resolution(K: int) -> None:
-    """Raise :class:`ConfigError` unless K is a power of two in [8, 256]."""
-    if not isinstance(K, (int, np.integer)) or K < MIN_RESOLUTION or K > MAX_RESOLUTION or K & (K - 1):
-        raise ConfigError(f"resolution must be a power of two between {MIN_RESOLUTION} and {MAX_RESOLUTION}, got {K!r}")
 
 
 def voxel_size(K: int) -> float:

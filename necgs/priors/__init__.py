@@ -8,6 +8,6 @@ prior stores its shapes' features and the prior's id, nothing else.
 The package's rooms: :mod:`~necgs.priors.prior` (what a prior is, its id),
 :mod:`~necgs.priors.ncgp` (the ``.ncgp`` file), :mod:`~necgs.priors.installed` (the shipped,
 retired and user folders and finding a prior in them), :mod:`~necgs.priors.training` (training
-one), :mod:`~necgs.priors.start` (starting features of new shapes) and
-:mod:`~necgs.priors.fit_config` (how new shapes are fitted against one).
+one) and :mod:`~necgs.priors.start` (starting features of new shapes); how new shapes are fitted
+against one is :class:`necgs.config.PriorFitConfig`.
 """

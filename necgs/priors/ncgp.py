@@ -23,8 +23,8 @@ from necgs import __version__
 from necgs.coding.archive import ArchiveReader, Section, write_archive
 from necgs.coding.sections import read_weights, weight_sections
 from necgs.coding.streams import model_from_bytes
+from necgs.config import FitConfig
 from necgs.errors import ConfigError, CorruptArchiveError, NecgsError
-from necgs.geometry.fit import FitConfig
 from necgs.model.decoder import DecoderConfig
 from necgs.priors.prior import Prior
 from necgs.training.train import build_decoder

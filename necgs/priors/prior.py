@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from necgs.coding.streams import AnyModel
+from necgs.config import FitConfig
 from necgs.errors import ConfigError
-from necgs.geometry.fit import FitConfig
 from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.encoder import VolumeEncoder
 from necgs.model.quant import QuantizedTensor, QuantSpec

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from necgs.coding.sections import feature_model
-from necgs.config import BAND_LOSS
+from necgs.config import BAND_LOSS, FitConfig, TrainConfig
 from necgs.errors import ConfigError, NecgsError
-from necgs.geometry.fit import FitConfig, fit_volumes
+from necgs.geometry.fit import fit_volumes
 from necgs.geometry.symmetry import augment_volumes, check_augmentation
 from necgs.io.datasets import resolve_dataset
 from necgs.io.loading import load_meshes
@@ -25,7 +25,7 @@ from necgs.model.quant import QuantizedTensor, symmetric_spec, to_symbols
 from necgs.paths import cache_dir, data_roots
 from necgs.priors.ncgp import write_prior
 from necgs.priors.prior import Prior
-from necgs.training.train import TrainConfig, band_errors, train_autodecoder
+from necgs.training.train import band_errors, train_autodecoder
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,12 @@ from collections.abc import Callable
 import torch
 
 from necgs.coding.bit_estimate import rate_term
+from necgs.config import TrainConfig
 from necgs.device import resolve_device
 from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.quant import QuantizedTensor, QuantSpec, quantize, to_symbols
 from necgs.optim import Adam
-from necgs.training.train import StepObjective, TrainConfig, TrainedCodec
+from necgs.training.train import StepObjective, TrainedCodec
 
 
 def delta_specs(weights: dict[str, QuantizedTensor], multiple: int, bits: int) -> dict[str, QuantSpec]:

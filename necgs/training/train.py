@@ -32,6 +32,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from necgs.coding.bit_estimate import rate_term
+from necgs.config import TrainConfig
 from necgs.device import resolve_device
 from necgs.errors import ConfigError
 from necgs.model.blocks import best_crop_level
@@ -44,134 +45,6 @@ from necgs.training.patches import BlockSampler, block_targets, coarse_targets
 
 #: progress(epoch_done, epochs, mean_loss, eta_seconds)
 TrainProgress = Callable[[int, int, float, float], None]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings of the auto-decoder training.
-
-    Attributes:
-        epochs: Passes over all shapes (paper: 400).
-        lr: Peak Adam learning rate (paper: 1e-3). At 1e-2, 8 AMA shapes trained better
-            (K = 32, CD 9.57e-3 vs 10.24e-3) but wider decoders and K = 64 collapsed to an
-            "everything outside" volume on larger sets; 5e-3 with clipping has not.
-        batch_size: Shapes per step.
-        warmup_fraction: Share of the steps with a linear warm-up before the cosine decay.
-        weight_bits: N for every decoder parameter (paper: 8). 6 is the default: on 8 AMA
-            shapes at K = 32 it decoded to the same CD as 8 bits (10.24e-3 both) with 30%
-            fewer weight and feature bytes; 5 bits lost 1e-3 of CD, 4 bits 2.6e-3.
-        feature_bits: N for the embedded features (paper: 8).
-        per_tensor_ranges: Quantize each tensor on [-max|x|, max|x|] instead of the paper's [-1, 1].
-        learn_ranges: Train each tensor's range [-r, r] (the features' too) with the network
-            instead of taking max|x| (learned step sizes, :class:`necgs.model.quant.LearnedRange`);
-            needs ``per_tensor_ranges``. The archive stores the learned r like a max-abs range.
-            Off by default because it measured worse (8 AMA shapes, ``quick``, width 10):
-            4 bits 36.6 kB at CD 11.8e-3 learned against 34.7 kB at 10.5e-3 max-abs; 6 bits
-            46.4 kB at 12.3e-3 against 57.7 kB at 9.5e-3 (``rate_ama8_learned*_k64.json``).
-        lambda1, lambda2, tau, use_ssim: Loss weights of Eq. 3.
-        ssim_crop: Side of the random cube the SSIM term is taken on, as a fraction of K
-            (1: the whole volume, as the paper).
-        deform_weight: Weight of the three deformation channels against the TSDF channel in
-            every term of Eq. 3 (1: the paper's, all channels alike).
-        ssim_fade: Share of the steps over which the SSIM weight lambda2 falls linearly to 0
-            (0: constant, the paper's; 1: it reaches 0 at the last step).
-        feature_init_std: Standard deviation of the initial features (authors: 1/3).
-        feature_lr_scale: Learning rate of the embedded features as a multiple of ``lr``.
-            A feature is only updated when its shape is in the batch (once per epoch), so at
-            CPU epoch counts it barely leaves its random start at the decoder's rate
-            (8 AMA shapes, K = 32, 500 steps at lr 1e-2: CD 9.57e-3 at scale 1, 9.35e-3 at 10).
-        lambda_rate: lambda_R, weight of the rate term added to Eq. 3: the estimated archive
-            bits per output voxel (:func:`necgs.coding.bit_estimate.rate_term`); 0 leaves it out.
-        checkpoint_every: Epochs between checkpoints (0: never).
-        seed: Seed of initialization and batch order.
-        device: "auto", "cpu" or "cuda".
-        mode: "patch" (each step decodes ``blocks_per_shape`` output blocks of each of its
-            ``batch_size`` shapes, see :mod:`necgs.training.patches`) or "dense" (whole
-            volumes, the paper's training, kept as the reference).
-        block_size: Side P of a training block at resolution K. 8 rather than 16: on 24 AMA
-            shapes at K = 64 (width 12, 1,000 steps, 4 shapes a step) 16 blocks of 8^3 per
-            shape gave median CD 9.8e-3 in 84 s against 30.0e-3 (and an empty shape) for
-            4 blocks of 16^3 in 98 s: a small block is mostly band, so the loss is not
-            diluted by far-field voxels, and a step sees 4x as many places.
-        blocks_per_shape: Blocks drawn from each shape of a step (32 of 8^3: CD 8.3e-3 at
-            twice the step cost, the same per second as 16).
-        band_fraction: Share of the blocks drawn from positions touching the band
-            |TSDF| < tau; the rest come from the far field.
-        coarse_weight: Weight of the coarse head's L1 loss against the average-pooled TSDF.
-    """
-
-    epochs: int = 60
-    lr: float = 5e-3
-    batch_size: int = 4
-    warmup_fraction: float = 0.1
-    weight_bits: int = 6
-    feature_bits: int = 6
-    per_tensor_ranges: bool = True
-    learn_ranges: bool = False
-    lambda1: float = 5.0
-    lambda2: float = 10.0
-    tau: float = 1.0
-    use_ssim: bool = True
-    ssim_crop: float = 0.5
-    deform_weight: float = 1.0
-    ssim_fade: float = 0.0
-    feature_init_std: float = 1.0 / 3.0
-    feature_lr_scale: float = 10.0
-    lambda_rate: float = 0.0
-    checkpoint_every: int = 5
-    seed: int = 0
-    device: str = "auto"
-    mode: str = "patch"
-    block_size: int = 8
-    blocks_per_shape: int = 16
-    band_fraction: float = 0.85
-    coarse_weight: float = 1.0
-
-    def validate(self) -> TrainConfig:
-        """Raise :class:`ConfigError` on any out-of-range setting; returns self."""
-        if not 0 <= self.epochs <= 100_000:
-            raise ConfigError(f"epochs must be in [0, 100000], got {self.epochs}")
-        if not 0 < self.lr <= 1:
-            raise ConfigError(f"learning rate must be in (0, 1], got {self.lr}")
-        if not 1 <= self.batch_size <= 4096:
-            raise ConfigError(f"batch size must be in [1, 4096], got {self.batch_size}")
-        for name in ("weight_bits", "feature_bits"):
-            if not 2 <= getattr(self, name) <= 16:
-                raise ConfigError(f"{name.replace('_', ' ')} must be in [2, 16], got {getattr(self, name)}")
-        if not 0 <= self.warmup_fraction < 1:
-            raise ConfigError(f"warm-up fraction must be in [0, 1), got {self.warmup_fraction}")
-        if not 0 < self.ssim_crop <= 1:
-            raise ConfigError(f"SSIM crop must be a fraction in (0, 1], got {self.ssim_crop}")
-        if not 0 < self.feature_lr_scale <= 1000:
-            raise ConfigError(f"feature lr scale must be in (0, 1000], got {self.feature_lr_scale}")
-        if not 0 <= self.ssim_fade <= 1:
-            raise ConfigError(f"ssim_fade must be a fraction in [0, 1], got {self.ssim_fade}")
-        if not 0 <= self.lambda_rate <= 1000:
-            raise ConfigError(f"lambda_rate must be in [0, 1000], got {self.lambda_rate}")
-        if min(self.lambda1, self.lambda2, self.tau, self.deform_weight) < 0 or self.checkpoint_every < 0:
-            raise ConfigError("loss weights, tau and checkpoint_every must be non-negative")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if self.learn_ranges and not self.per_tensor_ranges:
-            raise ConfigError("learned ranges need per-tensor ranges")
-        if self.mode not in ("patch", "dense"):
-            raise ConfigError(f"training mode must be patch or dense, got {self.mode!r}")
-        if self.block_size not in (4, 8, 16, 32, 64):
-            raise ConfigError(f"block size must be 4, 8, 16, 32 or 64, got {self.block_size}")
-        if self.mode == "patch" and self.use_ssim and self.block_size < 8:
-            raise ConfigError(f"block size {self.block_size} is smaller than the SSIM window; use 8 or more")
-        if not 1 <= self.blocks_per_shape <= 512:
-            raise ConfigError(f"blocks per shape must be in [1, 512], got {self.blocks_per_shape}")
-        if not 0 <= self.band_fraction <= 1:
-            raise ConfigError(f"band fraction must be in [0, 1], got {self.band_fraction}")
-        if self.coarse_weight < 0:
-            raise ConfigError(f"coarse weight must be non-negative, got {self.coarse_weight}")
-        return self
-
-    @property
-    def loss_weights(self) -> LossWeights:
-        """The Eq. 3 weights."""
-        return LossWeights(self.lambda1, self.lambda2, self.tau, self.use_ssim, self.ssim_crop, self.deform_weight)
 
 
 @dataclass
@@ -295,7 +168,9 @@ class StepObjective:
         self.volumes, self.tcfg = volumes, tcfg
         self.coarse = dcfg.coarse_head and tcfg.coarse_weight > 0
         self.coarse_targets = coarse_targets(volumes, dcfg.coarse_resolution) if self.coarse else None
-        self.weights = tcfg.loss_weights
+        self.weights = LossWeights(
+            tcfg.lambda1, tcfg.lambda2, tcfg.tau, tcfg.use_ssim, tcfg.ssim_crop, tcfg.deform_weight
+        )
         self.sampler = None
         if tcfg.mode == "patch":
             size = min(tcfg.block_size, dcfg.resolution)

@@ -15,9 +15,9 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from necgs.config import preset_ssim
 from necgs.errors import NecgsError
 from necgs.evaluation import Cancelled, ResultsStore
+from necgs.settings import read_setting
 from necgs.webapp import jobs, sessions, teaching, views
 
 
@@ -292,16 +292,17 @@ def on_restore(run: int | None) -> list:
             if any(all(s.get(k) == v for k, v in overrides.items()) for s in trained):
                 chosen.append(name)
     dataset = config.get("dataset")
+    tree = read_setting(base) if base is not None else None
     switches = (
         [
-            gr.update(value=str(base.get("width", "small"))),
-            gr.update(value=base.get("preset", "quick")),
-            gr.update(value=base.get("epochs")),
-            gr.update(value=base.get("ssim", preset_ssim(base.get("preset")))),
-            gr.update(value=base.get("deform", True)),
-            gr.update(value=base.get("autoencoder", False)),
+            gr.update(value=str(tree.config.width)),
+            gr.update(value=tree.preset),
+            gr.update(value=tree.config.train.epochs),
+            gr.update(value=tree.config.train.use_ssim),
+            gr.update(value=tree.config.deform),
+            gr.update(value=tree.config.autoencoder),
         ]
-        if base is not None
+        if tree is not None
         else [gr.update() for _ in range(6)]  # a prior only: the training switches stay as they are
     )
     return [

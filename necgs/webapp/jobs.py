@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from necgs.baselines.base import get_codec
-from necgs.config import preset_ssim
+from necgs.config import PRESETS
 from necgs.errors import NecgsError
 from necgs.evaluation import EvaluationResult, ResultsStore, StageEvent, evaluate
 from necgs.io.datasets import resolve_dataset
@@ -36,6 +36,7 @@ from necgs.io.loading import MESH_SUFFIXES, LoadedSet, load_meshes, safe_extract
 from necgs.io.mesh import Mesh
 from necgs.metrics import compare_meshes
 from necgs.paths import cache_dir
+from necgs.settings import page_setting, read_setting, setting_dict
 from necgs.webapp.progress import JobProgress, Report
 
 BASELINES = ("draco", "decimate-draco", "pointcloud-spsr", "quantdeepsdf", "gpcc", "vpcc", "pcgcv2")
@@ -232,18 +233,19 @@ def parse_decoder(choice: str | None) -> tuple[bool, str | None, bool]:
 
 def decoder_choice(settings: list[dict]) -> str:
     """The decoder choice that made these NeCGS settings (the inverse of :func:`parse_decoder`)."""
-    priors = [str(s["prior"]) for s in settings if is_prior(s)]
+    trees = [read_setting(s) for s in settings]
+    priors = [t.prior for t in trees if t.prior is not None]
     if not priors:
         return TRAIN_DECODER
-    if any(s.get("fine_tune") for s in settings):
+    if any(t.prior_fit.fine_tune_steps for t in trees):
         return f"{FINE_TUNE_CHOICE}{priors[0]}"
-    trained = any(not is_prior(s) for s in settings)
+    trained = any(t.prior is None for t in trees)
     return f"{BOTH_CHOICE if trained else PRIOR_CHOICE}{priors[0]}"
 
 
 def is_prior(setting: dict) -> bool:
     """Whether a NeCGS setting fits features against a prior (instead of training a decoder)."""
-    return bool(setting.get("prior"))
+    return read_setting(setting).prior is not None
 
 
 def prior_setting(name: str) -> dict:
@@ -262,7 +264,7 @@ def prior_setting(name: str) -> dict:
         prior = read_prior(info["file"])
     except (NecgsError, OSError) as exc:
         raise NecgsError(f"prior {name!r} cannot be read ({scrub_paths(exc)}); reinstall it or pick another") from None
-    return {"prior": name, "prior_id": prior.id}
+    return setting_dict(prior=name, prior_id=prior.id)
 
 
 def decoder_variants(choice: str | None, trained: list[dict], always_train: bool = False) -> list[dict]:
@@ -275,23 +277,19 @@ def decoder_variants(choice: str | None, trained: list[dict], always_train: bool
     train, prior, tune = parse_decoder(choice)
     priors = [prior_setting(prior)] if prior else []
     if tune:
-        priors.append({**priors[0], "fine_tune": FINE_TUNE_STEPS})
+        priors.append(setting_dict(priors[0], fine_tune=FINE_TUNE_STEPS))
     return (list(trained) if train or always_train else []) + priors
 
 
 # ---------------------------------------------------------------------------- settings
 def necgs_settings(width: str, preset: str, ssim: bool, deform: bool, autoencoder: bool, epochs: int | None) -> dict:
-    """The NeCGS codec setting the controls describe."""
-    setting = {
-        "preset": preset,
-        "width": int(width) if str(width).isdigit() else width,
-        "ssim": bool(ssim),
-        "deform": bool(deform),
-        "autoencoder": bool(autoencoder),
-    }
-    if epochs:
-        setting["epochs"] = int(epochs)
-    return setting
+    """The NeCGS codec setting the controls describe (each within what the page may ask for).
+
+    Raises:
+        ConfigError: A value the page may not ask for (one line naming it).
+    """
+    controls = {"preset": preset, "width": width, "ssim": ssim, "deform": deform, "autoencoder": autoencoder}
+    return page_setting({**controls, "epochs": epochs or None})
 
 
 def ablation_variants(factor: str, values: list[str], base: dict) -> list[dict]:
@@ -309,7 +307,7 @@ def ablation_variants(factor: str, values: list[str], base: dict) -> list[dict]:
         raise NecgsError(f"{factor} has no variant {unknown[0]!r}; choose among {', '.join(known)}")
     if len(chosen) < 2:
         raise NecgsError(f"an ablation compares at least two variants: pick two or more values of {factor}")
-    return [{**base, **known[v]} for v in chosen]
+    return [setting_dict(base, **known[v]) for v in chosen]
 
 
 def peer_settings(codecs: list[str]) -> dict[str, list[dict]]:
@@ -584,17 +582,14 @@ def add_representation_metrics(
 
 def variant_fit(setting: dict):
     """(FitConfig, deform) of a NeCGS setting's volumes: the preset's, or for a prior the fit
-    ``compress --prior`` does (the prior's frame at :class:`necgs.priors.fit_config.PriorFitConfig`'s budget),
+    ``compress --prior`` does (the prior's frame at :class:`necgs.config.PriorFitConfig`'s budget),
     so the content-keyed cache hands back the volumes the run just fitted."""
-    from necgs.baselines.necgs_codec import config_from_setting
-
-    if is_prior(setting):
-        from necgs.priors.fit_config import PriorFitConfig
+    tree = read_setting(setting)
+    if tree.prior is not None:
         from necgs.priors.installed import find_prior
 
-        return PriorFitConfig().fit(find_prior(setting["prior"]), "cpu"), True
-    cfg = config_from_setting(setting)
-    return cfg.fit, cfg.deform
+        return tree.prior_fit.fit(find_prior(tree.prior), "cpu"), True
+    return tree.config.fit, tree.config.deform
 
 
 def _merge_fitted(result: EvaluationResult, label: str, metrics: list) -> None:
@@ -701,7 +696,7 @@ def ensure_initial_run(progress: Report | None = None) -> int:
     if run is not None:
         return run
     setting = necgs_settings(
-        INITIAL_CONFIG["width"], "quick", preset_ssim("quick"), True, False, INITIAL_CONFIG["epochs"]
+        INITIAL_CONFIG["width"], "quick", PRESETS["quick"].train.use_ssim, True, False, INITIAL_CONFIG["epochs"]
     )
     return execute_run(
         DEFAULT_DATASET,

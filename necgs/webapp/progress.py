@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from necgs.evaluation import StageEvent
+from necgs.settings import read_setting
 
 #: Estimated seconds per shape on 2 shared CPU cores at K = 32 (measured on the built-in sets:
 #: 24 `figures` shapes, 150 epochs, width tiny took about 10 minutes, most of it training).
@@ -24,7 +25,7 @@ METRICS_S = 0.06  # CD / NC / F1 at 20k samples
 PEER_S = 0.05  # encode + decode of a classical codec
 REPRESENTATION_S = 0.15  # the fitted volume's own mesh and metrics (the teaching breakdown)
 WIDTH_COST = {"tiny": 1.0, "small": 2.0, "medium": 4.0, "large": 8.0}
-#: Against a prior (features only, :class:`necgs.priors.fit_config.PriorFitConfig` defaults): per shape at K = 32,
+#: Against a prior (features only, :class:`necgs.config.PriorFitConfig` defaults): per shape at K = 32,
 #: fitting at 20 iterations and one feature visit (measured: 6 `figures` shapes against a K = 32
 #: width-8 prior took 4.6 s fitting + 12.5 s features; 3 against a K = 64 width-16 one 3 + 10 s).
 PRIOR_FIT_S = 0.8
@@ -40,16 +41,14 @@ Report = Callable[[float, str], None]
 
 def necgs_weights(setting: dict, n_shapes: int) -> dict[str, float]:
     """Estimated seconds of each stage of one NeCGS setting."""
-    from necgs.baselines.necgs_codec import config_from_setting
-
-    if setting.get("prior"):
+    tree = read_setting(setting)
+    if tree.prior is not None:
         return prior_weights(setting, n_shapes)
-
-    cfg = config_from_setting(setting)
+    cfg = tree.config
     scale = (cfg.fit.resolution / 32) ** 3
     # A patch step costs about what a dense step at K = 32 costs (measured at K = 64, 16 AMA shapes)
     train_scale = cfg.fit.resolution / 64 if cfg.train.mode == "patch" else scale
-    width = WIDTH_COST.get(str(setting.get("width")), 2.0) * (1.0 if cfg.train.use_ssim else NO_SSIM)
+    width = WIDTH_COST.get(str(cfg.width), 2.0) * (1.0 if cfg.train.use_ssim else NO_SSIM)
     return {
         "fit": FIT_S * n_shapes * (cfg.fit.resolution / 32) ** 2 * cfg.fit.iterations / 50,
         "train": TRAIN_S * n_shapes * cfg.train.epochs * width * train_scale,
@@ -61,11 +60,11 @@ def necgs_weights(setting: dict, n_shapes: int) -> dict[str, float]:
 
 def prior_weights(setting: dict, n_shapes: int) -> dict[str, float]:
     """Estimated seconds of each stage of a NeCGS setting against a prior (K from the installed prior)."""
-    from necgs.priors.fit_config import PriorFitConfig
     from necgs.priors.installed import list_priors
 
-    K = next((int(p["resolution"] or 32) for p in list_priors() if p["name"] == setting["prior"]), 32)
-    fit = PriorFitConfig(fine_tune_steps=int(setting.get("fine_tune") or 0))
+    tree = read_setting(setting)
+    K = next((int(p["resolution"] or 32) for p in list_priors() if p["name"] == tree.prior), 32)
+    fit = tree.prior_fit
     visits = fit.fine_tune_visits if fit.fine_tune_steps else fit.visits
     tuning = FINE_TUNE_STEP_S * n_shapes * fit.fine_tune_steps * fit.fine_tune_blocks / 32 * (K / 64)
     return {

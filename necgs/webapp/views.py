@@ -23,6 +23,7 @@ from necgs.evaluation import ResultsStore, rd_figure
 from necgs.io.loading import load_meshes
 from necgs.io.mesh import Mesh
 from necgs.paths import REPO_ROOT
+from necgs.settings import read_setting
 from necgs.visualize import error_colored_glb, legend_html, plain_glb, render_comparison_png, vertex_errors
 from necgs.webapp.jobs import SHIPPED_RESULTS, _slug, run_config, run_dir, run_index, shipped_summary
 from necgs.webapp.sessions import session_dir
@@ -82,18 +83,17 @@ def run_label(run: int, config: dict | None = None) -> str:
 
 def _setting_columns(settings: list[dict]) -> dict[str, str]:
     """Every NeCGS setting of a run, one column each (variants joined by ' / ')."""
-    from necgs.baselines.necgs_codec import config_from_setting
-
     values: dict[str, list[str]] = {}
     for s in settings:
-        if s.get("prior"):  # a prior fixes its own decoder: the columns describe trained decoders
-            continue
         try:
-            cfg = config_from_setting(s)
+            tree = read_setting(s)
         except NecgsError:
             continue
+        if tree.prior is not None:  # a prior fixes its own decoder: the columns describe trained decoders
+            continue
+        cfg = tree.config
         row = {
-            "preset": s.get("preset", "quick"),
+            "preset": tree.preset,
             "width": str(cfg.width),
             "K": str(cfg.fit.resolution),
             "epochs": str(cfg.train.epochs),
@@ -158,8 +158,9 @@ def runs_table() -> pd.DataFrame:
 
 def decoder_text(settings: list[dict]) -> str:
     """How a run's NeCGS decoders were made: ``trained``, ``prior bodies`` or ``trained + prior bodies``."""
-    trained = ["trained"] if any(not s.get("prior") for s in settings) else []
-    priors = [f"prior {s['prior']}" + (" fine-tuned" if s.get("fine_tune") else "") for s in settings if s.get("prior")]
+    trees = [read_setting(s) for s in settings]
+    trained = ["trained"] if any(t.prior is None for t in trees) else []
+    priors = [f"prior {t.prior}" + (" fine-tuned" if t.prior_fit.fine_tune_steps else "") for t in trees if t.prior]
     return " + ".join(trained + priors)
 
 

@@ -7,11 +7,10 @@ import pytest
 import trimesh
 
 from necgs.compression import compress, decompress
-from necgs.config import NecgsConfig
-from necgs.geometry.fit import FitConfig, fitted_volume
+from necgs.config import FitConfig, NecgsConfig, TrainConfig
+from necgs.geometry.fit import fitted_volume
 from necgs.io.loading import load_meshes
 from necgs.io.mesh import Mesh
-from necgs.training.train import TrainConfig
 
 TINY = NecgsConfig(
     fit=FitConfig(resolution=16, iterations=5, samples=2000, device="cpu"),

@@ -10,13 +10,12 @@ import trimesh
 
 from necgs.coding.codec_archive import shape_record, write_codec_archive
 from necgs.compression import add_shapes, compress, decompress, describe, shapes_without_surface
-from necgs.config import NecgsConfig
+from necgs.config import FitConfig, NecgsConfig, TrainConfig
 from necgs.errors import ArchiveError, NecgsError
-from necgs.geometry.fit import FitConfig
 from necgs.io.mesh import Mesh, Transform
 from necgs.io.ply import binary_ply_bytes
 from necgs.metrics import compare_meshes
-from necgs.training.train import TrainConfig, train_autodecoder
+from necgs.training.train import train_autodecoder
 
 FIXTURE = Path(__file__).parent.parent / "data" / "v1_small.ncgs"
 FIXTURE_1_1 = Path(__file__).parent.parent / "data" / "v1_1_small.ncgs"

@@ -10,10 +10,10 @@ import pytest
 import necgs.priors.installed as installed
 from necgs.coding.archive import MAGIC
 from necgs.compression import compress, decompress, describe, shapes_without_surface
+from necgs.config import PriorFitConfig
 from necgs.errors import NecgsError
 from necgs.io.datasets import resolve_dataset
 from necgs.io.loading import load_meshes
-from necgs.priors.fit_config import PriorFitConfig
 from necgs.priors.installed import PriorMismatchError, PriorNotFoundError, find_prior, list_priors
 from necgs.priors.ncgp import read_prior
 from necgs.priors.training import PriorConfig, train_prior
@@ -199,7 +199,7 @@ def test_damaged_or_foreign_prior_files_give_clear_errors(tiny, tmp_path, no_shi
 
 
 def test_prior_auto_picks_one_and_says_which(tiny, tmp_path, no_shipped, monkeypatch):
-    from necgs.config import preset
+    from necgs.settings import preset
 
     monkeypatch.setenv("NECGS_PRIOR_DIRS", str(tiny.path.parent))
     out = tmp_path / "auto.ncgs"

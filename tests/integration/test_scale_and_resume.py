@@ -10,13 +10,11 @@ from pathlib import Path
 import trimesh
 
 from necgs.compression import compress, decompress
-from necgs.config import NecgsConfig
+from necgs.config import FitConfig, NecgsConfig, TrainConfig
 from necgs.distributed import launch_compress
-from necgs.geometry.fit import FitConfig
 from necgs.io.loading import save_mesh
 from necgs.io.mesh import Mesh
 from necgs.metrics import compare_meshes, mean_metrics
-from necgs.training.train import TrainConfig
 
 CFG = NecgsConfig(
     fit=FitConfig(resolution=16, iterations=20, samples=3000, device="cpu"),
@@ -54,10 +52,8 @@ def test_two_processes_match_one(tmp_path):
 
 SCRIPT = """
 import json, sys
-from necgs.config import NecgsConfig
-from necgs.geometry.fit import FitConfig
-from necgs.training.train import TrainConfig
 from necgs.compression import compress
+from necgs.config import FitConfig, NecgsConfig, TrainConfig
 cfg = NecgsConfig(fit=FitConfig(resolution=16, iterations=20, samples=3000, device="cpu"), width=8,
                   train=TrainConfig(epochs=400, lr=1e-2, checkpoint_every=5, device="cpu"))
 r = compress(sys.argv[1], sys.argv[2], cfg, progress=lambda *a: None, checkpoint_dir=sys.argv[3])

@@ -171,8 +171,9 @@ def test_hostile_shape_tables_raise_corrupt_archive_error():
 
 
 def test_training_with_lambda_rate_lowers_the_estimated_bits():
+    from necgs.config import TrainConfig
     from necgs.model.decoder import DecoderConfig
-    from necgs.training.train import TrainConfig, train_autodecoder
+    from necgs.training.train import train_autodecoder
 
     torch.manual_seed(0)
     volumes = torch.rand(2, 4, 8, 8, 8) * 2 - 1

@@ -5,9 +5,8 @@ import pytest
 
 from necgs.coding.codec_archive import write_codec_archive
 from necgs.compression import describe, open_archive
-from necgs.config import NecgsConfig
+from necgs.config import FitConfig, NecgsConfig
 from necgs.errors import ArchiveError
-from necgs.geometry.fit import FitConfig
 from necgs.model.decoder import Decoder
 from necgs.model.quant import QuantizedTensor, QuantSpec
 from necgs.training.train import TrainedCodec

@@ -45,10 +45,14 @@ def test_a_delta_decoder_starts_at_the_prior_and_its_symbols_rebuild_what_it_com
 
 
 def test_a_benchmark_setting_names_the_delta_step_it_fine_tunes_with():
-    from necgs.baselines.necgs_codec import NecgsCodec, prior_fit_from_setting
-    from necgs.priors.fit_config import PriorFitConfig
+    from necgs.baselines.necgs_codec import NecgsCodec
+    from necgs.config import PriorFitConfig
+    from necgs.settings import read_setting
 
-    assert prior_fit_from_setting({"prior": "bodies"}) is None
+    def prior_fit_from_setting(setting):
+        return read_setting(setting).prior_fit
+
+    assert prior_fit_from_setting({"prior": "bodies"}) == PriorFitConfig()  # features only
     assert prior_fit_from_setting({"prior": "bodies", "fine_tune": 200}).delta_multiple == 4
     coarse = {"prior": "bodies", "fine_tune": 200, "delta_multiple": 16}
     assert prior_fit_from_setting(coarse).delta_multiple == 16
@@ -65,9 +69,10 @@ def test_a_benchmark_setting_names_the_delta_step_it_fine_tunes_with():
 def test_the_rate_term_makes_the_fine_tuned_delta_smaller():
     """lambda_R pulls the delta's symbols to zero: fewer estimated bits and fewer moved weights."""
     from necgs.coding.bit_estimate import decoder_bits
+    from necgs.config import TrainConfig
     from necgs.model.quant import QuantSpec
     from necgs.training.fine_tune import fine_tune_decoder
-    from necgs.training.train import TrainConfig, TrainedCodec
+    from necgs.training.train import TrainedCodec
 
     K = 16
     g = torch.linspace(-1, 1, K)

@@ -5,9 +5,10 @@ import pytest
 import torch
 import trimesh
 
+from necgs.config import FitConfig
 from necgs.errors import ConfigError, MeshError
 from necgs.geometry.dmc import mesh_from_volume
-from necgs.geometry.fit import FitConfig, fit_volumes, fitted_volume
+from necgs.geometry.fit import fit_volumes, fitted_volume
 from necgs.geometry.sdf import signed_distance
 from necgs.geometry.tsdf import grid_points, tsdf_volume, voxel_size
 from necgs.io.mesh import Mesh
@@ -101,7 +102,8 @@ def test_nvdiffrast_backend_says_what_is_missing():
 
 
 def test_fitting_in_two_threads_gives_the_same_volumes_in_the_same_order():
-    from necgs.geometry.fit import FitConfig, fit_volumes
+    from necgs.config import FitConfig
+    from necgs.geometry.fit import fit_volumes
     from necgs.io.procedural import generate
 
     meshes = generate("cad", 3)

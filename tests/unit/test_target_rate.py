@@ -5,11 +5,11 @@ import math
 import pytest
 import trimesh
 
-from necgs.config import preset
 from necgs.errors import ConfigError
 from necgs.io.mesh import Mesh
 from necgs.io.ply import binary_ply_bytes
 from necgs.model.decoder import Decoder
+from necgs.settings import preset
 from necgs.target_rate import RATE_TABLE, RatePoint, plan_rate, predict_bytes, replan
 
 TABLE = (

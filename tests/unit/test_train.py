@@ -4,9 +4,10 @@ ablation and feature-only fitting all learn, and bad settings are refused."""
 import pytest
 import torch
 
+from necgs.config import TrainConfig
 from necgs.errors import ConfigError
 from necgs.model.decoder import Decoder, decoder_config
-from necgs.training.train import StepObjective, TrainConfig, fit_features, train_autodecoder
+from necgs.training.train import StepObjective, fit_features, train_autodecoder
 
 
 def spheres(K: int, radii) -> torch.Tensor:
