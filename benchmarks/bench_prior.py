@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from necgs.evaluation import evaluate
+from necgs.evaluation.runner import evaluate
 from necgs.metrics import compare_meshes
 from necgs.pipeline import compress, decompress
 from necgs.prior import PriorFitConfig, find_prior, resolve_source

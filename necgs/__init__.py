@@ -14,7 +14,7 @@ def __getattr__(name: str):
         "decompress": ("necgs.pipeline", "decompress"),
         "describe": ("necgs.pipeline", "describe"),
         "add_shapes": ("necgs.pipeline", "add_shapes"),
-        "evaluate": ("necgs.evaluation", "evaluate"),
+        "evaluate": ("necgs.evaluation.runner", "evaluate"),
         "NecgsConfig": ("necgs.config", "NecgsConfig"),
         "preset": ("necgs.config", "preset"),
         "load_meshes": ("necgs.io.loading", "load_meshes"),

@@ -6,7 +6,10 @@ import pytest
 import trimesh
 
 from necgs.baselines.base import _REGISTRY, Codec, register_codec
-from necgs.evaluation import ResultsStore, evaluate, rd_figure, write_results
+from necgs.evaluation.figures import rd_figure
+from necgs.evaluation.report import write_results
+from necgs.evaluation.runner import evaluate
+from necgs.evaluation.runs import RunStore
 from necgs.io.loading import LoadedSet
 from necgs.io.mesh import Mesh
 
@@ -55,11 +58,11 @@ def test_runner_rows_outputs_and_store(tmp_path, broken_codec, monkeypatch):
     for name in ("summary.csv", "per_shape.csv", "results.json", "rd_cd.html", "rd_f1.html"):
         assert (out / name).is_file()
     assert json.loads((out / "results.json").read_text())["statuses"]["draco"] == "ok"
-    store = ResultsStore(tmp_path / "r.sqlite")
-    run = store.add_run(result, {"x": 1})
-    summary, per_shape = store.load_run(run)
+    store = RunStore(tmp_path / "store")
+    run = store.create(result, {"x": 1})
+    summary, per_shape = store.load(run)
     assert list(summary.codec) == list(s.codec) and len(per_shape) == 4
-    assert store.list_runs("custom").id.tolist() == [run]
+    assert store.runs("custom").id.tolist() == [run]
     fig = rd_figure(summary, "f1_005", highlight="draco", earlier=[summary])
     assert any(t.name == "draco" for t in fig.data)
 
