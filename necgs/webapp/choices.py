@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from necgs.errors import NecgsError
 
+#: The peer codecs the page offers (those not available here are named, not offered).
 BASELINES = ("draco", "decimate-draco", "pointcloud-spsr", "quantdeepsdf", "gpcc", "vpcc", "pcgcv2")
+#: The data set the page starts on (also the first-launch run's).
 DEFAULT_DATASET = "figures"
 #: The factor whose variants are points of one rate-distortion curve (``"curve"`` in each setting):
 #: widths x bits, as many points as decimation + Draco's sweep, all picked by default. The points are

@@ -17,7 +17,9 @@ from necgs.webapp.messages import scrub_paths
 from necgs.webapp.progress import Report
 from necgs.webapp.running import METRIC_SAMPLES, execute_run
 
+#: The first-launch run's settings, recorded with it so that a later start finds it.
 INITIAL_CONFIG = {"initial": 1, "dataset": DEFAULT_DATASET, "limit": 24, "width": "tiny", "epochs": 150}
+#: The peers of the first-launch run.
 INITIAL_PEERS = ("draco", "decimate-draco")
 #: The benchmark shown on the first page: all 88 AMA bodies against the peers (relative to the checkout).
 SHIPPED_RESULTS = Path("benchmarks") / "results" / "rd_humans_ama_band_presets"

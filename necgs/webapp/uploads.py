@@ -10,7 +10,9 @@ from necgs.errors import NecgsError
 from necgs.io.loading import MESH_SUFFIXES, LoadedSet, load_meshes, safe_extract_zip
 from necgs.webapp.messages import scrub_paths
 
+#: The data set control's entry for an upload.
 UPLOAD_LABEL = "(my upload)"
+#: Limits of one upload (files, and bytes before unpacking), checked before anything is written.
 MAX_UPLOAD_FILES = 200
 MAX_UPLOAD_BYTES = 200 * 1024**2
 

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import trimesh
 
@@ -110,3 +111,35 @@ def test_rd_figure_draws_the_median_when_some_shapes_are_empty(half_empty_codec)
     fig = rd_figure(summary, "cd")
     (trace,) = [t for t in fig.data if t.name == "half-empty"]
     assert float(trace.y[0]) == summary.cd_median.iloc[1] and "1 shapes empty" in trace.text[0]
+
+
+def test_the_run_store_keeps_settings_results_and_files_under_one_id(tmp_path):
+    import pandas as pd
+
+    from necgs.evaluation.runner import EvaluationResult
+    from necgs.evaluation.runs import FittedVariant, run_record
+
+    store = RunStore(tmp_path / "store")
+    meshes = tiny_set().meshes
+    rows = pd.DataFrame(
+        [{"codec": "floor", "label": "f", "status": "ok"}, {"codec": "necgs", "label": "a", "status": "pending"}]
+    )
+    partial = EvaluationResult("cad", rows, pd.DataFrame(), meshes=meshes)
+    config = run_record("cad", ["necgs", "draco"], [{"width": "tiny"}], 2, limit=2)
+    run = store.create(partial, config, status="partial")
+    assert store.runs().set_index("id").status[run] == "partial" and store.config(run)["necgs"] == [{"width": "tiny"}]
+    done = EvaluationResult("cad", rows.assign(status="ok"), pd.DataFrame(), meshes=meshes)
+    done.decoded[("necgs", "a")] = meshes
+    done.blobs[("necgs", "a")] = [b"\x89NCGS archive"]
+    volumes = FittedVariant([np.zeros((4, 8, 8, 8))] * 2, meshes)
+    store.save_results(run, done)
+    store.save_files(run, done, {"a": volumes})
+    assert store.runs().set_index("id").status[run] == "done" and set(store.load(run)[0].status) == {"ok"}
+    assert store.index(run)["shapes"] == ["t0", "t1"] and store.latest("cad") == run
+    assert store.archive_file(run, "necgs::a").read_bytes() == b"\x89NCGS archive"
+    assert [p.name for p in store.decoded_files(run, "necgs::a")] == ["t0.ply", "t1.ply"]
+    assert store.mesh_file(run, "fitted", "necgs::a", "t1") and store.mesh_file(run, "original", None, "t0")
+    assert np.load(store.volume_file(run, "necgs::a", "t0")).shape == (4, 8, 8, 8)
+    assert store.mesh_file(run, "decoded", "draco::q8", "t0") is None
+    store.discard(run)
+    assert not store.exists(run) and not store.folder(run).exists() and store.latest() is None
