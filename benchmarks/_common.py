@@ -11,7 +11,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from necgs.evaluation import EvaluationResult, ResultsStore, evaluate, write_results
+from necgs.evaluation.report import write_results
+from necgs.evaluation.runner import EvaluationResult, evaluate
+from necgs.evaluation.runs import RunStore, run_record
 from necgs.io.datasets import resolve_dataset
 from necgs.io.loading import LoadedSet, load_meshes
 
@@ -71,20 +73,6 @@ def evenly_spaced(dataset: str, n: int | None, offset: int = 0) -> LoadedSet:
     )
 
 
-def run_record(
-    name: str, dataset: str, codecs: list[str], necgs_settings: list[dict], n_shapes: int, args: dict | None
-) -> dict:
-    """A benchmark run's configuration in the app's schema (so the page names it like its own runs)."""
-    return {
-        "args": args or {},
-        "benchmark": name,
-        "dataset": dataset,
-        "shapes": n_shapes,
-        "codecs": list(codecs),
-        "necgs": necgs_settings if "necgs" in codecs else [],
-    }
-
-
 def run_rd(
     dataset: str,
     codecs: list[str],
@@ -113,7 +101,8 @@ def run_rd(
     if len(result.per_shape):
         result.per_shape["dataset"] = dataset
     out = write_results(result, RESULTS / name)
-    ResultsStore().add_run(result, run_record(name, dataset, codecs, necgs_settings, len(loaded.meshes), args))
+    config = run_record(dataset, codecs, necgs_settings, len(loaded.meshes), args=args or {}, benchmark=name)
+    RunStore().create(result, config)
     write_json(
         name,
         {

@@ -35,7 +35,7 @@ import pandas as pd
 
 from necgs.compression import compress, decompress
 from necgs.config import PriorFitConfig
-from necgs.evaluation import evaluate
+from necgs.evaluation.runner import evaluate
 from necgs.io.ply import binary_ply_bytes
 from necgs.metrics import compare_meshes
 from necgs.priors.installed import find_prior

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from necgs.evaluation import rd_figure
+from necgs.evaluation.figures import rd_figure
 
 
 def render(folder: Path) -> None:

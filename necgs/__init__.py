@@ -14,7 +14,7 @@ def __getattr__(name: str):
         "decompress": ("necgs.compression", "decompress"),
         "describe": ("necgs.compression", "describe"),
         "add_shapes": ("necgs.compression", "add_shapes"),
-        "evaluate": ("necgs.evaluation", "evaluate"),
+        "evaluate": ("necgs.evaluation.runner", "evaluate"),
         "NecgsConfig": ("necgs.config", "NecgsConfig"),
         "preset": ("necgs.settings", "preset"),
         "load_meshes": ("necgs.io.loading", "load_meshes"),

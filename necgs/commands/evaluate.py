@@ -31,7 +31,9 @@ def register(sub) -> None:
 def run(args) -> int:
     from necgs.baselines.base import codec_names
     from necgs.errors import ConfigError
-    from necgs.evaluation import ResultsStore, evaluate, write_results
+    from necgs.evaluation.report import write_results
+    from necgs.evaluation.runner import evaluate
+    from necgs.evaluation.runs import RunStore, run_record
 
     codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
     unknown = [c for c in codecs if c not in codec_names()]
@@ -65,10 +67,14 @@ def run(args) -> int:
         if status != "ok":
             warn(f"{codec}: {status}")
     out = write_results(result, args.output)
-    ResultsStore().add_run(result, {"codecs": codecs, "settings": settings, "samples": args.samples})
+    shapes = int(result.summary.n_shapes.iloc[0])
+    config = run_record(
+        result.dataset, codecs, settings.get("necgs", []), shapes, limit=args.limit, samples=args.samples
+    )
+    run = RunStore().create(result, config)
     cols = ["codec", "label", "status", "bytes", "ratio_ply", "cd", "f1_005", "encode_s", "decode_ms_per_shape"]
     print(result.summary[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    print(f"results written to {out}")
+    print(f"results written to {out}; stored as run {run} (the app's past runs)")
     return 0
 
 

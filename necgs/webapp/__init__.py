@@ -1,16 +1,22 @@
 """The Gradio page, split by what each part does (importing it does no work).
 
-- :mod:`necgs.webapp.layout`: the Blocks layout and its wiring (``build_demo``).
-- :mod:`necgs.webapp.handlers`: plain event handlers, component values -> updates.
+- :mod:`necgs.webapp.layout`: the panels' builders and the events' wiring (``build_demo``).
+- :mod:`necgs.webapp.handlers`: the run handlers (page load, jobs, past runs, controls);
+  :mod:`necgs.webapp.viewer_handlers`: the viewers, downloads and teaching view;
+  :mod:`necgs.webapp.messages`: the status box's HTML, messages without server paths.
 - :mod:`necgs.webapp.views`: what is shown of a stored run (labels, tables, figures, viewer
   files, downloads); :mod:`necgs.webapp.teaching`: fitted vs decoded volume.
-- :mod:`necgs.webapp.jobs`: uploads, runs and ablations, what a run keeps, the first-launch
-  run; :mod:`necgs.webapp.progress`: one monotone, cost-weighted progress figure.
+- :mod:`necgs.webapp.choices`: what the run controls offer and the NeCGS settings they make;
+  :mod:`necgs.webapp.decoders`: the decoder choice (trained, a prior, both).
+- :mod:`necgs.webapp.uploads`: uploaded meshes and zips, staged and loaded.
+- :mod:`necgs.webapp.running`: a job, stored as one run in :mod:`necgs.evaluation.runs`;
+  :mod:`necgs.webapp.progress`: one monotone, cost-weighted progress figure.
+- :mod:`necgs.webapp.first_launch`: the shipped benchmark and the first-launch background run.
 - :mod:`necgs.webapp.sessions`: per-tab folders, removed on close or when stale.
 - :mod:`necgs.webapp.export`: Plotly figures to PNG with the system chromium.
 """
 
-from necgs.webapp.jobs import INITIAL_RUN, ensure_initial_run
+from necgs.webapp.first_launch import INITIAL_RUN, ensure_initial_run
 from necgs.webapp.layout import build_demo
 from necgs.webapp.sessions import start_sweeper
 

@@ -1,6 +1,6 @@
 """One progress figure for a whole job, monotone and weighted by what each stage costs.
 
-The runner reports where it is (:class:`necgs.evaluation.StageEvent`); each stage of the
+The runner reports where it is (:class:`necgs.evaluation.runner.StageEvent`); each stage of the
 plan gets a weight in estimated seconds (fitting and training dominate a NeCGS run, the
 peers and the metrics are cheap), and the fraction shown is the weighted share done, never
 going backwards.
@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from necgs.evaluation import StageEvent
+from necgs.evaluation.runner import StageEvent
 from necgs.settings import read_setting
 
 #: Estimated seconds per shape on 2 shared CPU cores at K = 32 (measured on the built-in sets:

@@ -66,6 +66,17 @@ def session_dir(session: str) -> Path:
     return _entry(session).folder
 
 
+def request_session(request) -> str:
+    """The session of a Gradio request (``default`` without one), marked as active.
+
+    Args:
+        request: The handler's ``gr.Request`` (anything with a ``session_hash``), or None.
+    """
+    session = (request.session_hash if request is not None else None) or "default"
+    touch(session)
+    return session
+
+
 def touch(session: str) -> None:
     """Mark a session as active (the page's heartbeat)."""
     _entry(session)

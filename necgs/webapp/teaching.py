@@ -12,9 +12,11 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from necgs.errors import NecgsError
-from necgs.webapp.jobs import _slug, run_dir, run_index
+from necgs.evaluation.runs import RunStore
 
 
 @lru_cache(maxsize=8)
@@ -24,18 +26,19 @@ def teaching_volumes(run: int, necgs_key: str, shape: str) -> tuple[np.ndarray, 
     Raises:
         NecgsError: The run kept no fitted volume or archive for this variant and shape.
     """
-    import torch
+    import torch  # torch and the codec load on first use, so the page starts fast
 
     from necgs.compression import open_archive
 
-    index = run_index(run)
+    store = RunStore()
+    index = store.index(run)
     if necgs_key not in index["fitted"] or necgs_key not in index["archives"]:
         raise NecgsError(f"run {run} kept no fitted volumes for {necgs_key} (runs before this view did not)")
-    path = run_dir(run) / "fitted" / index["fitted"][necgs_key] / f"{_slug(shape)}.npy"
-    if not path.is_file():
+    path = store.volume_file(run, necgs_key, shape)
+    if path is None:
         raise NecgsError(f"run {run} has no fitted volume of {shape}")
     fitted = np.load(path, allow_pickle=False)
-    with open_archive(run_dir(run) / index["archives"][necgs_key]) as arc:
+    with open_archive(store.archive_file(run, necgs_key)) as arc:
         decoder = arc.decoder("cpu")
         with torch.no_grad():
             decoded = decoder(arc.feature(arc.index_of(shape))[None])[0].numpy()
@@ -45,11 +48,8 @@ def teaching_volumes(run: int, necgs_key: str, shape: str) -> tuple[np.ndarray, 
     return fitted, decoded
 
 
-def slice_figure(fitted: np.ndarray, decoded: np.ndarray, k: int, title: str = ""):
+def slice_figure(fitted: np.ndarray, decoded: np.ndarray, k: int, title: str = "") -> go.Figure:
     """Three heatmaps of slice z = ``k``: fitted TSDF (+ deformation arrows), decoded TSDF, difference."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
     K = fitted.shape[-1]
     k = int(np.clip(k, 0, K - 1))
     a, b = fitted[0, :, :, k], decoded[0, :, :, k]
@@ -80,10 +80,8 @@ def slice_figure(fitted: np.ndarray, decoded: np.ndarray, k: int, title: str = "
     return fig
 
 
-def _deformation_arrows(volume: np.ndarray, k: int):
+def _deformation_arrows(volume: np.ndarray, k: int) -> go.Scatter:
     """In-plane deformation of the near-surface nodes of slice ``k`` as line segments (node units, x4)."""
-    import plotly.graph_objects as go
-
     near = np.argwhere(np.abs(volume[0, :, :, k]) < 1.0)
     xs, ys = [], []
     for i, j in near:

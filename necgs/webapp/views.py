@@ -1,6 +1,6 @@
 """Views built from a stored run: labels, tables, RD figures, 3D viewer files and downloads.
 
-Everything here reads the runs registry and a run's folder; nothing trains. Runs are named
+Everything here reads the run store (:mod:`necgs.evaluation.runs`); nothing trains. Runs are named
 by their id and their settings (never by a position), NeCGS variants and codecs keep one
 colour in every figure, and the baseline shown beside NeCGS defaults to the peer setting
 nearest in bytes (a matched-rate comparison).
@@ -19,13 +19,14 @@ import pandas as pd
 
 from necgs.baselines.base import get_codec
 from necgs.errors import NecgsError
-from necgs.evaluation import ResultsStore, rd_figure
+from necgs.evaluation.figures import rd_figure
+from necgs.evaluation.runs import RunStore, slug
 from necgs.io.loading import load_meshes
 from necgs.io.mesh import Mesh
 from necgs.paths import REPO_ROOT
 from necgs.settings import read_setting
 from necgs.visualize import error_colored_glb, legend_html, plain_glb, render_comparison_png, vertex_errors
-from necgs.webapp.jobs import SHIPPED_RESULTS, _slug, run_config, run_dir, run_index, shipped_summary
+from necgs.webapp.first_launch import SHIPPED_RESULTS, shipped_summary
 from necgs.webapp.sessions import session_dir
 
 #: Columns of the metrics table, in order (those a run lacks are left out).
@@ -57,6 +58,11 @@ MAX_VARIANT_VIEWERS = 4
 SHIPPED_RUN = -1
 
 
+def is_stored(run: int | None) -> bool:
+    """Whether ``run`` is a stored run (not nothing, not the shipped benchmark)."""
+    return run is not None and run != SHIPPED_RUN
+
+
 # ---------------------------------------------------------------------------- labels
 def variant_label(setting: dict) -> str:
     """A NeCGS setting's label (e.g. ``quick tiny (no ssim)``)."""
@@ -65,7 +71,7 @@ def variant_label(setting: dict) -> str:
 
 def run_label(run: int, config: dict | None = None) -> str:
     """A run named by its id and its settings: ``run 7: cad x2, necgs quick tiny | quick tiny (no ssim); draco``."""
-    config = config if config is not None else run_config(run)
+    config = config if config is not None else RunStore().config(run)
     settings = config.get("necgs", [])
     on = [_curve_name(s) for s in settings]
     curves = Counter(c for c in on if c)
@@ -112,12 +118,10 @@ def _setting_columns(settings: list[dict]) -> dict[str, str]:
 
 def runs_table() -> pd.DataFrame:
     """The runs registry with every setting of each run."""
-    runs = ResultsStore().list_runs()
     rows = []
-    for r in runs.itertuples():
-        config = json.loads(r.config)
+    for r in RunStore().runs().itertuples():
+        config = r.config
         settings = config.get("necgs") or []
-        settings = [settings] if isinstance(settings, dict) else settings
         rows.append(
             {
                 "id": int(r.id),
@@ -166,14 +170,7 @@ def decoder_text(settings: list[dict]) -> str:
 
 def run_choices() -> list[tuple[str, int]]:
     """(label, id) of every stored run, newest first, for the overlay picker."""
-    runs = ResultsStore().list_runs()
-    out = []
-    for r in runs.itertuples():
-        config = json.loads(r.config)
-        if isinstance(config.get("necgs"), dict):
-            config["necgs"] = [config["necgs"]]
-        out.append((run_label(int(r.id), config), int(r.id)))
-    return out
+    return [(run_label(int(r.id), r.config), int(r.id)) for r in RunStore().runs().itertuples()]
 
 
 # ---------------------------------------------------------------------------- tables and figures
@@ -286,22 +283,23 @@ def _figures(summary: pd.DataFrame, overlays: list[tuple[str, pd.DataFrame]], ti
 
 def overlay_summaries(runs: list[int], exclude: int | None) -> list[tuple[str, pd.DataFrame]]:
     """(label, summary) of the chosen past runs, named by id and settings."""
-    store = ResultsStore()
+    store = RunStore()
     out = []
     for other in runs or []:
         if other == exclude:
             continue
-        summary = with_series(store.load_run(int(other))[0], True)
+        summary = with_series(store.load(int(other))[0], True)
         out.append((f"run {other}", summary))
     return out
 
 
 def build_run_view(run: int, overlays: list[int] | None = None) -> RunView:
     """The figures, tables and choices of a stored run, with past runs overlaid."""
-    config = run_config(run)
-    summary, per_shape = ResultsStore().load_run(run)
+    store = RunStore()
+    config = store.config(run)
+    summary, per_shape = store.load(run)
     summary = with_series(summary, True)
-    index = run_index(run)
+    index = store.index(run)
     label = run_label(run, config)
     keys = [k for k in index["decoded"]]
     title = f"run {run}: {config.get('dataset', '?')} x{config.get('shapes') or config.get('limit')}"
@@ -334,17 +332,16 @@ def shipped_view(overlays: list[int] | None = None) -> RunView:
     )
 
 
+def shown_view(run: int, overlays: list[int] | None = None) -> RunView:
+    """The view of what the page shows: a stored run, or the shipped benchmark (:data:`SHIPPED_RUN`)."""
+    return build_run_view(run, overlays) if is_stored(run) else shipped_view(overlays)
+
+
 # ---------------------------------------------------------------------------- meshes
 def load_run_mesh(run: int, kind: str, key: str | None, shape: str) -> Mesh | None:
     """A stored mesh of a run: ``original``, ``decoded`` (of ``key``) or ``fitted`` (of a NeCGS ``key``)."""
-    index = run_index(run)
-    if kind == "original":
-        path = run_dir(run) / "original" / f"{_slug(shape)}.ply"
-    elif key in index.get(kind, {}):
-        path = run_dir(run) / kind / index[kind][key] / f"{_slug(shape)}.ply"
-    else:
-        return None
-    if not path.is_file():
+    path = RunStore().mesh_file(run, kind, key, shape)
+    if path is None:
         return None
     loaded = load_meshes([path])
     return loaded.meshes[0] if loaded.meshes else Mesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), shape)
@@ -377,21 +374,21 @@ def viewer_files(
     The scale (``vmax``) is the one given, else set by the first mesh (the NeCGS one), so
     colours compare.
     """
-    if run is None or run == SHIPPED_RUN or not shape:
+    if not is_stored(run) or not shape:
         return ViewerFiles(coloured=[None] * len(keys))
     original = load_run_mesh(run, "original", None, shape)
     if original is None:
         return ViewerFiles(coloured=[None] * len(keys))
     out = session_dir(session) / "view"
     out.mkdir(parents=True, exist_ok=True)
-    tag = f"{run}_{_slug(shape)}"
+    tag = f"{run}_{slug(shape)}"
     files = ViewerFiles(str(plain_glb(original, out / f"orig_{tag}.glb")), vmax=vmax)
     for key, kind in zip(keys, kinds or ["decoded"] * len(keys)):
         rec = load_run_mesh(run, kind, key, shape) if key else None
         if rec is None or rec.n_faces == 0:
             files.coloured.append(None)
             continue
-        path, files.vmax = error_colored_glb(rec, original, out / f"{kind}_{_slug(key)}_{tag}.glb", files.vmax)
+        path, files.vmax = error_colored_glb(rec, original, out / f"{kind}_{slug(key)}_{tag}.glb", files.vmax)
         files.coloured.append(str(path))
     return files
 
@@ -400,14 +397,14 @@ def reviewer_figure(
     run: int | None, shape: str | None, necgs_key: str | None, session: str, vmax: float | None = None
 ) -> str | None:
     """Polyscope (EGL off-screen) PNG of original vs NeCGS, titled, with the page's colour bar."""
-    if run is None or run == SHIPPED_RUN or not shape or not necgs_key:
+    if not is_stored(run) or not shape or not necgs_key:
         return None
     original, decoded = load_run_mesh(run, "original", None, shape), load_run_mesh(run, "decoded", necgs_key, shape)
     if original is None or decoded is None or decoded.n_faces == 0:
         return None
     if vmax is None:
         vmax = float(max(np.percentile(vertex_errors(decoded, original), 98), 1e-4))
-    path = session_dir(session) / f"reviewer_{run}_{_slug(shape)}_{_slug(necgs_key)}.png"
+    path = session_dir(session) / f"reviewer_{run}_{slug(shape)}_{slug(necgs_key)}.png"
     title = f"run {run}, {shape}: original (left) vs {necgs_key.replace('::', ' ')} (right)"
     return str(render_comparison_png(original, decoded, path, title=title, vmax=vmax))
 
@@ -427,16 +424,17 @@ def downloads(
     summary.drop(columns=["series"], errors="ignore").to_csv(csv, index=False)
     if run == SHIPPED_RUN:
         return None, None, str(csv)
-    index = run_index(run)
-    key = necgs_key if necgs_key in index["archives"] else next(iter(index["archives"]), None)
+    store = RunStore()
+    archives = store.index(run)["archives"]
+    key = necgs_key if necgs_key in archives else next(iter(archives), None)
     if key is None:
         return None, None, str(csv)
-    name = f"necgs_{tag}_{_slug(key.partition('::')[2])}"
+    name = f"necgs_{tag}_{slug(key.partition('::')[2])}"
     archive = folder / f"{name}.ncgs"
-    shutil.copyfile(run_dir(run) / index["archives"][key], archive)
+    shutil.copyfile(store.archive_file(run, key), archive)
     zpath = folder / f"{name}_decoded.zip"
     with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
-        for p in sorted((run_dir(run) / "decoded" / index["decoded"][key]).glob("*.ply")):
+        for p in store.decoded_files(run, key):
             zf.write(p, p.name)
     return str(archive), str(zpath), str(csv)
 

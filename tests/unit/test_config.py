@@ -15,7 +15,8 @@ from necgs.commands import compress as compress_command
 from necgs.compression import open_archive
 from necgs.config import PRESETS, FitConfig, NecgsConfig, PriorFitConfig, Setting, TrainConfig
 from necgs.errors import ConfigError
-from necgs.evaluation import EvaluationResult, ResultsStore
+from necgs.evaluation.runner import EvaluationResult
+from necgs.evaluation.runs import RunStore
 from necgs.model.decoder import Decoder
 from necgs.model.quant import QuantSpec
 from necgs.settings import (
@@ -138,9 +139,9 @@ def test_every_form_of_a_setting_gives_the_same_tree(name, everything, tmp_path)
     with open_archive(tmp_path / "a.ncgs") as arc:
         assert NecgsConfig.from_dict(arc.metadata["config"]).validate() == tree.config
 
-    store = ResultsStore(tmp_path / "runs.sqlite")
-    store.add_run(EvaluationResult("set", pd.DataFrame(), pd.DataFrame()), {"necgs": [setting]})
-    (stored,) = json.loads(store.list_runs().config.iloc[0])["necgs"]
+    store = RunStore(tmp_path / "runs")
+    store.create(EvaluationResult("set", pd.DataFrame(), pd.DataFrame()), {"necgs": [setting]})
+    (stored,) = json.loads(json.dumps(store.runs().config.iloc[0]))["necgs"]
     assert read_setting(stored) == tree and setting_label(stored) == setting_label(setting)
 
     offered = {k: v for k, v in setting.items() if KNOB[k].page is not None}

@@ -2,11 +2,15 @@
 
 import json
 
+import numpy as np
 import pytest
 import trimesh
 
 from necgs.baselines.base import _REGISTRY, Codec, register_codec
-from necgs.evaluation import ResultsStore, evaluate, rd_figure, write_results
+from necgs.evaluation.figures import rd_figure
+from necgs.evaluation.report import write_results
+from necgs.evaluation.runner import evaluate
+from necgs.evaluation.runs import RunStore
 from necgs.io.loading import LoadedSet
 from necgs.io.mesh import Mesh
 
@@ -55,11 +59,11 @@ def test_runner_rows_outputs_and_store(tmp_path, broken_codec, monkeypatch):
     for name in ("summary.csv", "per_shape.csv", "results.json", "rd_cd.html", "rd_f1.html"):
         assert (out / name).is_file()
     assert json.loads((out / "results.json").read_text())["statuses"]["draco"] == "ok"
-    store = ResultsStore(tmp_path / "r.sqlite")
-    run = store.add_run(result, {"x": 1})
-    summary, per_shape = store.load_run(run)
+    store = RunStore(tmp_path / "store")
+    run = store.create(result, {"x": 1})
+    summary, per_shape = store.load(run)
     assert list(summary.codec) == list(s.codec) and len(per_shape) == 4
-    assert store.list_runs("custom").id.tolist() == [run]
+    assert store.runs("custom").id.tolist() == [run]
     fig = rd_figure(summary, "f1_005", highlight="draco", earlier=[summary])
     assert any(t.name == "draco" for t in fig.data)
 
@@ -107,3 +111,35 @@ def test_rd_figure_draws_the_median_when_some_shapes_are_empty(half_empty_codec)
     fig = rd_figure(summary, "cd")
     (trace,) = [t for t in fig.data if t.name == "half-empty"]
     assert float(trace.y[0]) == summary.cd_median.iloc[1] and "1 shapes empty" in trace.text[0]
+
+
+def test_the_run_store_keeps_settings_results_and_files_under_one_id(tmp_path):
+    import pandas as pd
+
+    from necgs.evaluation.runner import EvaluationResult
+    from necgs.evaluation.runs import FittedVariant, run_record
+
+    store = RunStore(tmp_path / "store")
+    meshes = tiny_set().meshes
+    rows = pd.DataFrame(
+        [{"codec": "floor", "label": "f", "status": "ok"}, {"codec": "necgs", "label": "a", "status": "pending"}]
+    )
+    partial = EvaluationResult("cad", rows, pd.DataFrame(), meshes=meshes)
+    config = run_record("cad", ["necgs", "draco"], [{"width": "tiny"}], 2, limit=2)
+    run = store.create(partial, config, status="partial")
+    assert store.runs().set_index("id").status[run] == "partial" and store.config(run)["necgs"] == [{"width": "tiny"}]
+    done = EvaluationResult("cad", rows.assign(status="ok"), pd.DataFrame(), meshes=meshes)
+    done.decoded[("necgs", "a")] = meshes
+    done.blobs[("necgs", "a")] = [b"\x89NCGS archive"]
+    volumes = FittedVariant([np.zeros((4, 8, 8, 8))] * 2, meshes)
+    store.save_results(run, done)
+    store.save_files(run, done, {"a": volumes})
+    assert store.runs().set_index("id").status[run] == "done" and set(store.load(run)[0].status) == {"ok"}
+    assert store.index(run)["shapes"] == ["t0", "t1"] and store.latest("cad") == run
+    assert store.archive_file(run, "necgs::a").read_bytes() == b"\x89NCGS archive"
+    assert [p.name for p in store.decoded_files(run, "necgs::a")] == ["t0.ply", "t1.ply"]
+    assert store.mesh_file(run, "fitted", "necgs::a", "t1") and store.mesh_file(run, "original", None, "t0")
+    assert np.load(store.volume_file(run, "necgs::a", "t0")).shape == (4, 8, 8, 8)
+    assert store.mesh_file(run, "decoded", "draco::q8", "t0") is None
+    store.discard(run)
+    assert not store.exists(run) and not store.folder(run).exists() and store.latest() is None

@@ -9,15 +9,17 @@ import pandas as pd
 import pytest
 
 from necgs.errors import NecgsError
-from necgs.evaluation import VARIANT_COLORS, ResultsStore, StageEvent, rd_figure
-from necgs.webapp import build_demo, jobs, sessions, teaching, views
+from necgs.evaluation.figures import VARIANT_COLORS, rd_figure
+from necgs.evaluation.runner import StageEvent
+from necgs.evaluation.runs import RunStore
+from necgs.webapp import build_demo, choices, decoders, messages, running, sessions, teaching, uploads, views
 from necgs.webapp.progress import JobProgress
 
 
 def test_build_demo_has_no_side_effects():
-    before = len(ResultsStore().list_runs())
+    before = len(RunStore().runs())
     demo = build_demo()
-    assert demo is not None and len(ResultsStore().list_runs()) == before
+    assert demo is not None and len(RunStore().runs()) == before
 
 
 def test_upload_staging_confines_zips_and_skips_non_meshes(tmp_path, shared_data):
@@ -26,43 +28,43 @@ def test_upload_staging_confines_zips_and_skips_non_meshes(tmp_path, shared_data
     with zipfile.ZipFile(zpath, "w") as zf:
         zf.write(good, "parts/featuretype.stl")
         zf.writestr("notes.txt", "hello")
-    folder, notes = jobs.stage_upload([str(zpath), str(good)], tmp_path / "session")
+    folder, notes = uploads.stage_upload([str(zpath), str(good)], tmp_path / "session")
     assert (folder / "featuretype.STL").is_file() and (folder / "up" / "parts" / "featuretype.stl").is_file()
     assert any("notes.txt" in n for n in notes)
     evil = tmp_path / "evil.zip"
     with zipfile.ZipFile(evil, "w") as zf:
         zf.writestr("../../escape.obj", "v 0 0 0\n")
     with pytest.raises(NecgsError, match="outside"):
-        jobs.stage_upload([str(evil)], tmp_path / "session2")
+        uploads.stage_upload([str(evil)], tmp_path / "session2")
     assert not (tmp_path / "escape.obj").exists()
     with pytest.raises(NecgsError, match="no files"):
-        jobs.stage_upload([], tmp_path / "s3")
+        uploads.stage_upload([], tmp_path / "s3")
 
 
 def test_a_bad_upload_names_the_file_and_the_reason_without_server_paths(tmp_path):
     bad = tmp_path / "incoming" / "broken_part.obj"
     bad.parent.mkdir()
     bad.write_text("this is not a mesh\n")
-    with pytest.raises(jobs.UploadError) as info:
-        jobs.load_upload([str(bad)], tmp_path / "session")
+    with pytest.raises(uploads.UploadError) as info:
+        uploads.load_upload([str(bad)], tmp_path / "session")
     assert info.value.title == "no usable mesh in the upload"
     (detail,) = info.value.details
     assert detail.startswith("skipped broken_part.obj: ") and len(detail) > len("skipped broken_part.obj: ")
     assert str(tmp_path) not in str(info.value)
-    assert jobs.scrub_paths("/tmp/gradio/abc123/x.obj: no faces") == "x.obj: no faces"
+    assert messages.scrub_paths("/tmp/gradio/abc123/x.obj: no faces") == "x.obj: no faces"
 
 
 def test_ablation_variants_keep_the_reference_first_and_refuse_a_single_value():
-    base = jobs.necgs_settings("tiny", "quick", True, True, False, 20)
-    variants = jobs.ablation_variants("bits (weights and features)", ["8 bits", "6 bits"], base)
+    base = choices.necgs_settings("tiny", "quick", True, True, False, 20)
+    variants = choices.ablation_variants("bits (weights and features)", ["8 bits", "6 bits"], base)
     assert [(v["weight_bits"], v["feature_bits"]) for v in variants] == [(6, 6), (8, 8)]
     labels = [views.variant_label(v) for v in variants]
     assert len(set(labels)) == 2
     with pytest.raises(NecgsError, match="at least two"):
-        jobs.ablation_variants("SSIM term", ["with SSIM"], base)
+        choices.ablation_variants("SSIM term", ["with SSIM"], base)
     with pytest.raises(NecgsError, match="unknown ablation factor"):
-        jobs.ablation_variants("colour", ["a", "b"], base)
-    rate = jobs.ablation_variants("rate term lambda_R", ["lambda_R 1", "lambda_R 0", "lambda_R 3"], base)
+        choices.ablation_variants("colour", ["a", "b"], base)
+    rate = choices.ablation_variants("rate term lambda_R", ["lambda_R 1", "lambda_R 0", "lambda_R 3"], base)
     assert [v["lambda_rate"] for v in rate] == [0.0, 1.0, 3.0]
     assert len({views.variant_label(v) for v in rate}) == 3
 
@@ -128,8 +130,8 @@ def test_variants_get_stable_named_colours_deltas_and_a_matched_peer():
 
 @pytest.fixture(scope="module")
 def run():
-    setting = jobs.necgs_settings("tiny", "quick", True, True, False, 30)
-    return jobs.execute_run("cad", ["necgs", "draco"], [setting], limit=2, n_samples=3000)
+    setting = choices.necgs_settings("tiny", "quick", True, True, False, 30)
+    return running.execute_run("cad", ["necgs", "draco"], [setting], limit=2, n_samples=3000)
 
 
 def test_a_tiny_run_fills_every_view(run):
@@ -155,11 +157,11 @@ def test_a_tiny_run_fills_every_view(run):
 
 def test_a_benchmark_run_stored_in_the_old_schema_gets_a_clean_label():
     """Benchmark runs once stored their script arguments ("codecs": "necgs,draco", no shape count)."""
-    from necgs.evaluation import EvaluationResult
+    from necgs.evaluation.runner import EvaluationResult
 
     old = {"benchmark": "rd_x", "dataset": "humans_ama", "shapes": None, "codecs": "necgs,decimate-draco"}
     empty = EvaluationResult("humans_ama", pd.DataFrame(), pd.DataFrame())
-    run = ResultsStore().add_run(empty, old)
+    run = RunStore().create(empty, old)
     assert views.run_label(run) == f"run {run}: humans_ama xall, necgs - [benchmark rd_x]; decimate-draco"
 
 
@@ -168,7 +170,7 @@ def test_the_teaching_view_separates_representation_and_coding(run):
     assert fitted.shape == decoded.shape == (4, 64, 64, 64) and not np.allclose(fitted, decoded)
     fig = teaching.slice_figure(fitted, decoded, 16)
     assert np.allclose(np.asarray(fig.data[2].z), (decoded[0, :, :, 16] - fitted[0, :, :, 16]).T)
-    per_shape = ResultsStore().load_run(run)[1]
+    per_shape = RunStore().load(run)[1]
     text = teaching.cd_breakdown(per_shape, "necgs::quick tiny", "cad_000")
     row = per_shape[(per_shape.codec == "necgs") & (per_shape["shape"] == "cad_000")].iloc[0]
     assert f"{1e3 * row.cd_fitted:.2f}" in text and f"{1e3 * row.cd:.2f}" in text
@@ -201,11 +203,11 @@ def only_priors_in(monkeypatch, *folders) -> None:
 
 def test_decoder_choices_round_trip_and_with_no_prior_only_training(monkeypatch, tmp_path):
     only_priors_in(monkeypatch, tmp_path / "none")
-    assert jobs.installed_priors() == [] and jobs.decoder_choices() == [jobs.TRAIN_DECODER]
-    assert "No prior is installed" in jobs.decoder_note()
-    choices = jobs.decoder_choices([{"name": "bodies"}, {"name": "cad"}])
+    assert decoders.installed_priors() == [] and decoders.decoder_choices() == [decoders.TRAIN_DECODER]
+    assert "No prior is installed" in decoders.decoder_note()
+    choices = decoders.decoder_choices([{"name": "bodies"}, {"name": "cad"}])
     assert choices == [
-        jobs.TRAIN_DECODER,
+        decoders.TRAIN_DECODER,
         "prior: bodies",
         "both: train a decoder + prior bodies",
         "prior, and prior + fine-tuned delta: bodies",
@@ -213,23 +215,23 @@ def test_decoder_choices_round_trip_and_with_no_prior_only_training(monkeypatch,
         "both: train a decoder + prior cad",
         "prior, and prior + fine-tuned delta: cad",
     ]
-    assert [jobs.parse_decoder(c) for c in choices[:4]] == [
+    assert [decoders.parse_decoder(c) for c in choices[:4]] == [
         (True, None, False),
         (False, "bodies", False),
         (True, "bodies", False),
         (False, "bodies", True),
     ]
     trained = {"preset": "quick", "width": "tiny"}
-    tuned = {"prior": "bodies", "fine_tune": jobs.FINE_TUNE_STEPS}
+    tuned = {"prior": "bodies", "fine_tune": decoders.FINE_TUNE_STEPS}
     for choice, settings in (
-        (jobs.TRAIN_DECODER, [trained]),
+        (decoders.TRAIN_DECODER, [trained]),
         ("prior: bodies", [{"prior": "bodies"}]),
         ("both: train a decoder + prior bodies", [trained, {"prior": "bodies"}]),
         ("prior, and prior + fine-tuned delta: bodies", [{"prior": "bodies"}, tuned]),
     ):
-        assert jobs.decoder_choice(settings) == choice
+        assert decoders.decoder_choice(settings) == choice
     with pytest.raises(NecgsError, match="unknown decoder choice"):
-        jobs.parse_decoder("prior:")
+        decoders.parse_decoder("prior:")
     assert views.decoder_text([trained, {"prior": "bodies"}]) == "trained + prior bodies"
     assert views.decoder_text([{"prior": "bodies"}, tuned]) == "prior bodies + prior bodies fine-tuned"
 
@@ -238,10 +240,10 @@ def test_a_missing_or_broken_prior_is_one_clear_line(monkeypatch, tiny_prior_dir
     from necgs.priors.ncgp import read_prior, write_prior
 
     only_priors_in(monkeypatch, tiny_prior_dir)
-    setting = jobs.prior_setting("tiny")
+    setting = decoders.prior_setting("tiny")
     assert setting == {"prior": "tiny", "prior_id": read_prior(tiny_prior_dir / "tiny.ncgp").id}
     with pytest.raises(NecgsError, match="'ghost' is not installed any more .installed: tiny."):
-        jobs.decoder_variants("prior: ghost", [{}])
+        decoders.decoder_variants("prior: ghost", [{}])
     broken = tmp_path / "broken"
     broken.mkdir()
     prior = read_prior(tiny_prior_dir / "tiny.ncgp")
@@ -252,9 +254,9 @@ def test_a_missing_or_broken_prior_is_one_clear_line(monkeypatch, tiny_prior_dir
     data[-20] ^= 0xFF  # a section's bytes no longer match its CRC; the header still lists it
     path.write_bytes(bytes(data))
     only_priors_in(monkeypatch, tiny_prior_dir, broken)
-    assert "prior: damaged" in jobs.decoder_choices()
+    assert "prior: damaged" in decoders.decoder_choices()
     with pytest.raises(NecgsError, match="prior 'damaged' cannot be read") as info:
-        jobs.prior_setting("damaged")
+        decoders.prior_setting("damaged")
     assert str(tmp_path) not in str(info.value)
     from necgs.webapp import handlers
 
@@ -276,18 +278,18 @@ def test_progress_weighs_a_prior_as_seconds_beside_training(monkeypatch, tiny_pr
 
 def test_a_prior_variant_is_stored_first_then_the_run_completes(monkeypatch, tiny_prior_dir):
     only_priors_in(monkeypatch, tiny_prior_dir)
-    variants = jobs.decoder_variants("prior: tiny", [])
-    stages = jobs.run_stages("cad", ["necgs", "draco"], variants, 2, 2000)
+    variants = decoders.decoder_variants("prior: tiny", [])
+    stages = running.run_stages("cad", ["necgs", "draco"], variants, 2, 2000)
     first = next(stages)
     assert not first.final and first.ready == ("prior tiny",) and {c for c, _ in first.pending} == {"draco"}
-    assert ResultsStore().list_runs().set_index("id").status[first.run] == "partial"
+    assert RunStore().runs().set_index("id").status[first.run] == "partial"
     view = views.build_run_view(first.run)
     assert view.necgs_keys == ["necgs::prior tiny"] and view.peer_keys == []
     assert set(view.table.status) == {"ok", "pending"} and "necgs prior tiny" in view.label
     assert [t.name for t in view.figures[0].data] == ["necgs prior tiny"]
     (final,) = list(stages)
     assert final.final and final.run == first.run
-    assert ResultsStore().list_runs().set_index("id").status[first.run] == "done"
+    assert RunStore().runs().set_index("id").status[first.run] == "done"
     view = views.build_run_view(final.run)
     assert set(view.table.status) == {"ok"} and view.peer_keys and view.necgs_keys == ["necgs::prior tiny"]
     row = view.summary[view.summary.codec == "necgs"].iloc[0]
@@ -305,15 +307,15 @@ def test_a_prior_variant_is_stored_first_then_the_run_completes(monkeypatch, tin
 def test_a_job_cancelled_after_its_prior_part_leaves_nothing(monkeypatch, tiny_prior_dir):
     import threading
 
-    from necgs.evaluation import Cancelled
+    from necgs.evaluation.runner import Cancelled
 
     only_priors_in(monkeypatch, tiny_prior_dir)
     cancel = threading.Event()
-    variants = jobs.decoder_variants(
-        "both: train a decoder + prior tiny", [jobs.necgs_settings("tiny", "quick", True, True, False, 5)]
+    variants = decoders.decoder_variants(
+        "both: train a decoder + prior tiny", [choices.necgs_settings("tiny", "quick", True, True, False, 5)]
     )
     assert [views.variant_label(v) for v in variants] == ["quick tiny", "prior tiny"]
-    stages = jobs.run_stages("cad", ["necgs"], variants, 2, 2000, cancel=cancel)
+    stages = running.run_stages("cad", ["necgs"], variants, 2, 2000, cancel=cancel)
     first = next(stages)
     view = views.build_run_view(first.run)
     assert view.table.status.tolist() == ["ok", "pending", "ok"]  # floor, then the variants in the order chosen
@@ -321,7 +323,7 @@ def test_a_job_cancelled_after_its_prior_part_leaves_nothing(monkeypatch, tiny_p
     cancel.set()
     with pytest.raises(Cancelled):
         next(stages)
-    assert not jobs.run_exists(first.run) and not jobs.run_dir(first.run).joinpath("index.json").exists()
+    assert not RunStore().exists(first.run) and not RunStore().folder(first.run).joinpath("index.json").exists()
     assert colours == {"necgs prior tiny": VARIANT_COLORS[1]}  # the colour it keeps beside the trained decoder
 
 
@@ -331,7 +333,7 @@ def test_restoring_a_run_with_a_prior_that_is_gone_names_it(monkeypatch, tmp_pat
     only_priors_in(monkeypatch, tmp_path)
     update = handlers.restored_decoder(7, [{"prior": "bodies"}])
     assert "value" not in update and "prior 'bodies', which is not installed here" in update["info"]
-    assert handlers.on_decoder_choices("prior: bodies")["value"] == jobs.TRAIN_DECODER
+    assert handlers.on_decoder_choices("prior: bodies")["value"] == decoders.TRAIN_DECODER
 
 
 def test_labels_name_the_ssim_term_only_where_it_departs_from_the_preset(monkeypatch):
@@ -339,7 +341,7 @@ def test_labels_name_the_ssim_term_only_where_it_departs_from_the_preset(monkeyp
 
     from necgs.config import PRESETS
 
-    quick = jobs.necgs_settings("tiny", "quick", True, True, False, None)
+    quick = choices.necgs_settings("tiny", "quick", True, True, False, None)
     assert views.variant_label(quick) == "quick tiny"
     assert views.variant_label({**quick, "ssim": False}) == "quick tiny (no ssim)"
     assert views.variant_label({**quick, "deform": False, "ssim": False}) == "quick tiny (no ssim, no deform)"
@@ -354,11 +356,11 @@ def test_the_rate_curve_factor_is_one_series_with_as_many_points_as_the_peer():
     from necgs.baselines.base import get_codec
     from necgs.webapp import handlers
 
-    names = list(jobs.ABLATIONS[jobs.RATE_CURVE])
-    assert handlers.on_factor(jobs.RATE_CURVE)["value"] == names  # every point picked
-    assert handlers.on_factor("SSIM term")["value"] == list(jobs.ABLATIONS["SSIM term"])[:2]
-    base = jobs.necgs_settings("tiny", "quick", True, True, False, 20)
-    variants = jobs.ablation_variants(jobs.RATE_CURVE, names, base)
+    names = list(choices.ABLATIONS[choices.RATE_CURVE])
+    assert handlers.on_factor(choices.RATE_CURVE)["value"] == names  # every point picked
+    assert handlers.on_factor("SSIM term")["value"] == list(choices.ABLATIONS["SSIM term"])[:2]
+    base = choices.necgs_settings("tiny", "quick", True, True, False, 20)
+    variants = choices.ablation_variants(choices.RATE_CURVE, names, base)
     assert len(variants) == len(get_codec("decimate-draco").sweep())
     labels = [views.variant_label(v) for v in variants]
     assert len(set(labels)) == len(labels)
@@ -372,6 +374,6 @@ def test_the_rate_curve_factor_is_one_series_with_as_many_points_as_the_peer():
         "limit": 2,
         "necgs": variants,
         "codecs": ["necgs", "draco"],
-        "ablation": jobs.RATE_CURVE,
+        "ablation": choices.RATE_CURVE,
     }
     assert views.run_label(5, config).startswith(f"run 5: cad x2, necgs rate curve x{len(variants)} [ablation")
