@@ -14,6 +14,8 @@ from necgs.rate import binary_ply_bytes
 
 TMC13_SOURCE = REPO_ROOT.parent / "shared" / "third_party" / "mpeg-pcc-tmc13"
 
+pytestmark = pytest.mark.timeout(1800)  # the first test may build tmc3 (minutes on 2 shared cores)
+
 
 @pytest.fixture(scope="session")
 def tmc3() -> str:
