@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "add",
     "fit",
     "evaluate",
+    "codecs",
     "view",
     "datasets",
     "metrics",

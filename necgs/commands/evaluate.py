@@ -12,7 +12,8 @@ def register(sub) -> None:
     p.add_argument(
         "--codecs",
         default="necgs,draco,decimate-draco",
-        help="comma-separated: necgs, draco, decimate-draco, pointcloud-spsr, quantdeepsdf, gpcc, vpcc, pcgcv2",
+        help="comma-separated: necgs, draco, decimate-draco, pointcloud-spsr, quantdeepsdf, gpcc (G-PCC octree), "
+        "gpcc-trisoup, vpcc, pcgcv2; `necgs codecs` says which run here and why the others do not",
     )
     p.add_argument("--widths", help="NeCGS decoder sizes to sweep, comma-separated (e.g. tiny,small,16)")
     p.add_argument(

@@ -21,6 +21,7 @@ CODEC_COLORS = {
     "pointcloud-spsr": "#9467bd",
     "quantdeepsdf": "#8c564b",
     "gpcc": "#e377c2",
+    "gpcc-trisoup": "#d62728",
     "vpcc": "#bcbd22",
     "pcgcv2": "#17becf",
 }

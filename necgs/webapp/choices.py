@@ -6,7 +6,7 @@ from necgs.errors import NecgsError
 from necgs.settings import page_setting, setting_dict
 
 #: The peer codecs the page offers (those not available here are named, not offered).
-BASELINES = ("draco", "decimate-draco", "pointcloud-spsr", "quantdeepsdf", "gpcc", "vpcc", "pcgcv2")
+BASELINES = ("draco", "decimate-draco", "pointcloud-spsr", "quantdeepsdf", "gpcc", "gpcc-trisoup", "vpcc", "pcgcv2")
 #: The data set the page starts on (also the first-launch run's).
 DEFAULT_DATASET = "figures"
 #: The factor whose variants are points of one rate-distortion curve (``"curve"`` in each setting):

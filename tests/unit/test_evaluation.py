@@ -44,6 +44,7 @@ def broken_codec():
 
 def test_runner_rows_outputs_and_store(tmp_path, broken_codec, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr("necgs.baselines.mpeg.TOOL_DIRS", ())  # no tmc3 built in the checkout either
     result = evaluate(
         tiny_set(), ["draco", "broken", "gpcc"], settings={"draco": [{"bits": 12}, {"bits": 7}]}, n_samples=3000
     )
