@@ -35,9 +35,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from necgs.errors import ConfigError
 
-if TYPE_CHECKING:  # annotations only: the model and the priors import this module
+if TYPE_CHECKING:  # annotations only: the model imports this module
     from necgs.model.decoder import DecoderConfig
-    from necgs.priors.prior import Prior
 
 #: Resolutions accepted for volumes.
 MIN_RESOLUTION, MAX_RESOLUTION = 8, 256
@@ -525,14 +524,16 @@ class PriorFitConfig(Tree):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name.replace('_', ' ')} must be in [0, 1], got {getattr(self, name)}")
 
-    def fit(self, prior: Prior, device: str = "auto") -> FitConfig:
-        """The prior's fitting frame (resolution, truncation, fill) with this budget."""
-        return replace(prior.fit, iterations=self.fit_iterations, samples=self.fit_samples, device=device).validate()
+    def fit(self, frame: FitConfig, device: str = "auto") -> FitConfig:
+        """A prior's fitting frame (resolution, truncation, fill) with this budget."""
+        return replace(frame, iterations=self.fit_iterations, samples=self.fit_samples, device=device).validate()
 
-    def train(self, prior: Prior, device: str = "auto") -> TrainConfig:
-        """Feature-fitting settings (:func:`necgs.training.train.fit_features`): ``visits`` epochs
-        (``fine_tune_visits`` when fine-tuning follows)."""
-        lr = self.lr if self.lr is not None else max(self.lr_per_std * float(prior.features.value().std()), 1e-6)
+    def train(self, feature_std: float, feature_bits: int, weight_bits: int, device: str = "auto") -> TrainConfig:
+        """Feature-fitting settings (:func:`necgs.training.train.fit_features`) against a prior whose
+        training features have standard deviation ``feature_std`` and whose features and weights are
+        quantized to ``feature_bits`` and ``weight_bits``: ``visits`` epochs (``fine_tune_visits`` when
+        fine-tuning follows)."""
+        lr = self.lr if self.lr is not None else max(self.lr_per_std * feature_std, 1e-6)
         return TrainConfig(
             epochs=self.fine_tune_visits if self.fine_tune_steps else self.visits,
             lr=lr,
@@ -541,8 +542,8 @@ class PriorFitConfig(Tree):
             blocks_per_shape=self.blocks_per_shape,
             block_size=self.block_size,
             mode="patch",
-            feature_bits=prior.features.spec.bits,
-            weight_bits=next(iter(prior.weights.values())).spec.bits,
+            feature_bits=feature_bits,
+            weight_bits=weight_bits,
             checkpoint_every=0,
             device=device,
             lambda1=self.lambda1,

@@ -95,6 +95,10 @@ def growing_settings(arc: OpenedArchive) -> tuple[FitConfig, TrainConfig, str]:
     used_prior = arc.prior()
     if used_prior is not None:
         budget = PriorFitConfig()
-        return budget.fit(used_prior), budget.train(used_prior), str(arc.metadata["config"].get("coder", "auto"))
+        return (
+            used_prior.fit_config(budget),
+            used_prior.train_config(budget),
+            str(arc.metadata["config"].get("coder", "auto")),
+        )
     cfg = config_from_metadata(arc.metadata["config"])
     return cfg.fit, cfg.train, cfg.coder

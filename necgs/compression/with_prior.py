@@ -63,7 +63,7 @@ def compress_with_prior(
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     fit_cb = (lambda d, n: emit(progress, "fit", d, n)) if progress else True
-    fitted = fit_volumes(loaded.meshes, fit.fit(prior, device), progress=fit_cb)
+    fitted = fit_volumes(loaded.meshes, prior.fit_config(fit, device), progress=fit_cb)
     seconds["fit"] = time.perf_counter() - t
     t = time.perf_counter()
     features, delta, decoder = fit_to_prior(prior, fitted.volumes, fit, device, progress)
@@ -110,7 +110,7 @@ def fit_to_prior(
     Returns:
         (the quantized (M, C, K', K', K') features, the decoder delta or None, the decoder they decode with).
     """
-    tcfg = fit.train(prior, device)
+    tcfg = prior.train_config(fit, device)
     codec = prior.codec()
     decoder = codec.decoder()
     units = tcfg.epochs + fit.fine_tune_steps  # the train stage: feature visits, then fine-tuning steps

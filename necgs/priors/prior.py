@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from necgs.coding.streams import AnyModel
-from necgs.config import FitConfig
+from necgs.config import FitConfig, PriorFitConfig, TrainConfig
 from necgs.errors import ConfigError
 from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.encoder import VolumeEncoder
@@ -63,6 +63,16 @@ class Prior:
     def resolution(self) -> int:
         """K of the volumes the decoder produces."""
         return self.decoder_cfg.resolution
+
+    def fit_config(self, budget: PriorFitConfig, device: str = "auto") -> FitConfig:
+        """How a new shape's volume is fitted against this prior: its frame at ``budget``'s iterations."""
+        return budget.fit(self.fit, device)
+
+    def train_config(self, budget: PriorFitConfig, device: str = "auto") -> TrainConfig:
+        """How a new shape's feature is fitted against this prior, at ``budget``."""
+        weight_bits = next(iter(self.weights.values())).spec.bits
+        std = float(self.features.value().std())
+        return budget.train(std, self.features.spec.bits, weight_bits, device)
 
     def decoder(self, device: str | torch.device = "cpu") -> Decoder:
         """The frozen decoder with its dequantized parameters."""

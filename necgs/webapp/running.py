@@ -287,7 +287,7 @@ def variant_fit(setting: dict):
     if tree.prior is not None:
         from necgs.priors.installed import find_prior
 
-        return tree.prior_fit.fit(find_prior(tree.prior), "cpu"), True
+        return find_prior(tree.prior).fit_config(tree.prior_fit, "cpu"), True
     return tree.config.fit, tree.config.deform
 
 

@@ -8,9 +8,9 @@ from necgs.baselines import mpeg
 from necgs.baselines.base import get_codec
 from necgs.cli import main
 from necgs.io.loading import load_meshes
+from necgs.io.ply import binary_ply_bytes
 from necgs.metrics import compare_meshes
 from necgs.paths import REPO_ROOT
-from necgs.rate import binary_ply_bytes
 
 TMC13_SOURCE = REPO_ROOT.parent / "shared" / "third_party" / "mpeg-pcc-tmc13"
 
