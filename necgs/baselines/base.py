@@ -12,6 +12,7 @@ default rate-distortion sweep, each a JSON-ready ``dict`` passed back to
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
@@ -20,6 +21,12 @@ from necgs.io.mesh import Mesh
 
 #: ``progress(stage, fraction_done)`` callback, fraction in [0, 1].
 ProgressFn = Callable[[str, float], None]
+
+
+def report_progress(progress: ProgressFn | None, stage: str, index: int, total: int) -> None:
+    """Tell ``progress`` (if given) that item ``index`` of ``total`` of ``stage`` is done."""
+    if progress is not None:
+        progress(stage, (index + 1) / total)
 
 
 class Codec(ABC):
@@ -99,7 +106,5 @@ BUILTIN_CODEC_MODULES: tuple[str, ...] = (
 
 
 def _import_builtin() -> None:
-    import importlib
-
     for module in BUILTIN_CODEC_MODULES:
         importlib.import_module(module)

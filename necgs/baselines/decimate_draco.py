@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from necgs.baselines.base import Codec, ProgressFn, register_codec
-from necgs.baselines.draco import _report, draco_decode, draco_encode
+from necgs.baselines.base import Codec, ProgressFn, register_codec, report_progress
+from necgs.baselines.draco import draco_decode, draco_encode
 from necgs.errors import DependencyError
 from necgs.io.mesh import Mesh
 
@@ -19,6 +19,7 @@ from necgs.io.mesh import Mesh
 def decimate(mesh: Mesh, keep: float) -> Mesh:
     """Quadric decimation of ``mesh`` to about ``keep`` of its faces (at least 4)."""
     try:
+        # optional/heavy, imported when this codec first runs (listing codecs stays light)
         import fast_simplification
     except ImportError:
         raise DependencyError("fast-simplification is not installed (pip install fast-simplification)") from None
@@ -60,7 +61,7 @@ class DecimateDracoCodec(Codec):
         out = []
         for i, m in enumerate(meshes):
             out.append(draco_encode(decimate(m, float(setting["keep"])), int(setting["bits"])))
-            _report(progress, "encode", i, len(meshes))
+            report_progress(progress, "encode", i, len(meshes))
         return out
 
     def decode(self, blobs: Sequence[bytes], setting: dict, progress: ProgressFn | None = None) -> list[Mesh]:

@@ -6,14 +6,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from necgs.baselines.base import Codec, ProgressFn, register_codec
+from necgs.baselines.base import Codec, ProgressFn, register_codec, report_progress
 from necgs.errors import CorruptArchiveError, DependencyError, MeshError
 from necgs.io.mesh import Mesh
 
 
-def _dracopy():
+def load_dracopy():
+    """The DracoPy module (an optional dependency: imported when a Draco codec first runs).
+
+    Raises:
+        DependencyError: DracoPy is not installed.
+    """
     try:
-        import DracoPy
+        import DracoPy  # optional: only the Draco codecs need it
     except ImportError:
         raise DependencyError("DracoPy is not installed (pip install DracoPy)") from None
     return DracoPy
@@ -23,7 +28,7 @@ def draco_encode(mesh: Mesh, bits: int, level: int = 10) -> bytes:
     """Encode one mesh with Draco at ``bits`` quantization bits."""
     if mesh.n_faces == 0:
         raise MeshError(mesh.name, "Draco cannot encode a mesh without faces")
-    return _dracopy().encode(
+    return load_dracopy().encode(
         mesh.vertices.astype(np.float32),
         faces=mesh.faces.astype(np.uint32),
         quantization_bits=bits,
@@ -34,16 +39,11 @@ def draco_encode(mesh: Mesh, bits: int, level: int = 10) -> bytes:
 def draco_decode(blob: bytes, name: str = "") -> Mesh:
     """Decode one Draco mesh."""
     try:
-        m = _dracopy().decode(blob)
+        m = load_dracopy().decode(blob)
     except Exception as exc:
         raise CorruptArchiveError(f"Draco stream of {name!r} is corrupt ({exc})") from None
     faces = getattr(m, "faces", None)
     return Mesh(np.asarray(m.points, dtype=np.float64), np.zeros((0, 3)) if faces is None else np.asarray(faces), name)
-
-
-def _report(progress, stage, i, n):
-    if progress is not None:
-        progress(stage, (i + 1) / n)
 
 
 @register_codec
@@ -56,7 +56,7 @@ class DracoCodec(Codec):
 
     def available(self) -> tuple[bool, str]:
         try:
-            _dracopy()
+            load_dracopy()
         except DependencyError as exc:
             return False, str(exc)
         return True, ""
@@ -68,14 +68,14 @@ class DracoCodec(Codec):
         out = []
         for i, m in enumerate(meshes):
             out.append(draco_encode(m, int(setting["bits"]), int(setting.get("level", 10))))
-            _report(progress, "encode", i, len(meshes))
+            report_progress(progress, "encode", i, len(meshes))
         return out
 
     def decode(self, blobs: Sequence[bytes], setting: dict, progress: ProgressFn | None = None) -> list[Mesh]:
         out = []
         for i, b in enumerate(blobs):
             out.append(draco_decode(b, f"shape{i}"))
-            _report(progress, "decode", i, len(blobs))
+            report_progress(progress, "decode", i, len(blobs))
         return out
 
     def setting_label(self, setting: dict) -> str:

@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from necgs.baselines.base import Codec, ProgressFn, register_codec
-from necgs.baselines.draco import _report
+from necgs.baselines.base import Codec, ProgressFn, register_codec, report_progress
 from necgs.baselines.pointcloud import poisson_mesh
 from necgs.errors import CorruptArchiveError, DependencyError, NecgsError
 from necgs.io.mesh import Mesh
@@ -70,6 +69,7 @@ def write_points_ply(path: Path, points: np.ndarray) -> None:
 
 def read_points_ply(path: Path) -> np.ndarray:
     """Points (N, 3) of a PLY written by an MPEG decoder (ASCII or binary, via trimesh)."""
+    # optional/heavy, imported when this codec first runs (listing codecs stays light)
     import trimesh
 
     try:
@@ -127,7 +127,7 @@ class _ExternalPointCodec(Codec):
                 write_points_ply(src, vox)
                 self._run(self.encode_command(src, bits, setting), f"shape {i} ({m.name or 'unnamed'})")
                 out.append(np.array([*lo, scale], dtype=_HEADER).tobytes() + bits.read_bytes())
-                _report(progress, "encode", i, len(meshes))
+                report_progress(progress, "encode", i, len(meshes))
         return out
 
     def decode(self, blobs: Sequence[bytes], setting: dict, progress: ProgressFn | None = None) -> list[Mesh]:
@@ -145,7 +145,7 @@ class _ExternalPointCodec(Codec):
                 if len(pts) > MAX_POISSON_POINTS:
                     pts = pts[np.random.default_rng(i).choice(len(pts), MAX_POISSON_POINTS, replace=False)]
                 out.append(poisson_mesh(pts, name=f"shape{i}"))
-                _report(progress, "decode", i, len(blobs))
+                report_progress(progress, "decode", i, len(blobs))
         return out
 
     def grid(self, setting: dict) -> int:

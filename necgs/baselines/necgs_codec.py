@@ -29,6 +29,7 @@ class NecgsCodec(Codec):
         return [{"preset": "quick", "width": w} for w in ("medium", "small", "tiny")]
 
     def encode(self, meshes: Sequence[Mesh], setting: dict, progress: ProgressFn | None = None) -> list[bytes]:
+        # optional/heavy, imported when this codec first runs (listing codecs stays light)
         from necgs.compression import compress
 
         tree = read_setting(setting)
@@ -51,6 +52,7 @@ class NecgsCodec(Codec):
             return [path.read_bytes()]
 
     def decode(self, blobs: Sequence[bytes], setting: dict, progress: ProgressFn | None = None) -> list[Mesh]:
+        # optional/heavy, imported when this codec first runs (listing codecs stays light)
         from necgs.compression import decompress
 
         stage_cb = None

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from necgs.baselines.base import Codec, ProgressFn, register_codec
-from necgs.baselines.draco import _dracopy, _report
+from necgs.baselines.base import Codec, ProgressFn, register_codec, report_progress
+from necgs.baselines.draco import load_dracopy
 from necgs.errors import CorruptArchiveError, DependencyError
 from necgs.io.mesh import Mesh
 from necgs.metrics import sample_surface
@@ -23,6 +23,7 @@ from necgs.metrics import sample_surface
 
 def _open3d():
     try:
+        # optional/heavy, imported when this codec first runs (listing codecs stays light)
         import open3d as o3d
     except ImportError as exc:
         raise DependencyError(f"open3d is needed for Poisson reconstruction ({exc})") from None
@@ -59,7 +60,7 @@ class PointCloudPoissonCodec(Codec):
 
     def available(self) -> tuple[bool, str]:
         try:
-            _dracopy()
+            load_dracopy()
             _open3d()
         except DependencyError as exc:
             return False, str(exc)
@@ -73,20 +74,22 @@ class PointCloudPoissonCodec(Codec):
         for i, m in enumerate(meshes):
             pts, _ = sample_surface(m, int(setting["points"]), seed=i)
             out.append(
-                _dracopy().encode(pts.astype(np.float32), quantization_bits=int(setting["bits"]), compression_level=10)
+                load_dracopy().encode(
+                    pts.astype(np.float32), quantization_bits=int(setting["bits"]), compression_level=10
+                )
             )
-            _report(progress, "encode", i, len(meshes))
+            report_progress(progress, "encode", i, len(meshes))
         return out
 
     def decode(self, blobs: Sequence[bytes], setting: dict, progress: ProgressFn | None = None) -> list[Mesh]:
         out = []
         for i, b in enumerate(blobs):
             try:
-                pts = np.asarray(_dracopy().decode(b).points, dtype=np.float64)
+                pts = np.asarray(load_dracopy().decode(b).points, dtype=np.float64)
             except Exception as exc:
                 raise CorruptArchiveError(f"point stream {i} is corrupt ({exc})") from None
             out.append(poisson_mesh(pts, name=f"shape{i}"))
-            _report(progress, "decode", i, len(blobs))
+            report_progress(progress, "decode", i, len(blobs))
         return out
 
     def setting_label(self, setting: dict) -> str:

@@ -16,6 +16,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    # imported when the command runs: keeps torch and trimesh off `necgs --help`
     from necgs.compression import add_shapes, describe
 
     result = add_shapes(args.archive, args.source, args.output, epochs=args.epochs, prior=args.prior)

@@ -9,6 +9,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    # imported when the command runs: keeps torch and trimesh off `necgs --help`
     from necgs.baselines.base import codec_names, get_codec
 
     print(f"{'name':16s}{'runs here':11s}codec")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from necgs.commands._common import warn
-from necgs.settings import add_flags
+from necgs.errors import ConfigError
+from necgs.settings import add_flags, args_setting, read_setting
 
 
 def register(sub) -> None:
@@ -26,15 +27,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from necgs.errors import ConfigError
-    from necgs.settings import args_setting, read_setting
-
     setting = read_setting(args_setting(args))
     cfg = setting.config
     targets = {"target_ratio": args.target_ratio, "target_bytes": args.target_bytes}
     if setting.prior and args.nproc > 1:
         raise ConfigError("--prior fits features only; it runs in one process (drop --nproc)")
     if args.nproc > 1 and any(v is not None for v in targets.values()):
+        # imported when the command runs: keeps torch and trimesh off `necgs --help`
         from necgs.compression.steps import as_loaded
         from necgs.target_rate import plan_rate
 
@@ -42,6 +41,7 @@ def run(args) -> int:
         print(plan.describe())
         cfg = plan.config
     if args.nproc > 1:
+        # imported when the command runs: keeps torch and trimesh off `necgs --help`
         from necgs.compression import open_archive, shapes_without_surface
         from necgs.distributed import launch_compress
 
@@ -51,6 +51,7 @@ def run(args) -> int:
                 total = len(arc.shapes)
             warn_empty(args.output, shapes_without_surface(args.output, device=cfg.train.device), total)
         return code
+    # imported when the command runs: keeps torch and trimesh off `necgs --help`
     from necgs.compression import compress
 
     result = compress(args.source, args.output, cfg, **targets, prior=setting.prior, prior_fit=setting.prior_fit)

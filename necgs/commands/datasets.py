@@ -9,6 +9,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    # imported when the command runs: keeps torch and trimesh off `necgs --help`
     from necgs.io.datasets import list_datasets
 
     rows = list_datasets()

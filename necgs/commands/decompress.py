@@ -17,6 +17,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    # imported when the command runs: keeps torch and trimesh off `necgs --help`
     from necgs.compression import decompress
 
     meshes = decompress(

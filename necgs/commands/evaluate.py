@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from necgs.commands._common import warn
+from necgs.errors import ConfigError
 from necgs.settings import parse_width
 
 
@@ -30,8 +31,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    # imported when the command runs: keeps torch and trimesh off `necgs --help`
     from necgs.baselines.base import codec_names
-    from necgs.errors import ConfigError
     from necgs.evaluation.report import write_results
     from necgs.evaluation.runner import evaluate
     from necgs.evaluation.runs import RunStore, run_record
@@ -81,7 +82,6 @@ def run(args) -> int:
 
 def _parse_lambdas(text: str | None) -> list[float | None]:
     """``--lambda-rates`` as floats (``[None]``: the preset's lambda_R only)."""
-    from necgs.errors import ConfigError
 
     if not text:
         return [None]

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from necgs.commands._common import add_device, warn
+from necgs.config import FitConfig
 
 
 def register(sub) -> None:
@@ -22,7 +23,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from necgs.config import FitConfig
     from necgs.geometry.fit import fit_volumes
     from necgs.io.loading import load_meshes
 

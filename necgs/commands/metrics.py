@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from necgs.errors import ConfigError
+
 
 def register(sub) -> None:
     p = sub.add_parser("metrics", help="compare a mesh (A) with a reference (B)")
@@ -16,7 +18,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from necgs.errors import ConfigError
     from necgs.io.loading import load_mesh
     from necgs.metrics import compare_meshes, sampling_floor
 

@@ -6,9 +6,11 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from necgs.commands._common import add_device, warn
+from necgs.errors import ConfigError
 from necgs.settings import parse_width
 
 
@@ -55,7 +57,6 @@ def register(sub) -> None:
 
 def parse_features(text: str) -> tuple[int, int]:
     """``"CxK'"`` as (channels, side); a ``ConfigError`` naming the value otherwise."""
-    from necgs.errors import ConfigError
 
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
@@ -64,8 +65,7 @@ def parse_features(text: str) -> tuple[int, int]:
 
 
 def _config(args):
-    from dataclasses import replace
-
+    # imported when the command runs: keeps torch and trimesh off `necgs --help`
     from necgs.priors.training import PriorConfig
 
     cfg = PriorConfig(device=args.device)
@@ -103,6 +103,7 @@ def run_train(args) -> int:
             )
         print(f"training in the background (pid {proc.pid}); progress in {log}; rerun the same command to resume")
         return 0
+    # imported when the command runs: keeps torch and trimesh off `necgs --help`
     from necgs.priors.installed import find_prior
     from necgs.priors.training import train_prior
 
@@ -127,6 +128,7 @@ def run_train(args) -> int:
 
 
 def run_list(args) -> int:
+    # imported when the command runs: keeps torch and trimesh off `necgs --help`
     from necgs.priors.installed import list_priors, prior_dirs
 
     priors = list_priors()
@@ -144,6 +146,7 @@ def run_list(args) -> int:
 
 
 def run_info(args) -> int:
+    # imported when the command runs: keeps torch and trimesh off `necgs --help`
     from necgs.priors.installed import find_prior
 
     d = find_prior(args.prior).describe()

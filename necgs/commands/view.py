@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from necgs.errors import NecgsError
+
 
 def register(sub) -> None:
     p = sub.add_parser("view", help="compare an original and a decoded mesh in polyscope (or render a PNG)")
@@ -18,7 +20,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from necgs.errors import NecgsError
     from necgs.io.loading import load_mesh
     from necgs.visualize import render_comparison_png, vertex_errors
 
@@ -29,6 +30,7 @@ def run(args) -> int:
         print(f"wrote {out}")
         return 0
     try:
+        # imported when the command runs: keeps torch and trimesh off `necgs --help`
         import polyscope as ps
     except ImportError:
         raise NecgsError("polyscope is not installed (pip install polyscope)") from None

@@ -8,6 +8,8 @@ prior, both, or a prior with and without a fine-tuned delta of its decoder.
 from __future__ import annotations
 
 from necgs.errors import NecgsError
+from necgs.priors.installed import list_priors
+from necgs.priors.ncgp import read_prior
 from necgs.settings import read_setting, setting_dict
 from necgs.webapp.messages import scrub_paths
 
@@ -23,7 +25,6 @@ FINE_TUNE_STEPS = 200
 
 def installed_priors() -> list[dict]:
     """The installed priors (:func:`necgs.priors.installed.list_priors`), one per name (the first found wins)."""
-    from necgs.priors.installed import list_priors
 
     seen: dict[str, dict] = {}
     for info in list_priors():
@@ -96,7 +97,6 @@ def prior_setting(name: str) -> dict:
     Raises:
         NecgsError: No installed prior of that name, or its file is damaged (one line, no server path).
     """
-    from necgs.priors.ncgp import read_prior
 
     info = next((p for p in installed_priors() if p["name"] == name), None)
     if info is None:

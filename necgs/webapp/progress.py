@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from necgs.evaluation.runner import StageEvent
+from necgs.priors.installed import list_priors
 from necgs.settings import read_setting
 
 #: Estimated seconds per shape on 2 shared CPU cores at K = 32 (measured on the built-in sets:
@@ -60,7 +61,6 @@ def necgs_weights(setting: dict, n_shapes: int) -> dict[str, float]:
 
 def prior_weights(setting: dict, n_shapes: int) -> dict[str, float]:
     """Estimated seconds of each stage of a NeCGS setting against a prior (K from the installed prior)."""
-    from necgs.priors.installed import list_priors
 
     tree = read_setting(setting)
     K = next((int(p["resolution"] or 32) for p in list_priors() if p["name"] == tree.prior), 32)

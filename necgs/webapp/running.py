@@ -26,10 +26,13 @@ from necgs.baselines.base import get_codec
 from necgs.errors import NecgsError
 from necgs.evaluation.runner import EvaluationResult, StageEvent, evaluate
 from necgs.evaluation.runs import FittedVariant, RunStore, run_record
+from necgs.geometry.dmc import mesh_from_volume  # torch: loaded on first use, so the page starts fast
+from necgs.geometry.fit import fit_volumes
 from necgs.io.datasets import resolve_dataset
 from necgs.io.loading import LoadedSet, load_meshes
 from necgs.io.mesh import Mesh
 from necgs.metrics import compare_meshes
+from necgs.priors.installed import find_prior
 from necgs.settings import read_setting
 from necgs.webapp.decoders import is_prior
 from necgs.webapp.progress import JobProgress, Report
@@ -252,8 +255,6 @@ def add_representation_metrics(
     columns are added to the summary (means) and per-shape rows of NeCGS; the difference to
     ``cd`` is the share of the error that compression adds.
     """
-    from necgs.geometry.dmc import mesh_from_volume  # torch: loaded on first use, so the page starts fast
-    from necgs.geometry.fit import fit_volumes
 
     codec = get_codec("necgs")
     out: dict[str, FittedVariant] = {}
@@ -285,8 +286,6 @@ def variant_fit(setting: dict):
     so the content-keyed cache hands back the volumes the run just fitted."""
     tree = read_setting(setting)
     if tree.prior is not None:
-        from necgs.priors.installed import find_prior
-
         return find_prior(tree.prior).fit_config(tree.prior_fit, "cpu"), True
     return tree.config.fit, tree.config.deform
 

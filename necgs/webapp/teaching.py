@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from necgs.compression import open_archive
 from necgs.errors import NecgsError
 from necgs.evaluation.runs import RunStore
 
@@ -27,8 +28,6 @@ def teaching_volumes(run: int, necgs_key: str, shape: str) -> tuple[np.ndarray, 
         NecgsError: The run kept no fitted volume or archive for this variant and shape.
     """
     import torch  # torch and the codec load on first use, so the page starts fast
-
-    from necgs.compression import open_archive
 
     store = RunStore()
     index = store.index(run)

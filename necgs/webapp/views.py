@@ -26,6 +26,7 @@ from necgs.io.mesh import Mesh
 from necgs.paths import REPO_ROOT
 from necgs.settings import read_setting
 from necgs.visualize import error_colored_glb, legend_html, plain_glb, render_comparison_png, vertex_errors
+from necgs.webapp.export import plotly_pngs
 from necgs.webapp.first_launch import SHIPPED_RESULTS, shipped_summary
 from necgs.webapp.sessions import session_dir
 
@@ -451,7 +452,6 @@ def figure_pngs(view: RunView, session: str) -> list[str]:
             shutil.copyfile(REPO_ROOT / SHIPPED_RESULTS / f"{name}.png", target)
             out.append(str(target))
         return out
-    from necgs.webapp.export import plotly_pngs
 
     targets = [folder / f"necgs_{tag}_{name}.png" for name in ("rd_cd", "rd_f1")]
     return [str(p) for p in plotly_pngs(list(view.figures), targets)]
