@@ -43,7 +43,8 @@ from necgs.io.loading import load_meshes
 from necgs.metrics import compare_meshes
 from necgs.model.decoder import decoder_config
 from necgs.model.encoder import VolumeEncoder
-from necgs.training.train import fit_features, train_autodecoder
+from necgs.training.features import fit_features
+from necgs.training.train import train_autodecoder
 
 from _common import write_json
 

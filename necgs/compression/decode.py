@@ -20,8 +20,9 @@ from necgs.model.blocks import decode_volume
 from necgs.model.decoder import Decoder
 from necgs.priors.installed import PriorSpec, check_prior, find_prior, find_prior_by_id
 from necgs.priors.prior import Prior
+from necgs.training.features import has_surface
 from necgs.training.fine_tune import apply_delta
-from necgs.training.train import build_decoder, has_surface
+from necgs.training.train import build_decoder
 
 
 class OpenedArchive(CodecArchive[Prior]):

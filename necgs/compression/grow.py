@@ -18,7 +18,8 @@ from necgs.errors import NecgsError
 from necgs.geometry.fit import fit_volumes
 from necgs.priors.installed import PriorSpec
 from necgs.priors.start import start_features
-from necgs.training.train import TrainedCodec, fit_features
+from necgs.training.features import fit_features
+from necgs.training.train import TrainedCodec
 
 
 def add_shapes(

@@ -21,7 +21,8 @@ from necgs.geometry.fit import FittedSet, fit_volumes
 from necgs.io.loading import LoadedSet
 from necgs.io.ply import binary_ply_bytes
 from necgs.paths import cache_dir
-from necgs.training.train import TrainedCodec, repair_empty_shapes, train_autodecoder
+from necgs.training.features import repair_empty_shapes
+from necgs.training.train import TrainedCodec, train_autodecoder
 
 
 @dataclass(frozen=True)

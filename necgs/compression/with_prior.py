@@ -24,8 +24,8 @@ from necgs.model.decoder import Decoder
 from necgs.model.quant import QuantizedTensor
 from necgs.priors.prior import Prior
 from necgs.priors.start import start_features
+from necgs.training.features import band_errors, fit_features
 from necgs.training.fine_tune import apply_delta, fine_tune_decoder
-from necgs.training.train import band_errors, fit_features
 
 #: Median band error (mean |TSDF error| where |TSDF| < 1) above which a prior is said to fit badly,
 #: whatever its own: shapes it fits well measure 0.05-0.09 (body prior on its training shapes).

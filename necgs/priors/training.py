@@ -25,7 +25,8 @@ from necgs.model.quant import QuantizedTensor, symmetric_spec, to_symbols
 from necgs.paths import cache_dir, data_roots
 from necgs.priors.ncgp import write_prior
 from necgs.priors.prior import Prior
-from necgs.training.train import band_errors, train_autodecoder
+from necgs.training.features import band_errors
+from necgs.training.train import train_autodecoder
 
 
 @dataclass(frozen=True)

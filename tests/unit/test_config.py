@@ -18,7 +18,7 @@ from necgs.errors import ConfigError
 from necgs.evaluation.runner import EvaluationResult
 from necgs.evaluation.runs import RunStore
 from necgs.model.decoder import Decoder
-from necgs.model.quant import QuantSpec
+from necgs.model.quant import QuantizedTensor, QuantSpec
 from necgs.settings import (
     KNOB,
     KNOBS,
@@ -30,7 +30,7 @@ from necgs.settings import (
     setting_dict,
     setting_label,
 )
-from necgs.training.train import QuantizedTensor, TrainedCodec
+from necgs.training.train import TrainedCodec
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,8 @@ import torch
 from necgs.config import TrainConfig
 from necgs.errors import ConfigError
 from necgs.model.decoder import Decoder, decoder_config
-from necgs.training.train import StepObjective, fit_features, train_autodecoder
+from necgs.training.features import fit_features
+from necgs.training.train import StepObjective, train_autodecoder
 
 
 def spheres(K: int, radii) -> torch.Tensor:
@@ -80,7 +81,7 @@ def test_a_shape_left_without_surface_gets_its_feature_refitted():
     from dataclasses import replace
 
     from necgs.model.quant import QuantizedTensor
-    from necgs.training.train import repair_empty_shapes, shapes_without_surface_in
+    from necgs.training.features import repair_empty_shapes, shapes_without_surface_in
 
     vols = spheres(16, [0.4, 0.55, 0.7])
     tcfg = TrainConfig(epochs=60, lr=1e-2, batch_size=3, checkpoint_every=0, device="cpu", block_size=8)
@@ -147,11 +148,11 @@ def test_ssim_fade_lowers_the_ssim_weight_to_zero_over_its_share_of_the_steps(mo
 
 
 def test_the_repair_keeps_the_start_that_decodes_to_a_surface_with_the_lowest_band_error():
-    from necgs.training.train import _best_starts
+    from necgs.training.features import best_starts
 
     target = spheres(8, [0.5])[:, :1]  # (1, 1, 8, 8, 8): a surface
     outside = torch.ones_like(target)
     fits = torch.cat([outside, target + 0.3, target + 0.05, outside, outside * 2, outside * 0.9])
     targets = target.expand(6, -1, -1, -1, -1)
     identity = lambda f: f  # noqa: E731  (the "decoder" returns the feature as the volume)
-    assert _best_starts(identity, fits, targets, 3) == [2, 5]  # shape 2: none has a surface, lowest error
+    assert best_starts(identity, fits, targets, 3) == [2, 5]  # shape 2: none has a surface, lowest error
