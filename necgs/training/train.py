@@ -368,8 +368,9 @@ MAX_GRAD_NORM = 1.0
 def _clip_and_step(opt: torch.optim.Optimizer, decoder: Decoder, loss: torch.Tensor) -> None:
     """Clip the decoder's gradient norm and step, skipping a step whose loss is not finite.
 
-    The benchmark on all 88 AMA shapes at lr 1e-2 diverged to NaN for widths 12 and 16
-    (every decoded surface empty) without this guard.
+    Without this guard a high learning rate can diverge to NaN and leave every decoded surface
+    empty (measurements: docs/ARCHITECTURE.md, 'Decisions and why', "Learning rate 5e-3 with
+    gradient clipping").
     """
     if not torch.isfinite(loss):
         opt.zero_grad(set_to_none=True)
@@ -551,8 +552,8 @@ def repair_empty_shapes(
     volumes are nearest (L1 of the average-pooled TSDF at K/4) among those that decode; each
     start is fitted against the trained, quantized decoder (:func:`fit_features`, all starts of
     all empty shapes in one run), on the same feature grid, and the shape keeps the fit that
-    decodes to a surface with the lowest band error (one start alone left a thin-barred
-    Thingi10K model empty).
+    decodes to a surface with the lowest band error (several starts, because a single one can
+    stay empty: docs/ARCHITECTURE.md, 'Decisions and why', "Collapse is detected, not hidden").
 
     Args:
         codec: The trained codec.
