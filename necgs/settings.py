@@ -240,8 +240,8 @@ KNOBS: tuple[Knob, ...] = (
         ("prior_fit.fine_tune_steps",),
         _integer,
         "with --prior: also fine-tune the prior's decoder (STEPS steps, default 200) and store the coded "
-        "change, which brings shapes unlike the prior's training shapes close to a set-trained decoder's CD "
-        "for the change's bytes (measurements: benchmarks/README.md)",
+        "change, which brings new shapes close to the CD of a decoder trained on them, for the change's bytes "
+        "(measurements: benchmarks/README.md)",
         50,
         style="optional",
         const=200,
