@@ -7,18 +7,19 @@ config. The knobs a user sets (flags, setting dicts, app controls) are a table o
 into this tree: :mod:`necgs.settings`.
 
 
-``quick``    K = 64, patch training, width 10, 200 epochs, 30 fitting iterations: a few minutes
-             for ~16 shapes on 2 CPU cores. On 16 AMA bodies at equal training time (800 steps)
-             CD 8.5e-3 (F1 0.26) against 11.0e-3 (F1 0.17) for the former quick (K = 32, dense,
-             width small, whose decoder has 8% more parameters).
+``quick``    K = 64, patch training, width 10, 200 epochs, 30 fitting iterations: the fast
+             preset, for trying a set on a CPU.
 ``standard`` K = 64, patch training (blocks near the surface, ``TrainConfig.mode``), 600
              epochs of 4 shapes x 16 blocks of 8^3 per step, width small, 8-bit weights and
-             features, volumes fitted with 50 iterations of 10k samples. On all 88 AMA bodies:
-             228x vs binary PLY at CD 4.75e-3, F1 0.67 (at 6 bits: 329x, 5.98e-3, F1 0.51,
-             below quick's 0.54); benchmarks/results/rd_humans_ama_standard_fit50_b8/.
+             features, volumes fitted with 50 iterations of 10k samples: the slower preset, for
+             the best quality on a CPU.
 ``paper``    K = 128, L = 5, the authors' widths, 400 epochs at lr 1e-3 (patch training),
-             100 fitting iterations (the paper: 500, which alone take over an hour for 16
-             shapes on 2 CPU cores; raise ``fit.iterations`` on a GPU).
+             100 fitting iterations instead of the paper's 500, which a CPU cannot afford (raise
+             ``fit.iterations`` on a GPU).
+
+Measurements: benchmarks/README.md ("Blocks of 8^3: the patch settings measured", "The codec
+issue's targets, measured", "`standard`'s fitting and bits, and the CAD sets with the final
+loss") and docs/ARCHITECTURE.md, "Decisions and why" ("CPU fitting error").
 """
 
 from __future__ import annotations
@@ -207,22 +208,23 @@ class TrainConfig(Tree):
 
     Attributes:
         epochs: Passes over all shapes (paper: 400).
-        lr: Peak Adam learning rate (paper: 1e-3). At 1e-2, 8 AMA shapes trained better
-            (K = 32, CD 9.57e-3 vs 10.24e-3) but wider decoders and K = 64 collapsed to an
-            "everything outside" volume on larger sets; 5e-3 with clipping has not.
+        lr: Peak Adam learning rate (paper: 1e-3); the default is below the rates that collapse
+            wider decoders and K = 64 to an "everything outside" volume on larger sets, and
+            gradients are clipped (measurements: docs/ARCHITECTURE.md, 'Decisions and why',
+            "Learning rate 5e-3 with gradient clipping").
         batch_size: Shapes per step.
         warmup_fraction: Share of the steps with a linear warm-up before the cosine decay.
-        weight_bits: N for every decoder parameter (paper: 8). 6 is the default: on 8 AMA
-            shapes at K = 32 it decoded to the same CD as 8 bits (10.24e-3 both) with 30%
-            fewer weight and feature bytes; 5 bits lost 1e-3 of CD, 4 bits 2.6e-3.
+        weight_bits: N for every decoder parameter (paper: 8); 6 by default, which decodes as
+            well as 8 for fewer bytes, while fewer bits start to cost CD (measurements:
+            docs/ARCHITECTURE.md, 'Decisions and why', "6-bit weights and features by default").
         feature_bits: N for the embedded features (paper: 8).
         per_tensor_ranges: Quantize each tensor on [-max|x|, max|x|] instead of the paper's [-1, 1].
         learn_ranges: Train each tensor's range [-r, r] (the features' too) with the network
             instead of taking max|x| (learned step sizes, :class:`necgs.model.quant.LearnedRange`);
             needs ``per_tensor_ranges``. The archive stores the learned r like a max-abs range.
-            Off by default because it measured worse (8 AMA shapes, ``quick``, width 10):
-            4 bits 36.6 kB at CD 11.8e-3 learned against 34.7 kB at 10.5e-3 max-abs; 6 bits
-            46.4 kB at 12.3e-3 against 57.7 kB at 9.5e-3 (``rate_ama8_learned*_k64.json``).
+            Off by default because max-abs ranges at fewer bits gave a lower CD for the same
+            bytes (measurements: docs/ARCHITECTURE.md, 'Decisions and why', "Learned ranges";
+            benchmarks/README.md, "Learned quantization ranges and bits at K = 64").
         lambda1, lambda2, tau, use_ssim: Loss weights of Eq. 3.
         ssim_crop: Side of the random cube the SSIM term is taken on, as a fraction of K
             (1: the whole volume, as the paper).
@@ -234,7 +236,8 @@ class TrainConfig(Tree):
         feature_lr_scale: Learning rate of the embedded features as a multiple of ``lr``.
             A feature is only updated when its shape is in the batch (once per epoch), so at
             CPU epoch counts it barely leaves its random start at the decoder's rate
-            (8 AMA shapes, K = 32, 500 steps at lr 1e-2: CD 9.57e-3 at scale 1, 9.35e-3 at 10).
+            (measurements: docs/ARCHITECTURE.md, 'Decisions and why', "Features learn 10x faster
+            than the decoder").
         lambda_rate: lambda_R, weight of the rate term added to Eq. 3: the estimated archive
             bits per output voxel (:func:`necgs.coding.bit_estimate.rate_term`); 0 leaves it out.
         checkpoint_every: Epochs between checkpoints (0: never).
@@ -243,13 +246,13 @@ class TrainConfig(Tree):
         mode: "patch" (each step decodes ``blocks_per_shape`` output blocks of each of its
             ``batch_size`` shapes, see :mod:`necgs.training.patches`) or "dense" (whole
             volumes, the paper's training, kept as the reference).
-        block_size: Side P of a training block at resolution K. 8 rather than 16: on 24 AMA
-            shapes at K = 64 (width 12, 1,000 steps, 4 shapes a step) 16 blocks of 8^3 per
-            shape gave median CD 9.8e-3 in 84 s against 30.0e-3 (and an empty shape) for
-            4 blocks of 16^3 in 98 s: a small block is mostly band, so the loss is not
-            diluted by far-field voxels, and a step sees 4x as many places.
-        blocks_per_shape: Blocks drawn from each shape of a step (32 of 8^3: CD 8.3e-3 at
-            twice the step cost, the same per second as 16).
+        block_size: Side P of a training block at resolution K. 8 rather than 16: a small block
+            is mostly band, so the loss is not diluted by far-field voxels, and a step sees 4x as
+            many places (measurements: benchmarks/README.md, "Blocks of 8^3: the patch settings
+            measured").
+        blocks_per_shape: Blocks drawn from each shape of a step; more blocks cost
+            proportionally more per step for the same progress per second (measurements: the
+            same section).
         band_fraction: Share of the blocks drawn from positions touching the band
             |TSDF| < tau; the rest come from the far field.
         coarse_weight: Weight of the coarse head's L1 loss against the average-pooled TSDF.
@@ -332,8 +335,9 @@ class NecgsConfig(Tree):
         fit: The regular-representation stage (resolution K, fitting).
         width: Decoder size: a name ("tiny", "small", "medium", "large", "xl", "paper"),
             a base width, or explicit widths per stage. The rate knob.
-        feature_channels: C of each embedded feature (paper: 16; 8 measured as good at
-            half the feature bytes: CD 9.30e-3 vs 9.22e-3 on 4 AMA shapes at K = 32).
+        feature_channels: C of each embedded feature (paper: 16; 8 decodes about as well at
+            half the feature bytes; measurements: docs/ARCHITECTURE.md, 'Decisions and why',
+            "Decoder widths").
         feature_resolution: K' of each embedded feature.
         train: The auto-decoder training.
         deform: Use the deformation channels (False: the TSDF-only ablation).
@@ -369,19 +373,15 @@ class NecgsConfig(Tree):
 
 
 #: The loss of the quick and standard presets: Eq. 3 with the masked L1 at lambda1 100 (the paper:
-#: 5) on the inner half of the band (|TSDF| < 0.5) and SSIM at lambda2 2 (the paper: 10). With
-#: patch training it measured better than the paper's weights on 8 AMA bodies at 2,000 steps (CD
-#: 5.65e-3 -> 4.43e-3, F1 0.56 -> 0.71), on 24 at 1,000 (9.91e-3 -> 7.36e-3, F1 0.22 -> 0.32) and on
-#: 24 Thingi10K models (median 13.4e-3 -> 11.2e-3); without SSIM it did slightly better on the
-#: bodies but left blobs after short runs (2 CAD parts, 100 steps: CD 0.23-0.31) and noisy CAD
-#: surfaces. benchmarks/results/patch_settings.jsonl. The paper preset keeps Eq. 3 as published.
+#: 5) on the inner half of the band (|TSDF| < 0.5, where the surface's position is decided) and
+#: SSIM at lambda2 2 (the paper: 10), which with patch training decodes closer than the paper's
+#: weights; SSIM stays because without it short runs leave blobs. The paper preset keeps Eq. 3 as
+#: published (measurements: docs/ARCHITECTURE.md, 'Decisions and why', "The presets' band loss").
 BAND_LOSS = {"lambda1": 100.0, "tau": 0.5, "lambda2": 2.0}
 #: Half-thickness (voxels) the quick and standard presets give parts thinner than a grid step
-#: (:class:`FitConfig`). An elephant's ears are a few thousandths of its size
-#: thick: no node falls inside them, so its fitted K = 64 volume lost 12% of the surface (CD
-#: 10.8e-3, a cat 3.7e-3). Fitted CD off / 0.55 / 0.75: elephant 10.8 / 5.21 / 5.34e-3, an AMA
-#: body 3.49 / 3.50 / 3.55e-3, a Thingi10K part 84.7 / 80.9 / 80.8e-3. The paper preset keeps
-#: the plain TSDF.
+#: (:class:`FitConfig`), so that parts no grid node falls inside (an elephant's ears) survive
+#: fitting as slabs instead of vanishing; the paper preset keeps the plain TSDF (measurements:
+#: docs/ARCHITECTURE.md, 'Decisions and why', "Parts thinner than a grid step").
 THIN_VOXELS = 0.55
 
 PRESETS: dict[str, NecgsConfig] = {
@@ -418,9 +418,10 @@ PRESETS: dict[str, NecgsConfig] = {
 class PriorFitConfig(Tree):
     """How new shapes are compressed against a prior (``compress --prior``).
 
-    The measurements below were made against the 8x4^3 body prior (now
-    ``assets/priors/retired/bodies-8x4.ncgp``) unless they say otherwise; the 1x8^3 ``bodies``
-    gives 1.03-1.11x the set-trained CD on four frames with 200 fine-tuning steps.
+    The defaults were chosen on unseen samba frames against the body priors (measurements:
+    benchmarks/README.md, "Priors with an encoder", "Fine-tuning a prior for one mesh or a few"
+    with its table "How the fine-tuning defaults were chosen", "Local features: one channel at
+    8^3", "A coarser delta for a set" and "The delta's rate term").
 
     Attributes:
         fit_iterations: Fitting iterations of each new shape's volume (as the priors' own
@@ -432,56 +433,36 @@ class PriorFitConfig(Tree):
         block_size: Side of a fitting block at resolution K.
         lr: Peak learning rate of the features; None: ``lr_per_std`` x the standard deviation
             of the prior's training features.
-        lr_per_std: The learning rate per unit of feature scale. The features of an encoder
-            prior are 40x smaller than an auto-decoder's (std 0.04 against 1.6): on 4 samba
-            frames against the encoder prior, lr 5e-2 threw them off (CD 140-207e-3 after 150
-            visits), 1e-2 gave 19-45e-3 and 2e-3 (0.048 x std) 15-22e-3; on the first body
-            prior 5e-2 (0.032 x std) was best of 2e-2, 5e-2 and 1e-1.
+        lr_per_std: The learning rate per unit of feature scale: an encoder prior's features
+            are far smaller than an auto-decoder's, and a rate fixed for one throws the other's
+            off.
         lambda1: Weight of the masked L1 on the band (the presets' band loss).
         tau: Half-width of that band in TSDF units.
         lambda2: Weight of the SSIM term.
         band_fraction: Share of the feature-fitting blocks drawn near the surface;
             the rest come from the far field, which keeps local features from growing
-            floaters there. With the 1x8^3 body prior, features only: 8 procedural figures
-            (out of domain) CD 14.4e-3 with 2-5 components per shape at 0.85 (training's
-            share), 12.6e-3 with 1-3 at 0.5, 13.3e-3 at 0.3; 6 samba frames 12.2, 12.0 and
-            12.8e-3.
-        fine_tune_band_fraction: The same share while fine-tuning. On two samba frames with
-            200 steps (1x8^3 bodies), 0.85 gave 1.02x / 1.05x the set-trained CD and 0.5 1.13x /
-            1.11x (with the features fitted at 0.5 first: 1.03x / 1.03x).
+            floaters there, most of all on shapes unlike the prior's training shapes.
+        fine_tune_band_fraction: The same share while fine-tuning; training's share, which
+            fine-tunes closer than the far-field-heavy share that suits the features alone.
         fine_tune_steps: After the features are fitted, steps that also train a coded delta
-            of the prior's decoder (0: the archive holds features only). On one unseen samba
-            frame against the body prior (its CD in today's set-trained archive: 3.66e-3):
-            22.2e-3 without, 3.85e-3 after 200 steps of 16 blocks with the cosine schedule
-            below (23 kB, 8.9 s of CPU on one thread).
+            of the prior's decoder (0: the archive holds features only); a few hundred bring an
+            unseen shape close to the CD a decoder trained on its set reaches.
         fine_tune_visits: Feature updates per shape before fine-tuning (instead of
-            ``visits``; fine-tuning updates the features too). On that frame with 100 steps:
-            50 visits gave CD 5.4e-3 in 8.3 s of CPU, 150 visits 5.6e-3 in 10.3 s. With 200
-            cosine steps on two frames, 25 visits gave 1.06x / 1.05x their set-trained CD and 50
-            visits 1.05x / 1.04x, for 0.5 s more CPU.
+            ``visits``); few, because fine-tuning updates the features too.
         fine_tune_lr: Peak learning rate of the decoder's weights while fine-tuning.
         fine_tune_cosine: Decay both learning rates to zero over the fine-tuning steps (half a
-            cosine) instead of keeping them constant. On two samba frames (set-trained CD
-            3.66e-3 and 3.62e-3), 200 steps: constant lr 1e-3 gave 4.53e-3 and 6.04e-3, constant
-            2e-3 5.47e-3 and 4.85e-3; cosine from 2e-3 3.85e-3 and 3.77e-3 (23 kB), cosine from
-            3e-3 3.75e-3 and 3.63e-3 (28 kB); cosine from 2e-3 over 150 steps 4.67e-3 and 4.33e-3.
-        fine_tune_blocks: Blocks of each shape per fine-tuning step. On the samba frame, lr
-            1e-3: 200 steps x 16 blocks 4.5e-3 (9.4 s of CPU), 150 x 32 4.6e-3 (10.2 s),
-            100 x 32 6.7e-3 (6.5 s), 150 x 16 5.5e-3 (7.3 s), 300 x 8 6.4e-3 (9.5 s); lr 2e-3
-            with 100 x 32 5.3e-3 for 24 kB.
-        delta_multiple: A delta step in steps of the prior's weight grid. Measured on that
-            frame after 100 steps: 1 gave CD 4.9e-3 for 40.8 kB of delta, 2 5.4e-3 for 26.5 kB,
-            4 5.6e-3 for 15.5 kB (through the pipeline with 50 visits first: 5.4e-3 for
-            17.8 kB; 8: 7.0e-3 for 8.6 kB; 16: 14.2e-3 for 2.1 kB).
+            cosine) instead of keeping them constant, which fine-tunes closer and more evenly
+            from shape to shape.
+        fine_tune_blocks: Blocks of each shape per fine-tuning step, the count that gave the
+            lowest CD for the CPU time of a single-mesh compression.
+        delta_multiple: A delta step in steps of the prior's weight grid: coarser steps trade
+            CD for bytes; the default suits one mesh, while a set is better served by a coarser
+            one (``compress --delta-step``).
         delta_bits: Bits of a delta symbol (a weight may move by up to 2^(bits-1) delta steps).
         fine_tune_lambda_rate: lambda_R of the fine-tuning loss: the weight of the estimated
             bits of the delta and the features per output voxel
-            (:func:`necgs.coding.bit_estimate.rate_term`); 0 leaves the rate term out. Four
-            samba frames each fine-tuned alone (1x8^3 bodies, 200 steps): 0 gave 17.5-18.9 kB at
-            1.03-1.10x their set-trained CD, 0.25 14.4-15.9 kB at 1.04-1.13x, 0.5 12.7-13.0 kB
-            at 1.09-1.14x, 1 (mesh_0032) 8.4 kB at 1.21x, 4 3.6 kB at 1.82x. The same 16 frames
-            as one set with a delta step of 16: 0 gave 567x at CD 6.47e-3, 4 590x at 6.47e-3,
-            16 659x at 6.82e-3 (``prior_samba16_bodies_rate.json``).
+            (:func:`necgs.coding.bit_estimate.rate_term`); 0 leaves the rate term out. The
+            default takes about a third off one mesh's delta for a slightly higher CD.
     """
 
     fit_iterations: int = 30

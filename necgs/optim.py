@@ -1,10 +1,11 @@
 """Adam for the short optimizations of a single compression, without ``torch.optim``.
 
 The first use of any ``torch.optim`` optimizer imports ``torch._dynamo`` (its methods are
-wrapped in ``torch._disable_dynamo``), which costs 1.2 s of a 10 s single-mesh compression on
-these 2 cores. Fitting a volume, fitting features and fine-tuning a prior run a few hundred steps
-each, so they use this class instead; long trainings (:func:`necgs.training.train.train_autodecoder`,
-whose checkpoints hold ``torch.optim.Adam`` state) keep torch's.
+wrapped in ``torch._disable_dynamo``), a large share of a single-mesh compression on a CPU
+(measurements: benchmarks/README.md, "Fine-tuning a prior for one mesh or a few"). Fitting a
+volume, fitting features and fine-tuning a prior run a few hundred steps each, so they use this
+class instead; long trainings (:func:`necgs.training.train.train_autodecoder`, whose checkpoints
+hold ``torch.optim.Adam`` state) keep torch's.
 """
 
 from __future__ import annotations

@@ -138,7 +138,8 @@ KNOBS: tuple[Knob, ...] = (
         "preset",
         ("preset",),
         _text,
-        "the named starting point: quick (K=64, minutes), standard (K=64, 3x the training) or paper (K=128)",
+        "the named starting point: quick (K=64, the fastest), standard (K=64, 3x the training) or paper "
+        "(K=128, the authors' settings)",
         "standard",
         choices=tuple(PRESETS),
         page=("quick", "standard"),
@@ -181,8 +182,8 @@ KNOBS: tuple[Knob, ...] = (
         "lambda_rate",
         ("config.train.lambda_rate", "prior_fit.fine_tune_lambda_rate"),
         _number,
-        "lambda_R: weight of the rate term in training (default 0; e.g. 0.02 for smaller archives); "
-        "with --prior and --fine-tune, the weight of the fine-tuned delta's rate term",
+        "lambda_R: weight of the rate term in training (default 0: none; larger values trade CD for smaller "
+        "archives); with --prior and --fine-tune, the weight of the fine-tuned delta's rate term (default 0.5)",
         0.25,
         label="λ{}",
     ),
@@ -239,7 +240,8 @@ KNOBS: tuple[Knob, ...] = (
         ("prior_fit.fine_tune_steps",),
         _integer,
         "with --prior: also fine-tune the prior's decoder (STEPS steps, default 200) and store the coded "
-        "change (about 12 kB; one unseen body: CD 12e-3 -> 4e-3)",
+        "change, which brings new shapes close to the CD of a decoder trained on them, for the change's bytes "
+        "(measurements: benchmarks/README.md)",
         50,
         style="optional",
         const=200,
@@ -249,8 +251,9 @@ KNOBS: tuple[Knob, ...] = (
         "delta_multiple",
         ("prior_fit.delta_multiple",),
         _integer,
-        "with --fine-tune: the coded change's step in steps of the prior's grid (default 4; a set "
-        "of 16 bodies: 16 gives 567x at CD 6.5e-3, 4 gives 238x at 5.4e-3)",
+        "with --fine-tune: the coded change's step in steps of the prior's grid (default 4, for one mesh; "
+        "a coarser step such as 16 trades CD for bytes and serves a set better; measurements: "
+        "benchmarks/README.md)",
         16,
         flag="--delta-step",
         metavar="M",

@@ -14,10 +14,10 @@ and the plan is the point of lowest measured CD among those predicted within 10%
 target (or, if none is that close, among all that fit).
 The ratio is the benchmark's: the meshes as canonical binary PLY over the archive.
 
-The weights' bits per parameter vary between trainings (on 8 AMA bodies, width 10 at 4 bits
-wrote 13% fewer weight bytes than the table's run). When an archive misses its target by more
-than :data:`LANDING_TOLERANCE`, :func:`replan` scales every point's weights by what the first
-archive really wrote and names a second setting, which the pipeline trains once (a short search).
+The weights' bits per parameter vary between trainings (measurements: docs/ARCHITECTURE.md,
+"Rate control"), so when an archive misses its target by more than :data:`LANDING_TOLERANCE`,
+:func:`replan` scales every point's weights by what the first archive really wrote and names a
+second setting, which the pipeline trains once (a short search).
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ class RatePoint:
     feature_bits: int | None = None
 
 
-#: JSON metadata header (config, decoder, specs, batches), zlib'd: 1.0 kB measured (8 AMA shapes).
+#: JSON metadata header (config, decoder, specs, batches), zlib'd, as measured on a small set
+#: (docs/ARCHITECTURE.md, "Rate control").
 FIXED_HEADER_BYTES = 1010
 #: Container prefix, CRC and per-section table entries.
 FRAMING_BYTES = 24
@@ -69,11 +70,11 @@ RATIO_WINDOW = 0.05
 #: Bounds of the measured correction of the weights' bytes a second plan applies.
 WEIGHT_SCALE_RANGE = (0.5, 2.0)
 
-#: Measured on 8 evenly spaced AMA bodies, preset quick (K = 64, 8^3 blocks, 200 epochs, the band
-#: loss), by ``benchmarks/bench_rate.py`` (results/rate_ama8_k64_band2_table.json and
-#: rate_ama8_k64_band2_fbits4.json); in order of size. CDs are at 30k samples per surface, so they
-#: only order the points. lambda_R > 0 never beat fewer bits at equal bytes
-#: (rate_ama8_k64_band2_lambda.json), so every point trains without the rate term.
+#: One point per measured setting of preset quick (K = 64, 8^3 blocks, 200 epochs, the band loss)
+#: on AMA bodies, written by ``benchmarks/bench_rate.py`` (results/rate_ama8_k64_band2_table.json
+#: and rate_ama8_k64_band2_fbits4.json), in order of size; the CDs only order the points. No point
+#: trains with the rate term, because fewer bits beat it at equal bytes (benchmarks/README.md, "The
+#: rate table again with the band loss").
 RATE_TABLE: tuple[RatePoint, ...] = (
     RatePoint("tiny", 4, 0.0, 2.786, 183.5, 7.920e-03),
     RatePoint("tiny", 5, 0.0, 3.746, 251.4, 7.693e-03),
@@ -209,13 +210,12 @@ def plan_rate(
 
     A size (``target_bytes``) is a ceiling: the plan takes the lowest measured CD among the
     points predicted within ``LANDING_TOLERANCE`` under it, or, when none lands that close,
-    among all that fit. (Picking the lowest CD among all that fit overshot: on 8 animals, ratio
-    60 asked gave 79.8, because a much smaller point had measured a slightly lower CD on the
-    table's 8 shapes.) A ratio is a value to land near: the lowest CD among the points predicted
-    within ``RATIO_WINDOW`` of it on either side, else the point predicted nearest to it. (As a
-    ceiling, ratio 90 asked of 8 AMA bodies gave 100.5: every pick was up to 10% small, and the
-    archive 1-4% smaller than predicted.) An archive that still misses gets a second setting
-    from :func:`replan`.
+    among all that fit (the lowest CD among all that fit overshot, a much smaller point having
+    measured a slightly lower CD). A ratio is a value to land near: the lowest CD among the
+    points predicted within ``RATIO_WINDOW`` of it on either side, else the point predicted
+    nearest to it (as a ceiling, ratios landed too high). An archive that still misses gets a
+    second setting from :func:`replan` (measurements: docs/ARCHITECTURE.md, "Rate control";
+    benchmarks/README.md, "Widths x bits at K = 64: the rate-control table").
 
     Args:
         config: The base configuration (preset, resolution, epochs...); width, bits and

@@ -26,8 +26,8 @@ allocate more than the file holds; a compressed header is inflated to at most
 :data:`MAX_HEADER_BYTES`.
 
 Versions: 1.0 stores the header as plain JSON (flags 0). 1.1 writes it zlib-compressed
-(flag bit 0): with one record and one section entry per shape, the plain JSON header of an
-88-shape set was about a fifth of a 110 kB archive. 1.2 keeps this container and changes
+(flag bit 0), because with one record and one section entry per shape the plain JSON header
+was a large share of a set's archive (docs/ARCHITECTURE.md, "The .ncgs archive"). 1.2 keeps this container and changes
 what the mesh-set writer puts in it (:mod:`necgs.coding.codec_archive`): a binary shape table, one
 feature section per batch, a model per decoder tensor. Readers of this version read all.
 """

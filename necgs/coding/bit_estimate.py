@@ -16,8 +16,8 @@ The training call (one line in :func:`necgs.training.train.train_autodecoder`)::
 Normalization: :func:`rate_term` returns bits per output voxel, averaged over the set:
 (decoder bits + N / B x the batch's feature bits) / (N K^3). An unbiased estimate of the
 whole archive's payload bits divided by the number of voxels it describes, so lambda_R
-has the same meaning for any set size and resolution (16 AMA shapes at K = 32 with the
-default 6 bits: about 1 bit per voxel before rate training).
+has the same meaning for any set size and resolution (measurements: docs/ARCHITECTURE.md,
+'Decisions and why', "Rate term").
 """
 
 from __future__ import annotations

@@ -13,15 +13,15 @@ with one model, G = C codes a (C, K', K', K') feature with a model per channel, 
 codes a convolution weight (O, I, 3, 3, 3) with a model per output channel.
 
 Scales are not free floats: each is one byte ``k`` on the grid ``b = 2**(k / 8 - 8)``
-(1/256 .. 2**23.9, 9% apart; a scale 4.5% off costs about 0.002 bits per symbol), and
+(1/256 .. 2**23.9, 9% apart, fine enough that a scale off the grid costs next to nothing), and
 :func:`fit_scale_codes` picks, per group, the grid scale that codes that group's symbols
 in the fewest bits. The training rate term (:mod:`necgs.coding.bit_estimate`) evaluates
 exactly these formulas and picks its scales the same way, so what training estimated is
 what the archive codes: the coder is constriction's rANS with a ``Categorical`` table per
 group computed from the grid scale (20-bit counts), within a fraction of a percent of
 :func:`laplace_bits` (a test checks it). A table rather than constriction's
-``QuantizedLaplace``: decoding 100k weight symbols took 48 ms with per-symbol Laplace
-parameters and 6 ms with tables.
+``QuantizedLaplace``, because per-symbol Laplace parameters decode several times slower
+(measurements: docs/ARCHITECTURE.md, 'Decisions and why', "Entropy coding").
 """
 
 from __future__ import annotations

@@ -9,8 +9,10 @@ Layout (varints are LEB128, unsigned)::
                varint n_vertices, varint n_faces, varint source_bytes, varint batch
 
 1.1 stored the same record as JSON (float64 reprs, repeated names and keys, a
-``ply_bytes`` that follows from the counts): about 73 bytes per shape once zlib'd; this
-is about 26 (AMA: names ``crane/mesh_0012`` share all but the last digits). Decoding
+``ply_bytes`` that follows from the counts); this binary record is a fraction of that
+size, most of all where names share their start (AMA: ``crane/mesh_0012``; measurements:
+docs/ARCHITECTURE.md, "The .ncgs archive", and benchmarks/README.md, "Rate: archive 1.2, the
+rate term, 5 bits, rate control"). Decoding
 is bounded by the section length, so a hostile count cannot allocate more than the file.
 """
 

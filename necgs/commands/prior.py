@@ -22,7 +22,7 @@ def register(sub) -> None:
     t.add_argument("sources", nargs="+", help="data set names (humans_ama, humans_ama/crane...), folders or zips")
     t.add_argument("-o", "--output", required=True, help="prior file to write (.ncgp)")
     t.add_argument("--name", help="the prior's name (default: the output's stem)")
-    t.add_argument("--steps", type=int, help="training steps (default 8000: about 40 minutes on one core)")
+    t.add_argument("--steps", type=int, help="training steps (default 8000)")
     t.add_argument("--width", help="decoder size (default small)")
     t.add_argument("--resolution", type=int, help="volume resolution K (default 64)")
     t.add_argument("--lr", type=float, help="peak learning rate (default 5e-3)")

@@ -28,7 +28,8 @@ from necgs.training.features import band_errors, fit_features
 from necgs.training.fine_tune import apply_delta, fine_tune_decoder
 
 #: Median band error (mean |TSDF error| where |TSDF| < 1) above which a prior is said to fit badly,
-#: whatever its own: shapes it fits well measure 0.05-0.09 (body prior on its training shapes).
+#: whatever its own: well above what a prior measures on shapes it fits well (measurements:
+#: docs/ARCHITECTURE.md, "Priors", "Out of domain").
 BAND_ERROR_LIMIT = 0.2
 
 

@@ -60,8 +60,9 @@ def _crossing_cubes(inside: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The cubes with a sign change and their case indices, from the (K, K, K) inside mask.
 
     The 8-bit code is built in three separable uint8 passes (z, then y, then x pairs of
-    nodes), about 4x cheaper than one int64 shift per corner at K = 128; only the
-    crossing cubes are then mapped to the triangle table's corner order.
+    nodes), several times cheaper than one int64 shift per corner; only the crossing cubes are
+    then mapped to the triangle table's corner order (measurements: docs/ARCHITECTURE.md,
+    'Decisions and why', "DMC's cube codes").
 
     Returns:
         cells (M, 3) int64 lower-node indices and codes (M,) int64 in 1..254.

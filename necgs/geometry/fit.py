@@ -134,7 +134,7 @@ def _fit_points(vertices: np.ndarray, faces: np.ndarray, tsdf0: torch.Tensor, cf
     pts, nrm = sample_surface(Mesh(vertices, faces), cfg.samples, cfg.seed)
     target = torch.as_tensor(pts, dtype=torch.float32, device=device)
     target_normals = torch.as_tensor(nrm, dtype=torch.float32, device=device)
-    from scipy.spatial import cKDTree  # imported when used: 0.26 s of every command's start
+    from scipy.spatial import cKDTree  # imported when used: scipy is slow to import and most commands never fit
 
     tree = cKDTree(pts)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -222,10 +222,10 @@ def fit_volumes(
         rank: This process's rank; shapes are sharded round-robin across ranks.
         world_size: Number of ranks.
         workers: Shapes fitted at once in threads (default: 2 on the CPU when this process
-            is the only rank, else 1). Each shape has its own seeded sampling, so the volumes
-            do not depend on it. On 2 shared cores, AMA frames at K = 64 and 20 iterations:
-            6.9 s per shape one at a time, 2.6 s with two threads (ray casting, KD-tree queries
-            and convolutions release the GIL and overlap).
+            is the only rank, else 1), since ray casting, KD-tree queries and convolutions
+            release the GIL and overlap. Each shape has its own seeded sampling, so the volumes
+            do not depend on it (measurements: docs/ARCHITECTURE.md, 'Decisions and why',
+            "Fitting in two threads").
 
     Returns:
         The :class:`FittedSet` of the shapes this rank owns (all shapes when world_size is 1).

@@ -4,8 +4,9 @@ Magnitude: exact unsigned distance to the triangles (open3d's C++ ``RaycastingSc
 Sign: inside/outside by multi-ray voting (``compute_occupancy`` with ``RAY_VOTES`` random
 rays per point, odd so there is a majority). Parity along one ray flips on every hole or
 doubled sheet; a majority of several random rays survives small holes (the Sumner horses),
-non-manifold edges and overlapping components (Thingi10K). Measured on a 16.8k-face horse
-at K = 64 (262k points, 2 cores): distance 0.51 s, 5-ray voting 0.13 s.
+non-manifold edges and overlapping components (Thingi10K), at a fraction of the cost of the
+distance query (measurements: docs/ARCHITECTURE.md, 'Decisions and why', "Inside/outside for
+open meshes").
 
 A mesh with no inside at all (a lone sheet) would vanish from a TSDF; such a mesh gets a
 thin closed shell instead: ``distance - shell``, so its surface survives as a thin slab.

@@ -1,7 +1,8 @@
 """Decoding blocks of the output volume instead of all of it: crops, costs, sparse decoding.
 
 The decoder's coarse levels are cheap and its last two convolutions (the last upsampling
-module at K/2 and the tail at K) cost about 90% of a dense decode at K = 64. Training on a
+module at K/2 and the tail at K) cost nearly all of a dense decode (measurements:
+docs/ARCHITECTURE.md, 'Decisions and why', "Training where the surface is"). Training on a
 budget of output blocks near the surface and decoding only the blocks that hold it both
 run the coarse levels whole and the fine ones on halo-padded crops
 (:meth:`necgs.model.decoder.Decoder.run_blocks`). A crop starting at level ``c`` needs the
@@ -76,10 +77,10 @@ def decode_sparse(
         features: (1, C, K', K', K').
         size: Output block side P (a multiple of K / Kc and dividing K).
         margin: Coarse cells of dilation (safety margin) around the near-surface cells.
-        threshold: Coarse |TSDF| below which a cell counts as near the surface. The far
-            field of a trained coarse head sits at 0.85-1.05 after a few hundred steps, so
-            0.9 kept 75-80% of the blocks of a K = 128 decoder trained 300 steps; 0.5 kept
-            10% and gave the dense decode's mesh exactly, 0.4 did not on one of 2 shapes.
+        threshold: Coarse |TSDF| below which a cell counts as near the surface; well under 1,
+            because a lightly trained coarse head's far field sits near 1, yet high enough to
+            keep every block the dense decode's mesh needs (measurements: docs/ARCHITECTURE.md,
+            'Decisions and why', "Coarse head and block-sparse decoding").
         chunk: Blocks decoded per forward pass.
 
     Returns:
@@ -138,12 +139,10 @@ def sparse_block_size(cfg: DecoderConfig) -> int | None:
     """The output block side sparse decoding uses (K/8), or None where dense decoding is kept.
 
     Each block recomputes a halo at the fine levels (a 16^3 block needs a 12^3 window at K/2,
-    3.4x its core), so skipping the far field pays most where the surface is a small share of
-    the blocks: from K = 128 on, 9-12% of the 16^3 blocks touch the band. Measured in CPU time
-    on one thread, with an AMA body's coarse TSDF and width small: K = 128 sparse 92-107 ms
-    against dense 552 ms (16^3 blocks; 8^3 cost 144 ms, 32^3 272 ms); K = 64 sparse 36 ms
-    against dense 51 ms. K = 64 stays dense: it already decodes well under 100 ms, and every
-    K = 64 result in benchmarks/ was measured on the dense decode.
+    3.4x its core), so skipping the far field pays only where the surface is a small share of
+    the blocks: from K = 128 on. K = 64 stays dense: it already decodes fast, and every K = 64
+    result in benchmarks/ was measured on the dense decode (measurements: docs/ARCHITECTURE.md,
+    'Decisions and why', "Coarse head and block-sparse decoding").
     """
     if cfg.resolution < 128 or not cfg.coarse_head:
         return None

@@ -39,9 +39,9 @@ PAPER_WIDTHS = (64, 48, 32, 24, 16)
 def width_schedule(width: int, modules: int) -> tuple[int, ...]:
     """Widths for ``modules`` upsampling modules from base width W: W at every stage.
 
-    Measured on 4 AMA shapes at K = 32, 300 epochs: a schedule tapering to W/2 at the
-    high-resolution stages lost 1 to 1.4e-3 of CD against constant widths of similar
-    size; the last stages carry the near-surface detail.
+    Constant, because the last stages carry the near-surface detail: a schedule tapering to W/2
+    there decoded worse at a similar size (measurements: docs/ARCHITECTURE.md, 'Decisions and
+    why', "Decoder widths").
     """
     return tuple(max(width, 4) for _ in range(modules + 1))
 
@@ -167,8 +167,9 @@ def _use_onednn(x: torch.Tensor) -> bool:
     """Whether to decode through oneDNN: CPU inference (no autograd) with oneDNN built in.
 
     For one shape (batch 1) PyTorch's dispatch sends most of these convolutions to its slow
-    im2col kernel; oneDNN tensors force the fast kernel (measured at K = 64 on 2 cores: 1.25 to
-    1.6x faster per shape) and give results that do not depend on the batch size.
+    im2col kernel; oneDNN tensors force the fast kernel and give results that do not depend on
+    the batch size (measurements: docs/ARCHITECTURE.md, 'Decisions and why', "Decoding on CPU
+    goes through oneDNN").
     """
     return x.device.type == "cpu" and not torch.is_grad_enabled() and torch.backends.mkldnn.is_available()
 

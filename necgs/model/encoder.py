@@ -40,9 +40,9 @@ class VolumeEncoder(nn.Module):
         feature_resolution: K' of the features.
         feature_channels: C of the features.
         width: Channels of the stages.
-        input_resolution: Average-pool the volumes to this side first (None: K). At K = 64 a
-            16^3 input made an auto-encoder training step 37x cheaper on a CPU (0.32 s against
-            12 s for 4 shapes, width 8, one loaded core).
+        input_resolution: Average-pool the volumes to this side first (None: K), which makes
+            an auto-encoder training step many times cheaper (measurements: docs/ARCHITECTURE.md,
+            "Priors", "Start features").
 
     Raises:
         ConfigError: An input resolution that does not divide K or is below K'.

@@ -37,12 +37,11 @@ class PriorConfig:
     on mirror images and quarter turns, ``augment="turns"``, for 10,000 steps): K = 64, width
     small (8-bit), a feature of 1 channel at 8^3 per shape, trained as an auto-encoder whose
     encoder sees the volume pooled to 16^3, patch training on 4 shapes x 16 blocks of 8^3 per
-    step with the presets' band loss. Measured on 16 samba frames after training on the 44 crane frames (3,000
-    steps): the encoder's start plus 150 fitting visits gave CD 18.0e-3, against 38.4e-3 for
-    an auto-decoder prior trained the same way and started from the mean feature (8x4^3
-    features). Local features generalize far better at about the same bytes: 1x8^3 gave
-    1,058x at CD 12.5e-3 where 8x4^3 gave 1,126x at 32.0e-3 (2x8^3: 675x at 9.87e-3; 4x8^3:
-    372x at 7.57e-3; ``prior_samba16_crane_features*.json``).
+    step with the presets' band loss. An auto-encoder, because fitting features alone does not
+    find good ones for new shapes in an auto-decoder's feature space; local 1 x 8^3 features,
+    because they generalize to new shapes far better than 8 x 4^3 at about the same bytes
+    (measurements: docs/ARCHITECTURE.md, "Priors", "Start features" and "Feature shape";
+    benchmarks/README.md, "Priors with an encoder" and "Local features: one channel at 8^3").
 
     Attributes:
         resolution: K of the volumes.

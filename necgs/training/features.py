@@ -103,8 +103,8 @@ def repair_empty_shapes(
     volumes are nearest (L1 of the average-pooled TSDF at K/4) among those that decode; each
     start is fitted against the trained, quantized decoder (:func:`fit_features`, all starts of
     all empty shapes in one run), on the same feature grid, and the shape keeps the fit that
-    decodes to a surface with the lowest band error (one start alone left a thin-barred
-    Thingi10K model empty).
+    decodes to a surface with the lowest band error (several starts, because a single one can
+    stay empty: docs/ARCHITECTURE.md, 'Decisions and why', "Collapse is detected, not hidden").
 
     Args:
         codec: The trained codec.

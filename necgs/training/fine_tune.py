@@ -1,7 +1,8 @@
 """Fine-tuning a frozen (prior) decoder: a small coded delta of its weights, trained with the features.
 
-A prior's decoder fits shapes it never saw only as well as feature fitting can reach (CD 18e-3 on
-unseen AMA frames where a set-trained decoder reaches 3.8e-3). Letting every weight move a little
+A prior's decoder fits shapes it never saw only as well as feature fitting can reach, far from
+what a decoder trained on their set reaches (measurements: benchmarks/README.md, "Priors with an
+encoder" and "Fine-tuning a prior for one mesh or a few"). Letting every weight move a little
 closes most of that gap in tens of steps: the archive then stores, besides the features, each
 weight's change on a grid ``multiple`` times as coarse as the prior's own, so most changes are
 0 or +-1 step and entropy-code to a few bits each. The decoder the archive decodes with is

@@ -5,10 +5,10 @@ M = 1(|TSDF| < tau). As in the authors' code, SSIM is taken on the TSDF channel 
 deformation channels separately (values mapped from [-1, 1] to [0, 1]) with a 5^3
 Gaussian window, sigma 1.5.
 
-On a CPU the SSIM term costs about twice the decoder itself at K = 64, so training may
-take it on a cube of the volume around the surface, drawn anew each step (``ssim_crop``, a
-fraction of the side; the same cube for the whole batch): an eighth of the cost for half
-the side. At K = 64 a training step then takes 0.25 s per shape instead of 0.59 (width 8).
+On a CPU the SSIM term costs more than the decoder itself, so training may take it on a cube
+of the volume around the surface, drawn anew each step (``ssim_crop``, a fraction of the side;
+the same cube for the whole batch): an eighth of the cost for half the side (measurements:
+docs/ARCHITECTURE.md, 'Decisions and why', "SSIM on a near-surface cube").
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def random_cube(
 
     The cube is centred (then shifted inside the grid) on a random node of the batch's
     near-surface band (|TSDF| < 1), where the structure SSIM measures is; uniform cubes mostly
-    fell in empty space (8 AMA shapes, K = 32: CD 12.0e-3 uniform, 10.0e-3 centred, 9.8e-3 whole).
+    fall in empty space and train worse (measurements: docs/ARCHITECTURE.md, 'Decisions and why',
+    "SSIM on a near-surface cube").
     """
     K = pred.shape[-1]
     side = min(K, max(9, round(fraction * K)))

@@ -1,11 +1,12 @@
 """Where patch training looks: output blocks drawn near the surface, and a share far from it.
 
-At K = 64 only 3-3.5% of an AMA body's nodes have |TSDF| < 1, and a 16^3 block touches that
-band in 25-31% of the positions; a dense step spends almost all of its work where the loss is
-flat. A :class:`BlockSampler` indexes, once per set, every aligned block position of every
-shape as *band* (it holds a node with |TSDF| < tau) or *far*, then draws a budget of blocks
-per step: a ``band_fraction`` share from the band, the rest from the far field, so the
-decoder still learns the truncated value away from the surface.
+Only a small share of a shape's nodes lie near the surface (|TSDF| < 1), and only a share of the
+block positions touch that band, so a dense step spends almost all of its work where the loss is
+flat (measurements: docs/ARCHITECTURE.md, 'Decisions and why', "Training where the surface is").
+A :class:`BlockSampler` indexes, once per set, every aligned block position of every shape as
+*band* (it holds a node with |TSDF| < tau) or *far*, then draws a budget of blocks per step: a
+``band_fraction`` share from the band, the rest from the far field, so the decoder still learns
+the truncated value away from the surface.
 """
 
 from __future__ import annotations

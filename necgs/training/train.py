@@ -366,8 +366,9 @@ MAX_GRAD_NORM = 1.0
 def _clip_and_step(opt: torch.optim.Optimizer, decoder: Decoder, loss: torch.Tensor) -> None:
     """Clip the decoder's gradient norm and step, skipping a step whose loss is not finite.
 
-    The benchmark on all 88 AMA shapes at lr 1e-2 diverged to NaN for widths 12 and 16
-    (every decoded surface empty) without this guard.
+    Without this guard a high learning rate can diverge to NaN and leave every decoded surface
+    empty (measurements: docs/ARCHITECTURE.md, 'Decisions and why', "Learning rate 5e-3 with
+    gradient clipping").
     """
     if not torch.isfinite(loss):
         opt.zero_grad(set_to_none=True)

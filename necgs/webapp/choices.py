@@ -11,7 +11,7 @@ BASELINES = ("draco", "decimate-draco", "pointcloud-spsr", "quantdeepsdf", "gpcc
 DEFAULT_DATASET = "figures"
 #: The factor whose variants are points of one rate-distortion curve (``"curve"`` in each setting):
 #: widths x bits, as many points as decimation + Draco's sweep, all picked by default. The points are
-#: the lower envelope of the measured rate table (``necgs/target_rate.py``) with the band loss.
+#: the lower envelope of the measured rate table (:data:`necgs.target_rate.RATE_TABLE`) with the band loss.
 RATE_CURVE = "rate curve (NeCGS as a curve)"
 #: Ablation factor -> its variants (name -> overrides of the NeCGS setting); the first is the reference.
 ABLATIONS: dict[str, dict[str, dict]] = {

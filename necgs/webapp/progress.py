@@ -16,23 +16,23 @@ from necgs.evaluation.runner import StageEvent
 from necgs.priors.installed import list_priors
 from necgs.settings import read_setting
 
-#: Estimated seconds per shape on 2 shared CPU cores at K = 32 (measured on the built-in sets:
-#: 24 `figures` shapes, 150 epochs, width tiny took about 10 minutes, most of it training).
+#: Estimated seconds per shape on 2 shared CPU cores at K = 32, from runs of the built-in sets
+#: (measurements: docs/ARCHITECTURE.md, "The app", "Progress estimates").
 FIT_S = 2.0  # TSDF-Def fitting, 50 iterations (0 when cached; then the bar jumps ahead)
 TRAIN_S = 0.15  # per shape and epoch, width tiny, with SSIM; scaled by width and K^3
-NO_SSIM = 0.5  # training without the SSIM term costs about half
+NO_SSIM = 0.5  # share of the training cost left without the SSIM term
 DECODE_S = 0.08  # decoder + DMC
 METRICS_S = 0.06  # CD / NC / F1 at 20k samples
 PEER_S = 0.05  # encode + decode of a classical codec
 REPRESENTATION_S = 0.15  # the fitted volume's own mesh and metrics (the teaching breakdown)
 WIDTH_COST = {"tiny": 1.0, "small": 2.0, "medium": 4.0, "large": 8.0}
 #: Against a prior (features only, :class:`necgs.config.PriorFitConfig` defaults): per shape at K = 32,
-#: fitting at 20 iterations and one feature visit (measured: 6 `figures` shapes against a K = 32
-#: width-8 prior took 4.6 s fitting + 12.5 s features; 3 against a K = 64 width-16 one 3 + 10 s).
+#: fitting at 20 iterations and one feature visit (measurements: docs/ARCHITECTURE.md, "The app",
+#: "Progress estimates").
 PRIOR_FIT_S = 0.8
 PRIOR_VISIT_S = 0.015
 PRIOR_START_S = 2.0  # reading the prior and choosing each shape's starting feature
-#: Per shape and fine-tuning step at K = 64, 32 blocks (one AMA frame: 100 steps in about 5 s).
+#: Per shape and fine-tuning step at K = 64, 32 blocks.
 FINE_TUNE_STEP_S = 0.05
 NECGS_STAGES = ("fit", "train", "code")
 
@@ -47,7 +47,7 @@ def necgs_weights(setting: dict, n_shapes: int) -> dict[str, float]:
         return prior_weights(setting, n_shapes)
     cfg = tree.config
     scale = (cfg.fit.resolution / 32) ** 3
-    # A patch step costs about what a dense step at K = 32 costs (measured at K = 64, 16 AMA shapes)
+    # A patch step costs about what a dense step at K = 32 costs, so patch training scales with K, not K^3
     train_scale = cfg.fit.resolution / 64 if cfg.train.mode == "patch" else scale
     width = WIDTH_COST.get(str(cfg.width), 2.0) * (1.0 if cfg.train.use_ssim else NO_SSIM)
     return {
