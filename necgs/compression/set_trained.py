@@ -19,7 +19,6 @@ from necgs.compression.steps import CompressResult, StageProgress, emit
 from necgs.config import NecgsConfig
 from necgs.geometry.fit import FittedSet, fit_volumes
 from necgs.io.loading import LoadedSet
-from necgs.io.ply import binary_ply_bytes
 from necgs.paths import cache_dir
 from necgs.training.features import repair_empty_shapes
 from necgs.training.train import TrainedCodec, train_autodecoder
@@ -79,18 +78,8 @@ def compress_set_trained(
     final_cfg = plan.config if plan else cfg
     empty = shapes_without_surface(output, device=final_cfg.train.device)
     seconds["check"] = time.perf_counter() - t
-    ply = sum(binary_ply_bytes(m) for m in loaded.meshes)
-    return CompressResult(
-        Path(output),
-        size,
-        [m.name for m in loaded.meshes],
-        [str(f) for f in loaded.failures],
-        seconds,
-        resumed,
-        empty,
-        ply / size,
-        plan,
-        notes=notes,
+    return CompressResult.of(
+        loaded, output, size, seconds, resumed_from_epoch=resumed, empty_shapes=empty, rate_plan=plan, notes=notes
     )
 
 

@@ -52,6 +52,16 @@ class CompressResult:
     prior: dict | None = None
     notes: list[str] = field(default_factory=list)
 
+    @classmethod
+    def of(
+        cls, loaded: LoadedSet, output: str | os.PathLike, size: int, seconds: dict[str, float], **rest
+    ) -> CompressResult:
+        """The result of writing ``size`` bytes to ``output`` from ``loaded`` (names, failures and the
+        ratio to binary PLY follow from them); ``rest`` are the other fields."""
+        ply = sum(binary_ply_bytes(m) for m in loaded.meshes)
+        names = [m.name for m in loaded.meshes]
+        return cls(Path(output), size, names, [str(f) for f in loaded.failures], seconds, ratio_ply=ply / size, **rest)
+
 
 def as_loaded(source: Source) -> LoadedSet:
     """The meshes of ``source`` (a LoadedSet is taken as it is; names and paths are resolved).

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,7 +18,6 @@ from necgs.compression.steps import CompressResult, StageProgress, emit
 from necgs.config import NecgsConfig, PriorFitConfig
 from necgs.geometry.fit import fit_volumes
 from necgs.io.loading import LoadedSet
-from necgs.io.ply import binary_ply_bytes
 from necgs.model.decoder import Decoder
 from necgs.model.quant import QuantizedTensor
 from necgs.priors.prior import Prior
@@ -80,19 +78,9 @@ def compress_with_prior(
     empty = [loaded.meshes[i].name for i in empty_at]
     seconds["check"] = time.perf_counter() - t
     note = prior_fit_note(prior, errors, len(empty))
-    ply = sum(binary_ply_bytes(m) for m in loaded.meshes)
-    return CompressResult(
-        Path(output),
-        size,
-        [m.name for m in loaded.meshes],
-        [str(f) for f in loaded.failures],
-        seconds,
-        0,
-        empty,
-        ply / size,
-        None,
-        {"name": prior.name, "id": prior.id},
-        [note] if note else [],
+    prior_info = {"name": prior.name, "id": prior.id}
+    return CompressResult.of(
+        loaded, output, size, seconds, empty_shapes=empty, prior=prior_info, notes=[note] if note else []
     )
 
 
