@@ -253,7 +253,7 @@ def _necgs_controls() -> dict:
 
 def _peer_controls() -> gr.CheckboxGroup:
     """The baseline codecs available here, and a note naming those that are not."""
-    available, unavailable_note = _codec_availability()
+    available, unavailable_note = codec_availability()
     peers = gr.CheckboxGroup(
         available,
         value=[b for b in ("draco", "decimate-draco") if b in available],
@@ -282,7 +282,7 @@ def _mode_tabs() -> dict:
     return {"mode": mode, "factor": factor, "values": values, "run_btn": run_btn, "ablation_btn": ablation_btn}
 
 
-def _codec_availability() -> tuple[list[str], str]:
+def codec_availability() -> tuple[list[str], str]:
     """Available baselines, and a note for the unavailable ones."""
     ok, notes = [], []
     for name in BASELINES:

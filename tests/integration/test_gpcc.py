@@ -88,12 +88,12 @@ def test_cli_says_gpcc_is_not_installed(no_tmc3, tmp_path, capsys):
 
 
 def test_app_offers_gpcc_only_when_tmc3_is_there(tmc3, monkeypatch):
-    from necgs.webapp.layout import _codec_availability
+    from necgs.webapp.panels import codec_availability
 
-    ok, note = _codec_availability()
+    ok, note = codec_availability()
     assert "gpcc" in ok and "**gpcc**" not in note
     monkeypatch.setattr(mpeg, "TOOL_DIRS", ())
     monkeypatch.setenv("PATH", "/nonexistent")
-    ok, note = _codec_availability()
+    ok, note = codec_availability()
     assert "gpcc" not in ok and "draco" in ok
     assert "**gpcc**: tmc3 not installed" in note and "HM video codec" in note and "MinkowskiEngine" in note
