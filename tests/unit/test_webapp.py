@@ -307,7 +307,7 @@ def test_a_prior_variant_is_stored_first_then_the_run_completes(monkeypatch, tin
 def test_a_job_cancelled_after_its_prior_part_leaves_nothing(monkeypatch, tiny_prior_dir):
     import threading
 
-    from necgs.evaluation.runner import Cancelled
+    from necgs.errors import Cancelled
 
     only_priors_in(monkeypatch, tiny_prior_dir)
     cancel = threading.Event()
