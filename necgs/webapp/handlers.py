@@ -137,6 +137,7 @@ def _job(request: gr.Request, progress: gr.Progress, work):
             text = waiting_text(*JOBS.place(ticket))
             progress(0.0, desc=text)
             yield [*unchanged(info_html(text)), gr.update()]
+        yield [*unchanged(info_html("Your job has the worker now: its progress shows above.")), gr.update()]
 
         def report(frac: float, text: str) -> None:
             ticket.report(frac, text)

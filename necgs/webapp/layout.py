@@ -45,7 +45,11 @@ HEADER = (
     "# necgs: neural compression for sets of 3D meshes\n"
     "NeCGS (TSDF-Def volumes + a quantization-aware auto-decoder) beside the codecs people use, with the "
     "metric's sampling floor. Run one setting, or an ablation of one factor; click a row of the table or a "
-    "point of a figure to look at that setting. Every run is reproducible with `necgs evaluate`."
+    "point of a figure to look at that setting. Every run is reproducible with `necgs evaluate`.\n\n"
+    "Jobs run one at a time: yours waits in a queue (its place shows in the status) and you may have one "
+    "at a time; Cancel or closing the tab stops it. You see the shipped benchmark, the first-launch run and "
+    "your own runs, no one else's. The runs of `necgs evaluate` on this machine show only when the server "
+    "was started with `NECGS_SHOW_CLI_RUNS=1` (meant for a local page)."
 )
 
 
