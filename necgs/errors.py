@@ -7,9 +7,25 @@ exits with status 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+#: A cancel check, called at each stop point of long work (a training step, a fitting iteration,
+#: a shape of a codec): True stops the work with :class:`Cancelled`.
+StopCheck = Callable[[], bool]
+
 
 class NecgsError(Exception):
     """Base class of every error necgs raises on purpose."""
+
+
+class Cancelled(NecgsError):
+    """The work was cancelled (a Cancel button, a closed tab, a stop check that said so)."""
+
+
+def stop_if_asked(cancel: StopCheck | None) -> None:
+    """Raise :class:`Cancelled` when ``cancel`` (if given) says so."""
+    if cancel is not None and cancel():
+        raise Cancelled("cancelled")
 
 
 class ConfigError(NecgsError, ValueError):

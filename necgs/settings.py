@@ -153,7 +153,14 @@ KNOBS: tuple[Knob, ...] = (
         page=("tiny", "small", "medium", "large"),
         label="{}",
     ),
-    Knob("epochs", ("config.train.epochs",), _integer, "training epochs (overrides the preset)", 7, page=(1, 10_000)),
+    Knob(
+        "epochs",
+        ("config.train.epochs",),
+        _integer,
+        "training epochs (overrides the preset)",
+        7,
+        page=(1, 600),  # the page's jobs end in minutes on a few shared cores; the CLI takes any count
+    ),
     Knob(
         "resolution",
         ("config.fit.resolution",),

@@ -16,7 +16,7 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
-from necgs.errors import ConfigError, DependencyError
+from necgs.errors import ConfigError, DependencyError, StopCheck
 from necgs.io.mesh import Mesh
 
 #: ``progress(stage, fraction_done)`` callback, fraction in [0, 1].
@@ -57,12 +57,29 @@ class Codec(ABC):
         """Settings of the default rate-distortion sweep, highest rate first."""
 
     @abstractmethod
-    def encode(self, meshes: Sequence[Mesh], setting: dict, progress: ProgressFn | None = None) -> list[bytes]:
-        """Encode meshes (original coordinates) with one setting; returns the blobs."""
+    def encode(
+        self,
+        meshes: Sequence[Mesh],
+        setting: dict,
+        progress: ProgressFn | None = None,
+        cancel: StopCheck | None = None,
+    ) -> list[bytes]:
+        """Encode meshes (original coordinates) with one setting; returns the blobs.
+
+        ``cancel`` is asked before each shape (and by NeCGS at every fitting iteration and training
+        step); True stops with :class:`necgs.errors.Cancelled`, so a job ends within a second or so.
+        """
 
     @abstractmethod
-    def decode(self, blobs: Sequence[bytes], setting: dict, progress: ProgressFn | None = None) -> list[Mesh]:
-        """Decode blobs produced by :meth:`encode` back into meshes (original coordinates)."""
+    def decode(
+        self,
+        blobs: Sequence[bytes],
+        setting: dict,
+        progress: ProgressFn | None = None,
+        cancel: StopCheck | None = None,
+    ) -> list[Mesh]:
+        """Decode blobs produced by :meth:`encode` back into meshes (original coordinates); ``cancel``
+        as in :meth:`encode`."""
 
     def setting_label(self, setting: dict) -> str:
         """Short text naming one setting, for tables and hover labels."""

@@ -12,7 +12,7 @@ import numpy as np
 
 from necgs.baselines.base import Codec, ProgressFn, register_codec, report_progress
 from necgs.baselines.draco import draco_decode, draco_encode
-from necgs.errors import DependencyError
+from necgs.errors import DependencyError, StopCheck, stop_if_asked
 from necgs.io.mesh import Mesh
 
 
@@ -57,15 +57,32 @@ class DecimateDracoCodec(Codec):
             for k, b in ((0.5, 11), (0.3, 10), (0.2, 10), (0.1, 9), (0.05, 9), (0.03, 8), (0.02, 8), (0.01, 8))
         ]
 
-    def encode(self, meshes: Sequence[Mesh], setting: dict, progress: ProgressFn | None = None) -> list[bytes]:
+    def encode(
+        self,
+        meshes: Sequence[Mesh],
+        setting: dict,
+        progress: ProgressFn | None = None,
+        cancel: StopCheck | None = None,
+    ) -> list[bytes]:
         out = []
         for i, m in enumerate(meshes):
+            stop_if_asked(cancel)
             out.append(draco_encode(decimate(m, float(setting["keep"])), int(setting["bits"])))
             report_progress(progress, "encode", i, len(meshes))
         return out
 
-    def decode(self, blobs: Sequence[bytes], setting: dict, progress: ProgressFn | None = None) -> list[Mesh]:
-        return [draco_decode(b, f"shape{i}") for i, b in enumerate(blobs)]
+    def decode(
+        self,
+        blobs: Sequence[bytes],
+        setting: dict,
+        progress: ProgressFn | None = None,
+        cancel: StopCheck | None = None,
+    ) -> list[Mesh]:
+        out = []
+        for i, b in enumerate(blobs):
+            stop_if_asked(cancel)
+            out.append(draco_decode(b, f"shape{i}"))
+        return out
 
     def setting_label(self, setting: dict) -> str:
         return f"{100 * setting['keep']:g}% q{setting['bits']}"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from necgs.baselines.base import Codec, ProgressFn, register_codec, report_progress
-from necgs.errors import CorruptArchiveError, DependencyError, MeshError
+from necgs.errors import CorruptArchiveError, DependencyError, MeshError, StopCheck, stop_if_asked
 from necgs.io.mesh import Mesh
 
 
@@ -64,16 +64,30 @@ class DracoCodec(Codec):
     def sweep(self) -> list[dict]:
         return [{"bits": b, "level": 10} for b in (14, 12, 11, 10, 9, 8, 7, 6)]
 
-    def encode(self, meshes: Sequence[Mesh], setting: dict, progress: ProgressFn | None = None) -> list[bytes]:
+    def encode(
+        self,
+        meshes: Sequence[Mesh],
+        setting: dict,
+        progress: ProgressFn | None = None,
+        cancel: StopCheck | None = None,
+    ) -> list[bytes]:
         out = []
         for i, m in enumerate(meshes):
+            stop_if_asked(cancel)
             out.append(draco_encode(m, int(setting["bits"]), int(setting.get("level", 10))))
             report_progress(progress, "encode", i, len(meshes))
         return out
 
-    def decode(self, blobs: Sequence[bytes], setting: dict, progress: ProgressFn | None = None) -> list[Mesh]:
+    def decode(
+        self,
+        blobs: Sequence[bytes],
+        setting: dict,
+        progress: ProgressFn | None = None,
+        cancel: StopCheck | None = None,
+    ) -> list[Mesh]:
         out = []
         for i, b in enumerate(blobs):
+            stop_if_asked(cancel)
             out.append(draco_decode(b, f"shape{i}"))
             report_progress(progress, "decode", i, len(blobs))
         return out

@@ -29,7 +29,7 @@ import numpy as np
 
 from necgs.baselines.base import Codec, ProgressFn, register_codec, report_progress
 from necgs.baselines.pointcloud import poisson_mesh
-from necgs.errors import CorruptArchiveError, DependencyError, NecgsError
+from necgs.errors import CorruptArchiveError, DependencyError, NecgsError, StopCheck, stop_if_asked
 from necgs.io.mesh import Mesh
 from necgs.metrics import sample_surface
 from necgs.paths import REPO_ROOT
@@ -117,11 +117,18 @@ class _ExternalPointCodec(Codec):
             return False, f"{', '.join(missing)} not installed: {self.install_hint}"
         return True, ""
 
-    def encode(self, meshes: Sequence[Mesh], setting: dict, progress: ProgressFn | None = None) -> list[bytes]:
+    def encode(
+        self,
+        meshes: Sequence[Mesh],
+        setting: dict,
+        progress: ProgressFn | None = None,
+        cancel: StopCheck | None = None,
+    ) -> list[bytes]:
         self.require_available()
         out = []
         with tempfile.TemporaryDirectory(prefix=f"necgs-{self.name}-") as tmp:
             for i, m in enumerate(meshes):
+                stop_if_asked(cancel)
                 vox, lo, scale = voxelize(m, self.grid(setting), int(setting["points"]), seed=i)
                 src, bits = Path(tmp) / f"{i}.ply", Path(tmp) / f"{i}.bin"
                 write_points_ply(src, vox)
@@ -130,11 +137,18 @@ class _ExternalPointCodec(Codec):
                 report_progress(progress, "encode", i, len(meshes))
         return out
 
-    def decode(self, blobs: Sequence[bytes], setting: dict, progress: ProgressFn | None = None) -> list[Mesh]:
+    def decode(
+        self,
+        blobs: Sequence[bytes],
+        setting: dict,
+        progress: ProgressFn | None = None,
+        cancel: StopCheck | None = None,
+    ) -> list[Mesh]:
         self.require_available()
         out = []
         with tempfile.TemporaryDirectory(prefix=f"necgs-{self.name}-") as tmp:
             for i, blob in enumerate(blobs):
+                stop_if_asked(cancel)
                 if len(blob) <= _HEADER_BYTES:
                     raise CorruptArchiveError(f"{self.name} stream {i} is truncated")
                 head = np.frombuffer(blob[:_HEADER_BYTES], dtype=_HEADER).astype(np.float64)
@@ -310,10 +324,10 @@ class Pcgcv2Codec(Codec):
     def sweep(self) -> list[dict]:
         return []
 
-    def encode(self, meshes, setting, progress=None):
+    def encode(self, meshes, setting, progress=None, cancel=None):
         self.require_available()
         raise DependencyError("PCGCv2 is not available")  # pragma: no cover - require_available raises
 
-    def decode(self, blobs, setting, progress=None):
+    def decode(self, blobs, setting, progress=None, cancel=None):
         self.require_available()
         raise DependencyError("PCGCv2 is not available")  # pragma: no cover

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from necgs.baselines.base import Codec, ProgressFn, register_codec
+from necgs.errors import StopCheck
 from necgs.io.mesh import Mesh
 from necgs.settings import read_setting, setting_label
 
@@ -28,7 +29,13 @@ class NecgsCodec(Codec):
     def sweep(self) -> list[dict]:
         return [{"preset": "quick", "width": w} for w in ("medium", "small", "tiny")]
 
-    def encode(self, meshes: Sequence[Mesh], setting: dict, progress: ProgressFn | None = None) -> list[bytes]:
+    def encode(
+        self,
+        meshes: Sequence[Mesh],
+        setting: dict,
+        progress: ProgressFn | None = None,
+        cancel: StopCheck | None = None,
+    ) -> list[bytes]:
         # optional/heavy, imported when this codec first runs (listing codecs stays light)
         from necgs.compression import compress
 
@@ -45,20 +52,27 @@ class NecgsCodec(Codec):
                 path,
                 tree.config,
                 progress=stage_cb,
+                cancel=cancel,
                 checkpoint_dir=Path(tmp) / "ckpt",
                 prior=tree.prior,
                 prior_fit=tree.prior_fit,
             )
             return [path.read_bytes()]
 
-    def decode(self, blobs: Sequence[bytes], setting: dict, progress: ProgressFn | None = None) -> list[Mesh]:
+    def decode(
+        self,
+        blobs: Sequence[bytes],
+        setting: dict,
+        progress: ProgressFn | None = None,
+        cancel: StopCheck | None = None,
+    ) -> list[Mesh]:
         # optional/heavy, imported when this codec first runs (listing codecs stays light)
         from necgs.compression import decompress
 
         stage_cb = None
         if progress is not None:
             stage_cb = lambda stage, done, total, detail="": progress(stage, done / max(total, 1))  # noqa: E731
-        return decompress(blobs[0], progress=stage_cb, prior=read_setting(setting).prior)
+        return decompress(blobs[0], progress=stage_cb, prior=read_setting(setting).prior, cancel=cancel)
 
     def setting_label(self, setting: dict) -> str:
         return setting_label(setting)

@@ -16,7 +16,7 @@ import numpy as np
 
 from necgs.baselines.base import Codec, ProgressFn, register_codec, report_progress
 from necgs.baselines.draco import load_dracopy
-from necgs.errors import CorruptArchiveError, DependencyError
+from necgs.errors import CorruptArchiveError, DependencyError, StopCheck, stop_if_asked
 from necgs.io.mesh import Mesh
 from necgs.metrics import sample_surface
 
@@ -69,9 +69,16 @@ class PointCloudPoissonCodec(Codec):
     def sweep(self) -> list[dict]:
         return [{"points": n, "bits": b} for n, b in ((10000, 10), (5000, 10), (2500, 9), (1200, 9))]
 
-    def encode(self, meshes: Sequence[Mesh], setting: dict, progress: ProgressFn | None = None) -> list[bytes]:
+    def encode(
+        self,
+        meshes: Sequence[Mesh],
+        setting: dict,
+        progress: ProgressFn | None = None,
+        cancel: StopCheck | None = None,
+    ) -> list[bytes]:
         out = []
         for i, m in enumerate(meshes):
+            stop_if_asked(cancel)
             pts, _ = sample_surface(m, int(setting["points"]), seed=i)
             out.append(
                 load_dracopy().encode(
@@ -81,9 +88,16 @@ class PointCloudPoissonCodec(Codec):
             report_progress(progress, "encode", i, len(meshes))
         return out
 
-    def decode(self, blobs: Sequence[bytes], setting: dict, progress: ProgressFn | None = None) -> list[Mesh]:
+    def decode(
+        self,
+        blobs: Sequence[bytes],
+        setting: dict,
+        progress: ProgressFn | None = None,
+        cancel: StopCheck | None = None,
+    ) -> list[Mesh]:
         out = []
         for i, b in enumerate(blobs):
+            stop_if_asked(cancel)
             try:
                 pts = np.asarray(load_dracopy().decode(b).points, dtype=np.float64)
             except Exception as exc:

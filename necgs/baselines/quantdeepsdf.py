@@ -21,7 +21,7 @@ from necgs.baselines.base import Codec, ProgressFn, register_codec
 from necgs.coding.archive import ArchiveReader, Section, archive_bytes
 from necgs.coding.entropy import decode_symbols, encode_symbols
 from necgs.config import FitConfig
-from necgs.errors import CorruptArchiveError
+from necgs.errors import CorruptArchiveError, StopCheck, stop_if_asked
 from necgs.geometry.dmc import grid_coordinates, mesh_from_volume
 from necgs.geometry.fit import fit_volumes
 from necgs.io.mesh import Mesh, Transform
@@ -52,7 +52,7 @@ class SdfMlp(nn.Module):
         return F.linear(h, p["out.weight"], p["out.bias"])
 
 
-def _train(volumes: torch.Tensor, latent: int, width: int, steps: int, bits: int, seed: int):
+def _train(volumes: torch.Tensor, latent: int, width: int, steps: int, bits: int, seed: int, cancel: StopCheck | None):
     torch.manual_seed(seed)
     n, _, K = volumes.shape[:3]
     coords = grid_coordinates(K).reshape(-1, 3)
@@ -63,6 +63,7 @@ def _train(volumes: torch.Tensor, latent: int, width: int, steps: int, bits: int
     opt = torch.optim.Adam([{"params": mlp.parameters()}, {"params": [codes]}], lr=1e-3)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(steps):
+        stop_if_asked(cancel)
         i = int(torch.randint(n, (1,), generator=gen))
         pick = torch.cat(
             [near[i][torch.randint(len(near[i]), (3072,), generator=gen)], torch.randint(K**3, (1024,), generator=gen)]
@@ -88,13 +89,21 @@ class QuantDeepSdfCodec(Codec):
     def sweep(self) -> list[dict]:
         return [{"width": w, "resolution": 32, "steps": 1500} for w in (96, 64, 32)]
 
-    def encode(self, meshes: Sequence[Mesh], setting: dict, progress: ProgressFn | None = None) -> list[bytes]:
+    def encode(
+        self,
+        meshes: Sequence[Mesh],
+        setting: dict,
+        progress: ProgressFn | None = None,
+        cancel: StopCheck | None = None,
+    ) -> list[bytes]:
         K, width = int(setting.get("resolution", 32)), int(setting["width"])
         latent, bits = int(setting.get("latent", 32)), int(setting.get("bits", 8))
-        fitted = fit_volumes(list(meshes), FitConfig(resolution=K, iterations=50, samples=10_000), progress=False)
+        fitted = fit_volumes(
+            list(meshes), FitConfig(resolution=K, iterations=50, samples=10_000), progress=False, cancel=cancel
+        )
         if progress:
             progress("train", 0.0)
-        mlp, codes = _train(fitted.volumes, latent, width, int(setting.get("steps", 1500)), bits, seed=0)
+        mlp, codes = _train(fitted.volumes, latent, width, int(setting.get("steps", 1500)), bits, 0, cancel)
         sections, specs = [], {}
         for name, t in [*mlp.named_parameters(), ("codes", codes)]:
             spec = symmetric_spec(t, bits, True)
@@ -112,7 +121,13 @@ class QuantDeepSdfCodec(Codec):
         }
         return [archive_bytes(meta, sections)]
 
-    def decode(self, blobs: Sequence[bytes], setting: dict, progress: ProgressFn | None = None) -> list[Mesh]:
+    def decode(
+        self,
+        blobs: Sequence[bytes],
+        setting: dict,
+        progress: ProgressFn | None = None,
+        cancel: StopCheck | None = None,
+    ) -> list[Mesh]:
         reader = ArchiveReader(blobs[0])
         meta = reader.metadata
         try:
@@ -131,6 +146,7 @@ class QuantDeepSdfCodec(Codec):
         out = []
         with torch.no_grad():
             for i, (name, tdict) in enumerate(zip(meta["names"], meta["transforms"])):
+                stop_if_asked(cancel)
                 z = codes[i].expand(coords.shape[0], -1)
                 values = torch.cat(
                     [

@@ -47,7 +47,7 @@ def compress_best(
         cfg: Validated settings of the set-trained decoder (the priors take its device and coder).
         fit: How shapes are fitted against each prior (default :class:`PriorFitConfig`).
         progress: Stage callback.
-        cancel: Polled while training the set's decoder.
+        cancel: Polled at every fitting iteration and training step; True stops with Cancelled.
         checkpoint_dir: Training checkpoints of the set's decoder.
     """
     out = Path(output)
@@ -56,7 +56,7 @@ def compress_best(
         for info in list_priors():
             candidate = find_prior(info["file"])
             path = Path(tmp) / f"prior-{candidate.id}.ncgs"
-            result = compress_with_prior(loaded, path, candidate, fit, cfg, progress)
+            result = compress_with_prior(loaded, path, candidate, fit, cfg, progress, cancel)
             score = decoded_cd(path, loaded.meshes, candidate)
             if best is None or score < best[0]:
                 best = (score, result, path)

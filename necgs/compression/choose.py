@@ -91,7 +91,7 @@ def compress(
         output: The archive path (written atomically).
         config: Settings (default: the ``quick`` preset).
         progress: Stage callback; ``None`` shows tqdm bars.
-        cancel: Polled during training; True stops with KeyboardInterrupt.
+        cancel: Polled at every fitting iteration and training step; True stops with Cancelled.
         checkpoint_dir: Training checkpoints (default: a cache folder keyed by the run),
             so an interrupted run resumes.
         target_ratio: Rate control: wanted ratio of the meshes as binary PLY to the archive;
@@ -117,7 +117,7 @@ def compress(
                 loaded, output, cfg, fit, progress=progress, cancel=cancel, checkpoint_dir=checkpoint_dir
             )
         case AgainstPrior(found, fit):
-            return compress_with_prior(loaded, output, found, fit, cfg, progress)
+            return compress_with_prior(loaded, output, found, fit, cfg, progress, cancel)
         case SetTrained(target):
             return compress_set_trained(
                 loaded, output, cfg, progress=progress, cancel=cancel, checkpoint_dir=checkpoint_dir, target=target

@@ -12,7 +12,7 @@ import torch
 from necgs.coding.codec_archive import CodecArchive, FindShared
 from necgs.compression.steps import StageProgress, emit
 from necgs.device import resolve_device
-from necgs.errors import ConfigError, CorruptArchiveError
+from necgs.errors import ConfigError, CorruptArchiveError, StopCheck, stop_if_asked
 from necgs.geometry.dmc import mesh_from_volume
 from necgs.io.loading import save_mesh
 from necgs.io.mesh import Mesh, Transform
@@ -70,6 +70,7 @@ def decompress(
     progress: StageProgress | None = None,
     sparse: bool = True,
     prior: PriorSpec | None = None,
+    cancel: StopCheck | None = None,
 ) -> list[Mesh]:
     """Decode meshes (original coordinates) from an archive; optionally write them.
 
@@ -85,6 +86,7 @@ def decompress(
             ``False`` decodes every voxel.
         prior: The prior of an archive compressed against one (name, path or object);
             default: the installed prior with the archive's id.
+        cancel: Asked before each shape; True stops with :class:`necgs.errors.Cancelled`.
 
     Returns:
         The decoded meshes, in archive order (or the order of ``shapes``).
@@ -95,6 +97,7 @@ def decompress(
         decoder = arc.decoder(dev)
         out = []
         for k, i in enumerate(indices):
+            stop_if_asked(cancel)
             out.append(decode_shape(arc, decoder, i, dev, sparse))
             emit(progress, "decode", k + 1, len(indices))
     if output_dir is not None:

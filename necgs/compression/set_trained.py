@@ -54,7 +54,7 @@ def compress_set_trained(
         output: The archive path (written atomically).
         cfg: Validated settings; with ``target``, rate control replaces the width, bits and lambda_R.
         progress: Stage callback; ``None`` shows tqdm bars.
-        cancel: Polled during training; True stops with KeyboardInterrupt.
+        cancel: Polled at every fitting iteration and training step; True stops with Cancelled.
         checkpoint_dir: Training checkpoints (default: a cache folder keyed by the output's name).
         target: Rate control's aim, if any.
 
@@ -67,7 +67,7 @@ def compress_set_trained(
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     fit_cb = (lambda d, n: emit(progress, "fit", d, n)) if progress else True
-    fitted = fit_volumes(loaded.meshes, cfg.fit, progress=fit_cb)
+    fitted = fit_volumes(loaded.meshes, cfg.fit, progress=fit_cb, cancel=cancel)
     seconds["fit"] = time.perf_counter() - t
     ckpt = Path(checkpoint_dir) if checkpoint_dir else cache_dir("checkpoints", Path(output).stem)
     run = _TrainRun(loaded, fitted, ckpt, progress, cancel, seconds)

@@ -16,6 +16,7 @@ import torch
 from necgs.coding.codec_archive import shape_record, write_prior_archive
 from necgs.compression.steps import CompressResult, StageProgress, emit
 from necgs.config import NecgsConfig, PriorFitConfig
+from necgs.errors import StopCheck
 from necgs.geometry.fit import fit_volumes
 from necgs.io.loading import LoadedSet
 from necgs.model.decoder import Decoder
@@ -38,6 +39,7 @@ def compress_with_prior(
     fit: PriorFitConfig | None,
     cfg: NecgsConfig,
     progress: StageProgress | None = None,
+    cancel: StopCheck | None = None,
 ) -> CompressResult:
     """Compress meshes against a frozen prior: their features (and optionally a decoder delta) are stored.
 
@@ -51,6 +53,7 @@ def compress_with_prior(
         fit: Fitting budget (default :class:`PriorFitConfig`).
         cfg: Only its device and coder are used.
         progress: Stage callback.
+        cancel: Polled at every fitting iteration and training step; True stops with Cancelled.
 
     Returns:
         The :class:`CompressResult`; ``notes`` warns when the prior fits the shapes badly: their
@@ -62,10 +65,10 @@ def compress_with_prior(
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     fit_cb = (lambda d, n: emit(progress, "fit", d, n)) if progress else True
-    fitted = fit_volumes(loaded.meshes, prior.fit_config(fit, device), progress=fit_cb)
+    fitted = fit_volumes(loaded.meshes, prior.fit_config(fit, device), progress=fit_cb, cancel=cancel)
     seconds["fit"] = time.perf_counter() - t
     t = time.perf_counter()
-    features, delta, decoder = fit_to_prior(prior, fitted.volumes, fit, device, progress)
+    features, delta, decoder = fit_to_prior(prior, fitted.volumes, fit, device, progress, cancel)
     seconds["train"] = time.perf_counter() - t
     t = time.perf_counter()
     shapes = [
@@ -85,7 +88,12 @@ def compress_with_prior(
 
 
 def fit_to_prior(
-    prior: Prior, volumes: torch.Tensor, fit: PriorFitConfig, device: str, progress: StageProgress | None
+    prior: Prior,
+    volumes: torch.Tensor,
+    fit: PriorFitConfig,
+    device: str,
+    progress: StageProgress | None,
+    cancel: StopCheck | None = None,
 ) -> tuple[QuantizedTensor, dict[str, QuantizedTensor] | None, Decoder]:
     """Fit the features of new shapes against ``prior``, then fine-tune its decoder if ``fit`` asks.
 
@@ -95,6 +103,7 @@ def fit_to_prior(
         fit: Fitting budget and fine-tuning settings.
         device: "auto", "cpu" or "cuda".
         progress: Stage callback (stage "train": feature visits, then fine-tuning steps).
+        cancel: Polled at every step; True stops with Cancelled.
 
     Returns:
         (the quantized (M, C, K', K', K') features, the decoder delta or None, the decoder they decode with).
@@ -109,6 +118,7 @@ def fit_to_prior(
         tcfg,
         progress=(lambda e, n, loss, eta: emit(progress, "train", e, units, f"loss {loss:.4f}")) if progress else False,
         init=start_features(prior, volumes, decoder),
+        cancel=cancel,
     )
     if not fit.fine_tune_steps:
         return features, None, decoder
@@ -128,6 +138,7 @@ def fit_to_prior(
         ),
         cosine=fit.fine_tune_cosine,
         lambda_rate=fit.fine_tune_lambda_rate,
+        cancel=cancel,
     )
     return features, delta, apply_delta(decoder, delta)
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from necgs.baselines.base import get_codec
-from necgs.errors import NecgsError
+from necgs.errors import Cancelled, NecgsError, stop_if_asked
 from necgs.io.datasets import resolve_dataset
 from necgs.io.loading import LoadedSet, load_meshes
 from necgs.io.mesh import Mesh
@@ -92,10 +92,6 @@ class EvaluationResult:
     blobs: dict[tuple[str, str], list[bytes]] = field(default_factory=dict)
 
 
-class Cancelled(NecgsError):
-    """The run was cancelled by the user."""
-
-
 def _load(dataset) -> tuple[str, LoadedSet]:
     if isinstance(dataset, LoadedSet):
         return "custom", dataset
@@ -125,7 +121,9 @@ def evaluate(
         seed: Metric sampling seed.
         limit: Use only the first ``limit`` shapes.
         progress: Callback (stage text, fraction done).
-        cancel: Set it to stop between stages (raises :class:`Cancelled`).
+        cancel: Set it to stop: asked before every setting and shape, and by NeCGS at every
+            fitting iteration and training step (raises :class:`necgs.errors.Cancelled`,
+            within about a second of work).
         keep_decoded: Keep the decoded meshes and blobs (for viewers and downloads).
         on_stage: Structured progress (:class:`StageEvent`), e.g. for a display weighting
             the stages by their cost.
@@ -149,6 +147,7 @@ def evaluate(
     rows, shape_rows = [], []
     result = EvaluationResult(name, pd.DataFrame(), pd.DataFrame(), statuses, meshes=meshes)
     emit = on_stage or (lambda event: None)
+    stop = cancel.is_set if cancel is not None else None
     emit(StageEvent(-1, "floor", "", "metrics", "metrics", 0.0))
     floor = [sampling_floor(m, n_samples, seed) for m in meshes]
     emit(StageEvent(-1, "floor", "", "metrics", "metrics", 1.0))
@@ -156,28 +155,31 @@ def evaluate(
         _row(name, "floor", "metric floor (original vs itself)", {}, "ok", None, source_bytes, meshes, floor, 0.0, 0.0)
     )
     for k, (c, setting) in enumerate(plan):
-        _check_cancel(cancel)
+        stop_if_asked(stop)
         codec = instances[c]
         label = codec.setting_label(setting)
         step = _stepper(progress, emit, k, len(plan), c, label)
         step("encode", "encode", 0.0, 0.0)
         try:
             t = time.perf_counter()
-            blobs = codec.encode(meshes, setting, progress=lambda st, f, step=step: step("encode", st, f, 0.7 * f))
+            blobs = codec.encode(
+                meshes, setting, progress=lambda st, f, step=step: step("encode", st, f, 0.7 * f), cancel=stop
+            )
             enc = time.perf_counter() - t
-            _check_cancel(cancel)
+            stop_if_asked(stop)
             t = time.perf_counter()
             decoded = codec.decode(
-                blobs, setting, progress=lambda st, f, step=step: step("decode", st, f, 0.7 + 0.2 * f)
+                blobs, setting, progress=lambda st, f, step=step: step("decode", st, f, 0.7 + 0.2 * f), cancel=stop
             )
             dec_ms = 1000 * (time.perf_counter() - t) / len(meshes)
             step("metrics", "metrics", 0.0, 0.9)
-            per = [compare_meshes(r, g, n_samples, seed) for r, g in zip(decoded, meshes)]
+            per = []
+            for r, g in zip(decoded, meshes):
+                stop_if_asked(stop)
+                per.append(compare_meshes(r, g, n_samples, seed))
             step("metrics", "metrics", 1.0, 1.0)
         except Cancelled:
             raise
-        except KeyboardInterrupt:
-            raise Cancelled("evaluation cancelled") from None
         except Exception as exc:  # a failing setting is recorded, the run goes on
             rows.append(
                 _row(
@@ -222,11 +224,6 @@ def _stepper(progress: RunProgress | None, emit: StageCallback, k: int, n_plan: 
             progress(f"{codec} [{label}] {stage}", (k + min(max(setting_frac, 0.0), 1.0)) / max(n_plan, 1))
 
     return step
-
-
-def _check_cancel(cancel: threading.Event | None) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("evaluation cancelled")
 
 
 def _row(

@@ -2,9 +2,11 @@
 
 Under one root (default: the cache root, ``NECGS_CACHE_DIR``):
 
-- ``results.sqlite``: per run its id, creation time, data set, settings (JSON) and status
-  ("done", or "partial" while more of it is computing), with its summary rows and per-shape
-  rows (JSON, so columns a caller adds are kept);
+- ``results.sqlite``: per run its id, creation time, data set, settings (JSON), status
+  ("done", or "partial" while more of it is computing) and owner (the app's session that made
+  it, or its first-launch run; none for ``necgs evaluate`` and the benchmarks, and for every run
+  of a store written before owners were recorded), with its summary rows and per-shape rows
+  (JSON, so columns a caller adds are kept);
 - ``runs/<id>/``: the run's files, named in ``index.json``: the originals and every decoded
   mesh (PLY), each NeCGS archive, and per NeCGS variant its fitted volumes before compression
   (``.npy``) with their meshes.
@@ -22,7 +24,7 @@ import re
 import shutil
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +89,10 @@ def _normalized(config: dict) -> dict:
     return config
 
 
+class RunNotVisibleError(NecgsError):
+    """A run id that exists but belongs to an owner the caller may not see."""
+
+
 class RunStore:
     """Runs under one root: the SQLite registry and a folder per run (an embedded default; no server).
 
@@ -104,6 +110,9 @@ class RunStore:
                 "CREATE TABLE IF NOT EXISTS rows (run INTEGER, data TEXT);"
                 "CREATE TABLE IF NOT EXISTS shape_rows (run INTEGER, data TEXT);"
             )
+            columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            if "owner" not in columns:  # a store written before owners were recorded: its runs have none
+                db.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
 
     @property
     def db_path(self) -> Path:
@@ -114,13 +123,14 @@ class RunStore:
         return sqlite3.connect(self.db_path, timeout=30)
 
     # ------------------------------------------------------------------------ results
-    def create(self, result: EvaluationResult, config: dict, status: str = "done") -> int:
+    def create(self, result: EvaluationResult, config: dict, status: str = "done", owner: str | None = None) -> int:
         """Store a new run's settings and results; returns its id (``status`` "partial" while more
-        of it is computing: :meth:`save_results` then replaces them)."""
+        of it is computing: :meth:`save_results` then replaces them; ``owner``: who may see it in
+        the app, None for the command line's runs)."""
         with self._connect() as db:
             cur = db.execute(
-                "INSERT INTO runs (created, dataset, config, status) VALUES (?, ?, ?, ?)",
-                (time.time(), result.dataset, json.dumps(config), status),
+                "INSERT INTO runs (created, dataset, config, status, owner) VALUES (?, ?, ?, ?, ?)",
+                (time.time(), result.dataset, json.dumps(config), status, owner),
             )
             run = int(cur.lastrowid)
             _insert_rows(db, run, result)
@@ -134,15 +144,23 @@ class RunStore:
             db.execute("DELETE FROM shape_rows WHERE run = ?", (run,))
             _insert_rows(db, run, result)
 
-    def runs(self, dataset: str | None = None) -> pd.DataFrame:
-        """Runs, newest first (optionally of one data set): id, created, dataset, config (a dict), status."""
-        query = "SELECT id, created, dataset, config, status FROM runs"
-        args: tuple = ()
+    def runs(self, dataset: str | None = None, owners: Collection[str | None] | None = None) -> pd.DataFrame:
+        """Runs, newest first: id, created, dataset, config (a dict), status, owner.
+
+        Args:
+            dataset: Only the runs of this data set.
+            owners: Only the runs of these owners (None in it: the runs without one, the command
+                line's); default: every run.
+        """
+        query = "SELECT id, created, dataset, config, status, owner FROM runs"
+        where, args = _owner_filter(owners)
         if dataset is not None:
-            query += " WHERE dataset = ?"
-            args = (dataset,)
+            where.append("dataset = ?")
+            args.append(dataset)
+        if where:
+            query += " WHERE " + " AND ".join(where)
         with self._connect() as db:
-            df = pd.read_sql_query(query + " ORDER BY id DESC", db, params=args)
+            df = pd.read_sql_query(query + " ORDER BY id DESC", db, params=tuple(args))
         df["created"] = pd.to_datetime(df["created"], unit="s").dt.strftime("%Y-%m-%d %H:%M:%S")
         df["config"] = [_normalized(json.loads(c)) for c in df["config"]]
         return df
@@ -152,10 +170,37 @@ class RunStore:
         with self._connect() as db:
             return db.execute("SELECT 1 FROM runs WHERE id = ?", (run,)).fetchone() is not None
 
-    def latest(self, dataset: str | None = None) -> int | None:
-        """Id of the newest run (of a data set), if any."""
-        runs = self.runs(dataset)
+    def latest(self, dataset: str | None = None, owners: Collection[str | None] | None = None) -> int | None:
+        """Id of the newest run (of a data set, of these owners as in :meth:`runs`), if any."""
+        runs = self.runs(dataset, owners)
         return int(runs.id.iloc[0]) if len(runs) else None
+
+    def owner(self, run: int) -> str | None:
+        """Who made a run (None: the command line, or a store older than owners).
+
+        Raises:
+            NecgsError: No such run.
+        """
+        with self._connect() as db:
+            row = db.execute("SELECT owner FROM runs WHERE id = ?", (run,)).fetchone()
+        if row is None:
+            raise NecgsError(f"no run {run}")
+        return row[0]
+
+    def set_owner(self, run: int, owner: str | None) -> None:
+        """Record who a run belongs to (e.g. the app adopting its first-launch run of an older store)."""
+        with self._connect() as db:
+            db.execute("UPDATE runs SET owner = ? WHERE id = ?", (owner, run))
+
+    def check_visible(self, run: int, owners: Collection[str | None]) -> None:
+        """Refuse a run id of another owner.
+
+        Raises:
+            NecgsError: No such run.
+            RunNotVisibleError: The run belongs to none of ``owners``.
+        """
+        if self.owner(run) not in set(owners):
+            raise RunNotVisibleError(f"run {run} belongs to another visitor and is not shown here")
 
     def config(self, run: int) -> dict:
         """A stored run's settings (``necgs`` is always the list of its NeCGS settings).
@@ -278,6 +323,17 @@ class RunStore:
         """The decoded meshes (PLY) of a ``key``, sorted by name (none if not stored)."""
         folders = self.index(run)["decoded"]
         return sorted((self.folder(run) / "decoded" / folders[key]).glob("*.ply")) if key in folders else []
+
+
+def _owner_filter(owners: Collection[str | None] | None) -> tuple[list[str], list]:
+    """SQL conditions (and their arguments) keeping the runs of ``owners`` (None: no condition)."""
+    if owners is None:
+        return [], []
+    named = sorted({o for o in owners if o is not None})
+    terms = [f"owner IN ({', '.join('?' * len(named))})"] if named else []
+    if None in owners:
+        terms.append("owner IS NULL")
+    return [f"({' OR '.join(terms)})" if terms else "0"], list(named)
 
 
 def _insert_rows(db: sqlite3.Connection, run: int, result: EvaluationResult) -> None:

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from necgs.config import FitConfig
 from necgs.device import resolve_device
+from necgs.errors import StopCheck, stop_if_asked
 from necgs.geometry.dmc import deformable_marching_cubes
 from necgs.geometry.render_loss import rendering_error
 from necgs.geometry.tsdf import tsdf_volume, voxel_size
@@ -70,13 +71,16 @@ def _points_loss(
     return to_target + to_pred
 
 
-def fit_volume(vertices: np.ndarray, faces: np.ndarray, cfg: FitConfig) -> torch.Tensor:
+def fit_volume(
+    vertices: np.ndarray, faces: np.ndarray, cfg: FitConfig, cancel: StopCheck | None = None
+) -> torch.Tensor:
     """Fit one TSDF-Def volume to a mesh given in the grid frame.
 
     Args:
         vertices: (V, 3) mesh vertices in the grid frame.
         faces: (F, 3) triangles.
         cfg: Settings (validated).
+        cancel: Called before every iteration; True stops with :class:`necgs.errors.Cancelled`.
 
     Returns:
         (4, K, K, K) float32 CPU tensor, all channels in [-1, 1].
@@ -86,8 +90,9 @@ def fit_volume(vertices: np.ndarray, faces: np.ndarray, cfg: FitConfig) -> torch
     if cfg.backend == "none" or cfg.iterations == 0:
         return torch.cat([tsdf0[None], torch.zeros((3, K, K, K))])
     if cfg.backend == "nvdiffrast":
-        return optimize_volume(tsdf0, cfg, rendering_error(vertices, faces, cfg.seed), torch.device("cuda"))
-    return _fit_points(vertices, faces, tsdf0, cfg)
+        error = rendering_error(vertices, faces, cfg.seed)
+        return optimize_volume(tsdf0, cfg, error, torch.device("cuda"), cancel)
+    return _fit_points(vertices, faces, tsdf0, cfg, cancel)
 
 
 #: reconstruction error of a DMC mesh: (vertices (V,3), faces (F,3)) -> scalar tensor
@@ -95,7 +100,11 @@ ReconstructionError = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def optimize_volume(
-    tsdf0: torch.Tensor, cfg: FitConfig, error: ReconstructionError, device: torch.device
+    tsdf0: torch.Tensor,
+    cfg: FitConfig,
+    error: ReconstructionError,
+    device: torch.device,
+    cancel: StopCheck | None = None,
 ) -> torch.Tensor:
     """Algorithm 1's loop: Adam on the TSDF and the (tanh-bounded) deformations.
 
@@ -104,6 +113,7 @@ def optimize_volume(
         cfg: Iterations, learning rate and decay, deformation penalty.
         error: The reconstruction error of DMC(V) against the target mesh.
         device: Where to optimize.
+        cancel: Called before every iteration; True stops with :class:`necgs.errors.Cancelled`.
 
     Returns:
         (4, K, K, K) float32 CPU volume.
@@ -114,6 +124,7 @@ def optimize_volume(
     opt = Adam([{"params": [tsdf, raw], "lr": cfg.lr}])
     decay = cfg.lr_decay ** (1.0 / max(cfg.iterations, 1))
     for k in range(cfg.iterations):
+        stop_if_asked(cancel)
         deform = torch.tanh(raw)
         v, f = deformable_marching_cubes(tsdf, 0.5 * h * deform)
         if f.shape[0] == 0:
@@ -129,7 +140,9 @@ def optimize_volume(
         return torch.cat([tsdf[None], torch.tanh(raw).permute(3, 0, 1, 2)]).float().cpu()
 
 
-def _fit_points(vertices: np.ndarray, faces: np.ndarray, tsdf0: torch.Tensor, cfg: FitConfig) -> torch.Tensor:
+def _fit_points(
+    vertices: np.ndarray, faces: np.ndarray, tsdf0: torch.Tensor, cfg: FitConfig, cancel: StopCheck | None
+) -> torch.Tensor:
     device = resolve_device(cfg.device)
     pts, nrm = sample_surface(Mesh(vertices, faces), cfg.samples, cfg.seed)
     target = torch.as_tensor(pts, dtype=torch.float32, device=device)
@@ -142,7 +155,7 @@ def _fit_points(vertices: np.ndarray, faces: np.ndarray, tsdf0: torch.Tensor, cf
     def error(v: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         return _points_loss(_sample_dmc(v, f, cfg.samples, gen), target, target_normals, tree)
 
-    return optimize_volume(tsdf0, cfg, error, device)
+    return optimize_volume(tsdf0, cfg, error, device, cancel)
 
 
 @dataclass
@@ -181,8 +194,12 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def fitted_volume(mesh: Mesh, cfg: FitConfig, cache: bool = True) -> tuple[torch.Tensor, Transform, float]:
-    """Volume (4,K,K,K), grid transform and seconds spent for one mesh (cached on disk)."""
+def fitted_volume(
+    mesh: Mesh, cfg: FitConfig, cache: bool = True, cancel: StopCheck | None = None
+) -> tuple[torch.Tensor, Transform, float]:
+    """Volume (4,K,K,K), grid transform and seconds spent for one mesh (cached on disk; ``cancel``
+    as in :func:`fit_volume`, also asked before the mesh is started)."""
+    stop_if_asked(cancel)
     transform = grid_transform(mesh, cfg)
     path = _cache_path(mesh, cfg)
     if cache and path.is_file():
@@ -191,7 +208,7 @@ def fitted_volume(mesh: Mesh, cfg: FitConfig, cache: bool = True) -> tuple[torch
         except (ValueError, OSError):
             path.unlink(missing_ok=True)  # a damaged cache entry is refitted
     start = time.perf_counter()
-    volume = fit_volume(transform.apply(mesh.vertices), mesh.faces, cfg)
+    volume = fit_volume(transform.apply(mesh.vertices), mesh.faces, cfg, cancel)
     seconds = time.perf_counter() - start
     if cache:
         _atomic_save(path, volume.numpy())
@@ -210,6 +227,7 @@ def fit_volumes(
     rank: int = 0,
     world_size: int = 1,
     workers: int | None = None,
+    cancel: StopCheck | None = None,
 ) -> FittedSet:
     """Fit (or load from the cache) the TSDF-Def volume of every mesh.
 
@@ -226,6 +244,8 @@ def fit_volumes(
             release the GIL and overlap. Each shape has its own seeded sampling, so the volumes
             do not depend on it (measurements: docs/ARCHITECTURE.md, 'Decisions and why',
             "Fitting in two threads").
+        cancel: Called before every shape and fitting iteration; True stops with
+            :class:`necgs.errors.Cancelled` (shapes not started are dropped).
 
     Returns:
         The :class:`FittedSet` of the shapes this rank owns (all shapes when world_size is 1).
@@ -248,12 +268,16 @@ def fit_volumes(
 
     if workers > 1 and len(mine) > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(fitted_volume, meshes[i], cfg, cache): i for i in mine}
-            for future in as_completed(futures):
-                done_one(futures[future], future.result())
+            futures = {pool.submit(fitted_volume, meshes[i], cfg, cache, cancel): i for i in mine}
+            try:
+                for future in as_completed(futures):
+                    done_one(futures[future], future.result())
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)  # the running shape stops at its next check
+                raise
     else:
         for i in mine:
-            done_one(i, fitted_volume(meshes[i], cfg, cache))
+            done_one(i, fitted_volume(meshes[i], cfg, cache, cancel))
     if bar is not None:
         bar.close()
     volumes = [results[i][0] for i in mine]

@@ -13,6 +13,7 @@ import torch
 
 from necgs.config import TrainConfig
 from necgs.device import resolve_device
+from necgs.errors import StopCheck, stop_if_asked
 from necgs.model.decoder import Decoder
 from necgs.model.quant import QuantizedTensor, quantize, to_symbols
 from necgs.optim import Adam
@@ -28,6 +29,7 @@ def fit_features(
     tcfg: TrainConfig,
     progress: TrainProgress | bool = False,
     init: torch.Tensor | None = None,
+    cancel: StopCheck | None = None,
 ) -> QuantizedTensor:
     """Optimize features of NEW shapes against the frozen quantized decoder.
 
@@ -40,6 +42,7 @@ def fit_features(
         tcfg: Training settings (epochs, lr, loss weights).
         progress: As in :func:`train_autodecoder`.
         init: (M, C, K', K', K') starting features; default: the mean of the codec's features.
+        cancel: Called before every step; True stops with :class:`necgs.errors.Cancelled`.
 
     Returns:
         The new shapes' quantized features, shape (M, C, K', K', K').
@@ -66,6 +69,7 @@ def fit_features(
         crops = torch.Generator().manual_seed(tcfg.seed * 100_019 + epoch)
         epoch_loss = 0.0
         for s in range(steps):
+            stop_if_asked(cancel)
             idx = order[s * tcfg.batch_size : (s + 1) * tcfg.batch_size].tolist()
             opt.param_groups[0]["lr"] = lr_at(epoch * steps + s, total, tcfg) * tcfg.feature_lr_scale
             loss = objective(decoder, quantize(features[idx], spec), None, idx, crops)

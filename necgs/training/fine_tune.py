@@ -19,6 +19,7 @@ import torch
 from necgs.coding.bit_estimate import rate_term
 from necgs.config import TrainConfig
 from necgs.device import resolve_device
+from necgs.errors import StopCheck, stop_if_asked
 from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.quant import QuantizedTensor, QuantSpec, quantize, to_symbols
 from necgs.optim import Adam
@@ -108,6 +109,7 @@ def fine_tune_decoder(
     *,
     cosine: bool,
     lambda_rate: float = 0.0,
+    cancel: StopCheck | None = None,
 ) -> tuple[dict[str, QuantizedTensor], QuantizedTensor]:
     """Train a delta of ``codec``'s decoder together with the shapes' features.
 
@@ -126,6 +128,7 @@ def fine_tune_decoder(
         lambda_rate: Weight of a rate term: the estimated bits of the delta and the features
             per output voxel (:func:`necgs.coding.bit_estimate.rate_term`, with the delta's grids
             in place of the decoder's); 0 leaves it out.
+        cancel: Called before every step; True stops with :class:`necgs.errors.Cancelled`.
 
     Returns:
         The delta (quantized, by parameter name) and the shapes' fitted features.
@@ -141,6 +144,7 @@ def fine_tune_decoder(
     m = volumes.shape[0]
     generator = torch.Generator().manual_seed(tcfg.seed)
     for step in range(steps):
+        stop_if_asked(cancel)
         idx = torch.randperm(m, generator=generator)[: tcfg.batch_size].tolist()
         loss = objective(decoder, quantize(feats[idx], spec), None, idx, generator)
         if lambda_rate > 0:

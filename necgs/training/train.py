@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from necgs.coding.bit_estimate import rate_term
 from necgs.config import TrainConfig
 from necgs.device import resolve_device
-from necgs.errors import ConfigError
+from necgs.errors import ConfigError, stop_if_asked
 from necgs.model.blocks import best_crop_level
 from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.encoder import VolumeEncoder
@@ -231,7 +231,7 @@ def train_autodecoder(
         tcfg: Training settings.
         checkpoint_dir: Where checkpoints go; an existing matching checkpoint is resumed.
         progress: ``True`` for a tqdm bar, a callback, or ``False``.
-        cancel: Called between steps; returning True stops with :class:`KeyboardInterrupt`.
+        cancel: Called before every step; True stops with :class:`necgs.errors.Cancelled`.
         autoencoder: Ablation (paper C.3): features come from a ConvNeXt-style encoder of
             the volumes instead of being free parameters; only its outputs are stored.
         encoder_input: With ``autoencoder``: the encoder average-pools the volumes to this
@@ -297,8 +297,7 @@ def train_autodecoder(
         crops = torch.Generator().manual_seed(tcfg.seed * 100_019 + epoch * world + rank)
         epoch_loss = 0.0
         for s in range(steps_per_epoch):
-            if cancel is not None and cancel():
-                raise KeyboardInterrupt("training cancelled")
+            stop_if_asked(cancel)
             idx = [mine[int(order[(s * tcfg.batch_size + j) % len(mine)])] for j in range(tcfg.batch_size)][: len(mine)]
             step = epoch * steps_per_epoch + s
             lr = lr_at(step, total, tcfg)

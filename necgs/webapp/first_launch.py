@@ -16,6 +16,7 @@ from necgs.webapp.choices import DEFAULT_DATASET, necgs_settings
 from necgs.webapp.messages import scrub_paths
 from necgs.webapp.progress import Report
 from necgs.webapp.running import METRIC_SAMPLES, execute_run
+from necgs.webapp.sessions import SHARED_OWNER
 
 #: The first-launch run's settings, recorded with it so that a later start finds it.
 INITIAL_CONFIG = {"initial": 1, "dataset": DEFAULT_DATASET, "limit": 24, "width": "tiny", "epochs": 150}
@@ -26,10 +27,13 @@ SHIPPED_RESULTS = Path("benchmarks") / "results" / "rd_humans_ama_band_presets"
 
 
 def cached_initial_run() -> int | None:
-    """The stored first-launch run, if it was computed before."""
+    """The stored first-launch run, if it was computed before (one of a store older than owners
+    is adopted: recorded as :data:`SHARED_OWNER`'s, so every session sees it)."""
     store = RunStore()
-    for row in store.runs(DEFAULT_DATASET).itertuples():
+    for row in store.runs(DEFAULT_DATASET, owners=[SHARED_OWNER, None]).itertuples():
         if all(row.config.get(k) == v for k, v in INITIAL_CONFIG.items()) and store.has_files(int(row.id)):
+            if row.owner is None:
+                store.set_owner(int(row.id), SHARED_OWNER)
             return int(row.id)
     return None
 
@@ -50,6 +54,7 @@ def ensure_initial_run(progress: Report | None = None) -> int:
         METRIC_SAMPLES,
         progress=progress,
         config_extra=INITIAL_CONFIG,
+        owner=SHARED_OWNER,
     )
 
 

@@ -17,18 +17,21 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from necgs.errors import NecgsError
-from necgs.evaluation.runner import Cancelled
-from necgs.evaluation.runs import RunStore
+from necgs.errors import Cancelled, NecgsError
+from necgs.evaluation.runs import RunNotVisibleError, RunStore
 from necgs.io.datasets import list_datasets
 from necgs.settings import read_setting
 from necgs.webapp import decoders, sessions, views
 from necgs.webapp.choices import ABLATIONS, DEFAULT_DATASET, RATE_CURVE, ablation_variants, necgs_settings
 from necgs.webapp.first_launch import INITIAL_RUN
+from necgs.webapp.jobs import JOBS, JobAlreadyQueued, waiting_text
 from necgs.webapp.messages import failures_html, info_html, problem_html, progress_html, scrub_paths
 from necgs.webapp.running import METRIC_SAMPLES, RunStage, run_stages
 from necgs.webapp.sessions import request_session
 from necgs.webapp.uploads import UPLOAD_LABEL, UploadError, load_upload
+
+#: How often a waiting job looks at the queue (and so shows its place and notices a Cancel).
+QUEUE_POLL_S = 1.0
 
 
 def _dropdown(options: list, value: Any = None) -> dict:
@@ -36,8 +39,9 @@ def _dropdown(options: list, value: Any = None) -> dict:
     return gr.update(choices=options, value=value)
 
 
-def show_view(view: views.RunView, status: str, overlays: list[int] | None) -> list:
-    """RESULT_OUTPUTS for a run view: state, plots, tables, pickers, overlay and runs lists, status."""
+def show_view(view: views.RunView, status: str, overlays: list[int] | None, owners: list[str | None]) -> list:
+    """RESULT_OUTPUTS for a run view: state, plots, tables, pickers, overlay and runs lists (the runs
+    of ``owners``), status."""
     necgs_key = view.necgs_keys[0] if view.necgs_keys else None
     peer = views.matched_peer(view.summary, necgs_key)
     per_shape = view.per_shape.round(5) if len(view.per_shape) else pd.DataFrame()
@@ -50,13 +54,13 @@ def show_view(view: views.RunView, status: str, overlays: list[int] | None) -> l
         _dropdown(view.shapes),
         _dropdown(view.necgs_keys, necgs_key),
         _dropdown(view.peer_keys, peer),
-        gr.update(choices=views.run_choices(), value=[o for o in overlays or [] if o != view.run]),
-        views.runs_table(),
+        gr.update(choices=views.run_choices(owners), value=[o for o in overlays or [] if o != view.run]),
+        views.runs_table(owners),
         status,
     ]
 
 
-def cleared(status: str) -> list:
+def cleared(status: str, owners: list[str | None]) -> list:
     """RESULT_OUTPUTS after a failed job: nothing of an earlier run stays on screen."""
     empty = pd.DataFrame(columns=["codec", "setting"])
     return [
@@ -68,8 +72,8 @@ def cleared(status: str) -> list:
         _dropdown([]),
         _dropdown([]),
         _dropdown([]),
-        gr.update(choices=views.run_choices()),
-        views.runs_table(),
+        gr.update(choices=views.run_choices(owners)),
+        views.runs_table(owners),
         status,
     ]
 
@@ -79,53 +83,84 @@ def unchanged(status: str) -> list:
     return [gr.update() for _ in range(10)] + [status]
 
 
+def _owners(request: gr.Request) -> tuple[str, list[str | None]]:
+    """The request's session (marked as active) and the owners of the runs it may see."""
+    session = request_session(request)
+    return session, sessions.visible_owners(session)
+
+
 def on_load(request: gr.Request) -> list:
-    """First paint: the newest run, or the shipped benchmark while the first-launch run computes."""
-    request_session(request)
-    run = RunStore().latest()
+    """First paint: the session's newest run (the first-launch run, or one of its own), or the
+    shipped benchmark while the first-launch run computes."""
+    _, owners = _owners(request)
+    run = RunStore().latest(owners=owners)
     if run is None:
         note = "Showing the benchmark shipped with the project (all 88 AMA bodies against the peers)." + (
             " The first-launch run on the built-in set is computing; see the progress above."
             if INITIAL_RUN.running
             else " Press Run to compute your own."
         )
-        return show_view(views.shipped_view(), info_html(note), [])
+        return show_view(views.shipped_view(), info_html(note), [], owners)
     view = views.build_run_view(run)
-    return show_view(view, info_html(f"Showing {view.label}."), [])
+    return show_view(view, info_html(f"Showing {view.label}."), [], owners)
 
 
 def on_shipped(overlays: list[int] | None, request: gr.Request) -> list:
     """Show the shipped benchmark."""
-    request_session(request)
+    _, owners = _owners(request)
+    overlays = views.visible_runs(overlays, owners)
     view = views.shipped_view(overlays)
-    return show_view(view, info_html(f"Showing the {view.label}."), overlays)
+    return show_view(view, info_html(f"Showing the {view.label}."), overlays, owners)
 
 
 def _job(request: gr.Request, progress: gr.Progress, work):
-    """Run a job, showing each stage it stores (a prior variant first, then the whole run); turn
-    its failures into a visible message that clears the results.
+    """Queue a job (one per session), show its place while it waits, then run it, showing each
+    stage it stores (a prior variant first, then the whole run); turn its failures into a
+    visible message that clears the results. However it ends, it leaves the queue (the worker
+    goes to the next job).
 
     Yields RESULT_OUTPUTS and the partial-run state: the run id when a first part is shown (its
     change fills the viewers while the rest computes), else unchanged.
     """
-    session = request_session(request)
+    session, owners = _owners(request)
+    try:
+        ticket = JOBS.join(session)
+    except JobAlreadyQueued as exc:
+        yield [*unchanged(problem_html(f"This job was not queued: {exc}.")), gr.update()]
+        return
     cancel = sessions.cancel_event(session)
     cancel.clear()
     try:
-        for stage, notes in work(session, cancel, lambda frac, text: progress(frac, desc=text)):
+        while not JOBS.wait_turn(ticket, QUEUE_POLL_S):
+            if cancel.is_set():
+                raise Cancelled("left the queue")
+            text = waiting_text(*JOBS.place(ticket))
+            progress(0.0, desc=text)
+            yield [*unchanged(info_html(text)), gr.update()]
+        yield [*unchanged(info_html("Your job has the worker now: its progress shows above.")), gr.update()]
+
+        def report(frac: float, text: str) -> None:
+            ticket.report(frac, text)
+            progress(frac, desc=text)
+
+        for stage, notes in work(session, cancel, report):
             view = views.build_run_view(stage.run)
             if not stage.final:
-                yield [*show_view(view, partial_status(stage) + failures_html(view.summary), []), stage.run]
+                status = partial_status(stage) + failures_html(view.summary)
+                yield [*show_view(view, status, [], owners), stage.run]
                 continue
             text = info_html(f"Run {stage.run} done: {view.label}.")
             text += "".join(info_html(f"note: {n}") for n in notes) + failures_html(view.summary)
-            yield [*show_view(view, text, []), gr.update()]
+            yield [*show_view(view, text, [], owners), gr.update()]
     except Cancelled:
-        yield [*cleared(problem_html("Cancelled: the results were cleared; press Run again.")), gr.update()]
+        yield [*cleared(problem_html("Cancelled: the results were cleared; press Run again."), owners), gr.update()]
     except UploadError as exc:
-        yield [*cleared(problem_html(f"Your upload could not be used: {exc.title}.", exc.details)), gr.update()]
+        status = problem_html(f"Your upload could not be used: {exc.title}.", exc.details)
+        yield [*cleared(status, owners), gr.update()]
     except NecgsError as exc:
-        yield [*cleared(problem_html("The run could not start:", [scrub_paths(exc)])), gr.update()]
+        yield [*cleared(problem_html("The run could not start:", [scrub_paths(exc)]), owners), gr.update()]
+    finally:
+        JOBS.leave(ticket)
 
 
 def partial_status(stage: RunStage) -> str:
@@ -212,6 +247,7 @@ def _run_work(dataset, files, limit, peers, decoder, settings: list[dict] | None
             progress=report,
             cancel=cancel,
             config_extra=None if ablation is None else {"ablation": ablation[0]},
+            owner=session,
         ):
             yield stage, notes
 
@@ -223,21 +259,31 @@ def on_partial(run: int | None) -> None:
 
 
 def on_cancel(request: gr.Request) -> str:
-    """Ask the running job to stop after its current stage."""
-    sessions.cancel_event(request_session(request)).set()
-    return info_html("Cancelling after the current stage...")
+    """Stop the session's job (running: within a second of work; waiting: it leaves the queue)."""
+    session = request_session(request)
+    if session not in JOBS.sessions():
+        return info_html("No job of yours is running or waiting.")
+    sessions.cancel_event(session).set()
+    return info_html("Cancelling...")
 
 
 def on_load_run(run_id: float | None, overlays: list[int] | None, request: gr.Request) -> list:
-    """Show a stored run (an unknown id only changes the status)."""
-    request_session(request)
-    ids = sorted(int(i) for i in RunStore().runs().id)
+    """Show a stored run of this session's (an unknown id, or another session's, only changes the status)."""
+    _, owners = _owners(request)
+    store = RunStore()
+    if run_id is not None and store.exists(int(run_id)):
+        try:
+            store.check_visible(int(run_id), owners)
+        except RunNotVisibleError as exc:
+            return unchanged(problem_html(f"Refused: {exc}."))
+    ids = sorted(int(i) for i in store.runs(owners=owners).id)
     if run_id is None or int(run_id) not in ids:
-        have = f"stored runs: {', '.join(map(str, ids[-12:]))}" if ids else "no run is stored yet: press Run"
+        have = f"your runs: {', '.join(map(str, ids[-12:]))}" if ids else "no run is stored yet: press Run"
         shown = "" if run_id is None else f" {int(run_id)}"
         return unchanged(problem_html(f"There is no run{shown}; the page still shows what it showed.", [have]))
+    overlays = views.visible_runs(overlays, owners)
     view = views.build_run_view(int(run_id), overlays)
-    return show_view(view, info_html(f"Showing {view.label}."), overlays)
+    return show_view(view, info_html(f"Showing {view.label}."), overlays, owners)
 
 
 def on_pick_run(evt: gr.SelectData) -> dict:
@@ -317,20 +363,21 @@ def _dataset_names() -> list[str]:
     return [d.name for d in list_datasets()]
 
 
-def on_overlay(run: int | None, overlays: list[int] | None) -> list:
-    """Redraw the RD figures with the chosen past runs overlaid."""
+def on_overlay(run: int | None, overlays: list[int] | None, request: gr.Request) -> list:
+    """Redraw the RD figures with the chosen past runs (of this session's) overlaid."""
+    _, owners = _owners(request)
     if run is None:
         return [None, None]
-    view = views.shown_view(run, overlays)
+    view = views.shown_view(run, views.visible_runs(overlays, owners))
     return [view.figures[0], view.figures[1]]
 
 
 def on_pngs(run: int | None, overlays: list[int] | None, request: gr.Request) -> list:
     """The RD figures as PNG files (and a status line if the renderer is missing)."""
-    session = request_session(request)
+    session, owners = _owners(request)
     if run is None:
         return [None, problem_html("Nothing to export: run something or load a run first.")]
-    view = views.shown_view(run, overlays)
+    view = views.shown_view(run, views.visible_runs(overlays, owners))
     try:
         return [views.figure_pngs(view, session), gr.update()]
     except NecgsError as exc:
@@ -350,11 +397,11 @@ def on_tick(request: gr.Request) -> list:
 
 def on_initial_ready(ready: int | None, shown: int | None, request: gr.Request) -> list:
     """Show the first-launch run when it is done, if the page still shows the shipped benchmark."""
-    request_session(request)
+    _, owners = _owners(request)
     if ready is None or views.is_stored(shown):
         return unchanged(gr.update())
     view = views.build_run_view(int(ready))
-    return show_view(view, info_html(f"The first-launch run is ready: showing {view.label}."), [])
+    return show_view(view, info_html(f"The first-launch run is ready: showing {view.label}."), [], owners)
 
 
 def on_factor(factor: str) -> dict:
@@ -369,5 +416,5 @@ def on_upload(files: list[str] | None) -> dict:
 
 
 def on_unload(request: gr.Request) -> None:
-    """The tab closed: remove its session folder."""
+    """The tab closed: cancel its job (running or waiting) and remove its session folder."""
     sessions.end_session((request.session_hash if request is not None else None) or "default")

@@ -20,6 +20,9 @@ import gradio as gr
 from necgs.webapp import handlers, viewer_handlers
 from necgs.webapp.panels import Page, files_panel, results_panel, run_controls, teaching_panel, viewer_panel
 
+#: Jobs running or waiting at once (beyond, Gradio's own queue holds them, showing "queue: n/m").
+MAX_JOBS = 16
+
 #: Clicking a point of an RD figure writes its ``codec::label`` into the #picked box.
 PLOT_CLICK_JS = """
 () => {
@@ -42,7 +45,11 @@ HEADER = (
     "# necgs: neural compression for sets of 3D meshes\n"
     "NeCGS (TSDF-Def volumes + a quantization-aware auto-decoder) beside the codecs people use, with the "
     "metric's sampling floor. Run one setting, or an ablation of one factor; click a row of the table or a "
-    "point of a figure to look at that setting. Every run is reproducible with `necgs evaluate`."
+    "point of a figure to look at that setting. Every run is reproducible with `necgs evaluate`.\n\n"
+    "Jobs run one at a time: yours waits in a queue (its place shows in the status) and you may have one "
+    "at a time; Cancel or closing the tab stops it. You see the shipped benchmark, the first-launch run and "
+    "your own runs, no one else's. The runs of `necgs evaluate` on this machine show only when the server "
+    "was started with `NECGS_SHOW_CLI_RUNS=1` (meant for a local page)."
 )
 
 
@@ -112,10 +119,12 @@ def _wire_first_paint(demo: gr.Blocks, page: Page) -> None:
 
 
 def _wire_jobs(page: Page) -> None:
-    """Run, ablation and cancel; a job yields twice when a prior variant is ready first, and its
-    viewers fill while the rest computes."""
+    """Run, ablation and cancel; a job yields its queue place while it waits, then twice when a
+    prior variant is ready first, and its viewers fill while the rest computes."""
     c = page.controls
-    job = {"show_progress_on": [page.results.progress], "concurrency_limit": 1, "concurrency_id": "jobs"}
+    # jobs run one at a time in webapp.jobs' queue; Gradio lets the waiting ones run their handler
+    # too, so that each shows its place and notices a Cancel
+    job = {"show_progress_on": [page.results.progress], "concurrency_limit": MAX_JOBS, "concurrency_id": "jobs"}
     outputs = [*page.result_outputs, page.partial_run]
     _refresh(page, c.run_btn.click(handlers.on_run, c.run_inputs, outputs, **job))
     _refresh(page, c.ablation_btn.click(handlers.on_ablation, [*c.run_inputs, c.factor, c.values], outputs, **job))

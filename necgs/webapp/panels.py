@@ -14,6 +14,7 @@ import gradio as gr
 
 from necgs.baselines.base import get_codec
 from necgs.io.datasets import list_datasets
+from necgs.settings import KNOB
 from necgs.webapp.choices import ABLATIONS, BASELINES, DEFAULT_DATASET
 from necgs.webapp.decoders import TRAIN_DECODER, decoder_choices, decoder_note, installed_priors
 from necgs.webapp.uploads import UPLOAD_LABEL
@@ -242,7 +243,14 @@ def _necgs_controls() -> dict:
             value="quick",
             label="preset (quick: K=64, 200 epochs; standard: K=64, 600 epochs)",
         ),
-        "epochs": gr.Number(value=150, precision=0, label="training epochs", elem_id="epochs"),
+        "epochs": gr.Number(
+            value=150,
+            precision=0,
+            minimum=KNOB["epochs"].page[0],
+            maximum=KNOB["epochs"].page[1],
+            label=f"training epochs (at most {KNOB['epochs'].page[1]} here, so a job ends in minutes)",
+            elem_id="epochs",
+        ),
     }
     with gr.Row():
         controls["ssim"] = gr.Checkbox(True, label="SSIM term")

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from necgs.baselines.base import get_codec
-from necgs.errors import NecgsError
+from necgs.errors import NecgsError, StopCheck, stop_if_asked
 from necgs.evaluation.runner import EvaluationResult, StageEvent, evaluate
 from necgs.evaluation.runs import FittedVariant, RunStore, run_record
 from necgs.geometry.dmc import mesh_from_volume  # torch: loaded on first use, so the page starts fast
@@ -66,12 +66,13 @@ def execute_run(
     progress: Report | None = None,
     cancel: threading.Event | None = None,
     config_extra: dict | None = None,
+    owner: str | None = None,
 ) -> int:
     """Evaluate NeCGS (each variant) and the peers in one job, store it, keep its files; returns the run id.
 
     The arguments are :func:`run_stages`'; this waits for the last stage.
     """
-    *_, last = run_stages(dataset, codecs, variants, limit, n_samples, progress, cancel, config_extra)
+    *_, last = run_stages(dataset, codecs, variants, limit, n_samples, progress, cancel, config_extra, owner)
     return last.run
 
 
@@ -103,6 +104,7 @@ def run_stages(
     progress: Report | None = None,
     cancel: threading.Event | None = None,
     config_extra: dict | None = None,
+    owner: str | None = None,
 ) -> Iterator[RunStage]:
     """Evaluate NeCGS (each variant) and the peers, storing the run as soon as a first part is ready.
 
@@ -119,8 +121,9 @@ def run_stages(
         limit: Use the first ``limit`` shapes.
         n_samples: Surface samples per metric.
         progress: report(fraction of the job, description), monotone.
-        cancel: Set to stop between stages.
+        cancel: Set to stop (within about a second of work); a cancelled job stores nothing.
         config_extra: More to record in the run's configuration (e.g. the ablation factor).
+        owner: Who may see the run in the app (:meth:`RunStore.create`).
 
     Yields:
         A :class:`RunStage` after the prior variants (only when more follows), then the final one.
@@ -142,6 +145,7 @@ def run_stages(
         **(config_extra or {}),
     }
     store = RunStore()
+    stop = cancel.is_set if cancel is not None else None
 
     def run_part(part_codecs: list[str], settings: dict, offset: int, last: bool) -> tuple[EvaluationResult, dict]:
         def on_stage(event: StageEvent) -> None:
@@ -156,13 +160,16 @@ def run_stages(
             keep_decoded=True,
             on_stage=on_stage,
         )
-        fitted = add_representation_metrics(result, settings.get("necgs", []), n_samples, tracker if last else None)
+        fitted = add_representation_metrics(
+            result, settings.get("necgs", []), n_samples, tracker if last else None, stop
+        )
+        stop_if_asked(stop)  # a job cancelled now stores nothing
         return result, fitted
 
     if not split:
         result, fitted = run_part(codecs, {**({"necgs": variants} if "necgs" in codecs else {}), **peers}, 0, True)
         result = _ordered(result, name, variants)
-        run = store.create(result, config)
+        run = store.create(result, config, owner=owner)
         store.save_files(run, result, fitted)
         tracker.finishing(1.0, "saved")
         yield RunStage(run, True, _labels(variants), (), time.perf_counter() - t0)
@@ -171,7 +178,7 @@ def run_stages(
     rest_codecs = [c for c in codecs if c != "necgs" or slow]
     pending = [("necgs", s) for s in slow] + [(c, s) for c, sweep in peers.items() for s in sweep]
     partial = _ordered(first, name, variants, pending)
-    run = store.create(partial, config, status="partial")
+    run = store.create(partial, config, status="partial", owner=owner)
     try:
         store.save_files(run, partial, fitted)
         yield RunStage(
@@ -247,13 +254,18 @@ def _ordered(
 
 
 def add_representation_metrics(
-    result: EvaluationResult, variants: list[dict], n_samples: int, tracker: JobProgress | None = None
+    result: EvaluationResult,
+    variants: list[dict],
+    n_samples: int,
+    tracker: JobProgress | None = None,
+    cancel: StopCheck | None = None,
 ) -> dict[str, FittedVariant]:
     """Metrics of each variant's fitted volume before compression (``cd_fitted``, ``f1_fitted``).
 
     The fitted volumes come from the content-keyed fitting cache the run just filled. The
     columns are added to the summary (means) and per-shape rows of NeCGS; the difference to
-    ``cd`` is the share of the error that compression adds.
+    ``cd`` is the share of the error that compression adds. ``cancel`` is asked before each
+    shape (and by the fitting); True stops with :class:`necgs.errors.Cancelled`.
     """
 
     codec = get_codec("necgs")
@@ -265,10 +277,11 @@ def add_representation_metrics(
             fit_cfg, deform = variant_fit(labels[label])
         except NecgsError:  # the prior went away since it was used: no representation metrics
             continue
-        fitted = fit_volumes(result.meshes, fit_cfg, progress=False)
+        fitted = fit_volumes(result.meshes, fit_cfg, progress=False, cancel=cancel)
         variant = out[label] = FittedVariant()
         metrics = []
         for vol, transform, gt in zip(fitted.volumes, fitted.transforms, result.meshes):
+            stop_if_asked(cancel)
             grid = mesh_from_volume(vol, gt.name, deform=deform)
             rec = Mesh(transform.invert(grid.vertices), grid.faces, gt.name)
             variant.volumes.append(vol.numpy())

@@ -1,10 +1,14 @@
-"""Per-browser-session folders and cancel flags, removed when the tab closes or goes quiet.
+"""Per-browser-session folders, cancel flags and what a session may see, removed when the tab
+closes or goes quiet.
 
 Every session works in its own folder under the system temp directory (which Gradio
-serves, so files placed there download). A tab removes its folder when it closes
-(``demo.unload``); a page heartbeat touches it while the tab is open, and
-:func:`sweep_stale` removes folders whose session has been quiet longer than a timeout,
-so nothing outlives its session by more than a few minutes even if the unload is lost.
+serves, so files placed there download). A tab removes its folder and cancels its job when it
+closes (``demo.unload``); a page heartbeat touches it while the tab is open, and
+:func:`sweep_stale` ends sessions that have been quiet longer than a timeout, so nothing
+outlives its session by more than a few minutes even if the unload is lost.
+
+A session sees its own runs, the first-launch run and, where :data:`SHOW_CLI_RUNS_ENV` is set
+(a local page), the runs without an owner (``necgs evaluate``'s): :func:`visible_owners`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ from pathlib import Path
 IDLE_TIMEOUT_S = 180.0
 #: How often the sweeper looks for quiet sessions.
 SWEEP_INTERVAL_S = 30.0
+#: The owner recorded with the first-launch run, which every session sees.
+SHARED_OWNER = "first-launch"
+#: Set to 1 to list and serve the runs of ``necgs evaluate`` (no owner) on the page: for a local
+#: page; off by default, since on a shared server they may hold someone's data.
+SHOW_CLI_RUNS_ENV = "NECGS_SHOW_CLI_RUNS"
 
 
 @dataclass
@@ -88,11 +97,23 @@ def cancel_event(session: str) -> threading.Event:
 
 
 def end_session(session: str) -> None:
-    """Remove a session's folder and state."""
+    """Cancel a session's job (it stops within a second of work) and remove its folder and state."""
     with _LOCK:
         entry = _SESSIONS.pop(session, None)
     if entry is not None:
+        entry.cancel.set()
         shutil.rmtree(entry.folder, ignore_errors=True)
+
+
+def show_cli_runs() -> bool:
+    """Whether the page lists the runs without an owner (:data:`SHOW_CLI_RUNS_ENV` is 1)."""
+    return os.environ.get(SHOW_CLI_RUNS_ENV, "") == "1"
+
+
+def visible_owners(session: str) -> list[str | None]:
+    """The owners of the runs a session may see: itself, the first-launch run and, where
+    :func:`show_cli_runs`, the command line's (None)."""
+    return [session, SHARED_OWNER, *([None] if show_cli_runs() else [])]
 
 
 def active_sessions() -> list[str]:

@@ -117,10 +117,11 @@ def _setting_columns(settings: list[dict]) -> dict[str, str]:
     return {k: " / ".join(v) for k, v in values.items()}
 
 
-def runs_table() -> pd.DataFrame:
-    """The runs registry with every setting of each run."""
+def runs_table(owners: list[str | None]) -> pd.DataFrame:
+    """The runs registry (the runs of ``owners``: :func:`necgs.webapp.sessions.visible_owners`)
+    with every setting of each run."""
     rows = []
-    for r in RunStore().runs().itertuples():
+    for r in RunStore().runs(owners=owners).itertuples():
         config = r.config
         settings = config.get("necgs") or []
         rows.append(
@@ -169,9 +170,15 @@ def decoder_text(settings: list[dict]) -> str:
     return " + ".join(trained + priors)
 
 
-def run_choices() -> list[tuple[str, int]]:
-    """(label, id) of every stored run, newest first, for the overlay picker."""
-    return [(run_label(int(r.id), r.config), int(r.id)) for r in RunStore().runs().itertuples()]
+def run_choices(owners: list[str | None]) -> list[tuple[str, int]]:
+    """(label, id) of the runs of ``owners``, newest first, for the overlay picker."""
+    return [(run_label(int(r.id), r.config), int(r.id)) for r in RunStore().runs(owners=owners).itertuples()]
+
+
+def visible_runs(runs: list[int] | None, owners: list[str | None]) -> list[int]:
+    """The ids among ``runs`` (e.g. the overlays a request names) that belong to ``owners``."""
+    shown = set(RunStore().runs(owners=owners).id)
+    return [int(r) for r in runs or [] if int(r) in shown]
 
 
 # ---------------------------------------------------------------------------- tables and figures

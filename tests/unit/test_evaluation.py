@@ -32,10 +32,10 @@ def broken_codec():
         def sweep(self):
             return [{"x": 1}]
 
-        def encode(self, meshes, setting, progress=None):
+        def encode(self, meshes, setting, progress=None, cancel=None):
             raise RuntimeError("encoder exploded")
 
-        def decode(self, blobs, setting, progress=None):
+        def decode(self, blobs, setting, progress=None, cancel=None):
             return []
 
     yield "broken"
@@ -87,10 +87,10 @@ def half_empty_codec():
         def sweep(self):
             return [{"x": 1}]
 
-        def encode(self, meshes, setting, progress=None):
+        def encode(self, meshes, setting, progress=None, cancel=None):
             return [b"x" * 100 for _ in meshes]
 
-        def decode(self, blobs, setting, progress=None):
+        def decode(self, blobs, setting, progress=None, cancel=None):
             meshes = three_tori().meshes
             return meshes[:2] + [Mesh(meshes[2].vertices[:0], meshes[2].faces[:0], "t2")]
 

@@ -139,7 +139,7 @@ def test_a_tiny_run_fills_every_view(run):
     assert set(view.table.codec) == {"floor", "necgs", "draco"} and "CD fitted x1e-3" in view.table
     assert view.shapes == ["cad_000", "cad_001"] and view.necgs_keys == ["necgs::quick tiny"]
     assert view.label.startswith(f"run {run}: cad x2, necgs quick tiny")
-    assert views.runs_table().iloc[0][["id", "width", "epochs", "SSIM"]].tolist() == [run, "tiny", "30", "on"]
+    assert views.runs_table([None]).iloc[0][["id", "width", "epochs", "SSIM"]].tolist() == [run, "tiny", "30", "on"]
     peer = views.matched_peer(view.summary, view.necgs_keys[0])
     files = views.viewer_files(run, "cad_000", [view.necgs_keys[0], peer], "t")
     for path in (files.original, *files.coloured):
@@ -296,7 +296,7 @@ def test_a_prior_variant_is_stored_first_then_the_run_completes(monkeypatch, tin
     assert 0 < row.cd_fitted < 0.1 and row.bytes < 5000  # features only: the decoder is the prior's
     fitted, decoded = teaching.teaching_volumes(final.run, "necgs::prior tiny", "cad_000")
     assert fitted.shape == decoded.shape == (4, 16, 16, 16)
-    assert views.runs_table().set_index("id").loc[final.run, "decoder"] == "prior tiny"
+    assert views.runs_table([None]).set_index("id").loc[final.run, "decoder"] == "prior tiny"
     from necgs.webapp import handlers
 
     restored = handlers.on_restore(final.run)  # a prior only: the training switches stay as they are
@@ -307,7 +307,7 @@ def test_a_prior_variant_is_stored_first_then_the_run_completes(monkeypatch, tin
 def test_a_job_cancelled_after_its_prior_part_leaves_nothing(monkeypatch, tiny_prior_dir):
     import threading
 
-    from necgs.evaluation.runner import Cancelled
+    from necgs.errors import Cancelled
 
     only_priors_in(monkeypatch, tiny_prior_dir)
     cancel = threading.Event()
