@@ -10,9 +10,11 @@
   :mod:`necgs.webapp.decoders`: the decoder choice (trained, a prior, both).
 - :mod:`necgs.webapp.uploads`: uploaded meshes and zips, staged and loaded.
 - :mod:`necgs.webapp.running`: a job, stored as one run in :mod:`necgs.evaluation.runs`;
-  :mod:`necgs.webapp.progress`: one monotone, cost-weighted progress figure.
+  :mod:`necgs.webapp.progress`: one monotone, cost-weighted progress figure;
+  :mod:`necgs.webapp.jobs`: the one worker's queue (one job per session, places shown).
 - :mod:`necgs.webapp.first_launch`: the shipped benchmark and the first-launch background run.
-- :mod:`necgs.webapp.sessions`: per-tab folders, removed on close or when stale.
+- :mod:`necgs.webapp.sessions`: per-tab folders and cancel flags, ended on close or when stale;
+  which runs a session sees (its own, the first-launch run, the CLI's where allowed).
 - :mod:`necgs.webapp.export`: Plotly figures to PNG with the system chromium.
 """
 
