@@ -105,7 +105,7 @@ def test_fitting_stops_at_its_next_iteration():
 
 def test_the_runner_raises_cancelled_and_a_cancelled_job_stores_nothing():
     loaded = LoadedSet(tori(2), [], [], [50_000, 50_000])
-    long = choices.necgs_settings("tiny", "quick", False, True, False, 1000)
+    long = choices.necgs_settings("tiny", "quick", False, True, False, 600)
     flag = threading.Event()
     threading.Timer(3.0, flag.set).start()
     with pytest.raises(Cancelled):
