@@ -9,6 +9,10 @@ from necgs.settings import page_setting, setting_dict
 BASELINES = ("draco", "decimate-draco", "pointcloud-spsr", "quantdeepsdf", "gpcc", "gpcc-trisoup", "vpcc", "pcgcv2")
 #: The data set the page starts on (also the first-launch run's).
 DEFAULT_DATASET = "figures"
+#: How many of its shapes the page starts with.
+DEFAULT_SHAPES = 6
+#: The presets the page offers.
+PAGE_PRESETS = ("quick", "standard")
 #: The factor whose variants are points of one rate-distortion curve (``"curve"`` in each setting):
 #: widths x bits, as many points as decimation + Draco's sweep, all picked by default. The points are
 #: the lower envelope of the measured rate table (:data:`necgs.target_rate.RATE_TABLE`) with the band loss.

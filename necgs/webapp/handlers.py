@@ -44,7 +44,7 @@ def show_view(view: views.RunView, status: str, overlays: list[int] | None, owne
     of ``owners``), status."""
     necgs_key = view.necgs_keys[0] if view.necgs_keys else None
     peer = views.matched_peer(view.summary, necgs_key)
-    per_shape = view.per_shape.round(5) if len(view.per_shape) else pd.DataFrame()
+    per_shape = views.per_shape_table(view.per_shape)
     return [
         view.run,
         view.figures[0],
@@ -130,6 +130,7 @@ def _job(request: gr.Request, progress: gr.Progress, work):
         return
     cancel = sessions.cancel_event(session)
     cancel.clear()
+    shown = False  # whether a part of this job replaced what the page showed
     try:
         while not JOBS.wait_turn(ticket, QUEUE_POLL_S):
             if cancel.is_set():
@@ -147,6 +148,7 @@ def _job(request: gr.Request, progress: gr.Progress, work):
             view = views.build_run_view(stage.run)
             if not stage.final:
                 status = partial_status(stage) + failures_html(view.summary)
+                shown = True
                 yield [*show_view(view, status, [], owners), stage.run]
                 continue
             text = info_html(f"Run {stage.run} done: {view.label}.")
@@ -156,11 +158,27 @@ def _job(request: gr.Request, progress: gr.Progress, work):
         yield [*cleared(problem_html("Cancelled: the results were cleared; press Run again."), owners), gr.update()]
     except UploadError as exc:
         status = problem_html(f"Your upload could not be used: {exc.title}.", exc.details)
-        yield [*cleared(status, owners), gr.update()]
+        yield [*_after_error(status, shown, owners), gr.update()]
     except NecgsError as exc:
-        yield [*cleared(problem_html("The run could not start:", [scrub_paths(exc)]), owners), gr.update()]
+        status = problem_html("The run could not start:", [scrub_paths(exc)])
+        yield [*_after_error(status, shown, owners), gr.update()]
     finally:
         JOBS.leave(ticket)
+
+
+def _after_error(status: str, shown: bool, owners: list[str | None]) -> list:
+    """RESULT_OUTPUTS after a job failed: what the page showed before stays (an input error changes
+    nothing else), but a first part the job had shown is cleared (its run is gone)."""
+    return cleared(status, owners) if shown else unchanged(status)
+
+
+def _settings(controls: tuple) -> tuple[dict | None, list | None]:
+    """(the NeCGS setting of the run controls, None), or (None, RESULT_OUTPUTS and the partial-run
+    state naming the control that is out of bounds, with everything else unchanged)."""
+    try:
+        return necgs_settings(*controls), None
+    except NecgsError as exc:
+        return None, [*unchanged(problem_html("The run could not start:", [scrub_paths(exc)])), gr.update()]
 
 
 def partial_status(stage: RunStage) -> str:
@@ -202,7 +220,10 @@ def on_run(
     progress=gr.Progress(),  # noqa: B008 (Gradio finds the progress tracker by this default)
 ):
     """Run NeCGS (a decoder trained with the chosen switches, a prior, or both) beside the chosen peers."""
-    setting = necgs_settings(width, preset, ssim, deform, autoencoder, int(epochs or 0) or None)
+    setting, problem = _settings((width, preset, ssim, deform, autoencoder, int(epochs or 0) or None))
+    if problem is not None:
+        yield problem
+        return
     yield from _job(request, progress, _run_work(dataset, files, limit, peers, decoder, [setting], None))
 
 
@@ -224,7 +245,10 @@ def on_ablation(
     progress=gr.Progress(),  # noqa: B008 (Gradio finds the progress tracker by this default)
 ):
     """Run every chosen variant of one factor on the same shapes in one job (and a chosen prior beside them)."""
-    base = necgs_settings(width, preset, ssim, deform, autoencoder, int(epochs or 0) or None)
+    base, problem = _settings((width, preset, ssim, deform, autoencoder, int(epochs or 0) or None))
+    if problem is not None:
+        yield problem
+        return
     yield from _job(request, progress, _run_work(dataset, files, limit, peers, decoder, None, (factor, values, base)))
 
 
@@ -341,21 +365,12 @@ def restored_decoder(run: int, settings: list[dict]) -> dict:
     choices = decoders.decoder_choices(priors)
     choice = decoders.decoder_choice(settings)
     if choice in choices:
-        return gr.update(choices=choices, value=choice, info=decoders.decoder_note(priors))
+        return gr.update(choices=choices, value=choice)
     missing = decoders.parse_decoder(choice)[1]
     return gr.update(
         choices=choices,
         info=f"Run {run} used prior {missing!r}, which is not installed here; its results stay viewable. "
         + decoders.decoder_note(priors),
-    )
-
-
-def on_decoder_choices(value: str | None) -> dict:
-    """The decoder control with the priors installed now (read on every page load)."""
-    priors = decoders.installed_priors()
-    choices = decoders.decoder_choices(priors)
-    return gr.update(
-        choices=choices, value=value if value in choices else decoders.TRAIN_DECODER, info=decoders.decoder_note(priors)
     )
 
 
