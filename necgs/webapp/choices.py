@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from necgs.baselines.base import get_codec
 from necgs.errors import NecgsError
 from necgs.settings import page_setting, setting_dict
 
@@ -49,6 +50,16 @@ ABLATIONS: dict[str, dict[str, dict]] = {
         "lambda_R 3": {"lambda_rate": 3.0},
     },
 }
+
+
+def unavailable_notes(peers: list[str] | None) -> list[str]:
+    """A plain note per chosen peer that cannot run here (e.g. G-PCC without ``tmc3``): the run goes on without it."""
+    notes = []
+    for name in peers or []:
+        available, why = get_codec(name).available()
+        if not available:
+            notes.append(f"{name} was not run: {why}")
+    return notes
 
 
 def necgs_settings(width: str, preset: str, ssim: bool, deform: bool, autoencoder: bool, epochs: int | None) -> dict:

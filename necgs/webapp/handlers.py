@@ -22,7 +22,14 @@ from necgs.evaluation.runs import RunNotVisibleError, RunStore
 from necgs.io.datasets import list_datasets
 from necgs.settings import read_setting
 from necgs.webapp import decoders, sessions, views
-from necgs.webapp.choices import ABLATIONS, DEFAULT_DATASET, RATE_CURVE, ablation_variants, necgs_settings
+from necgs.webapp.choices import (
+    ABLATIONS,
+    DEFAULT_DATASET,
+    RATE_CURVE,
+    ablation_variants,
+    necgs_settings,
+    unavailable_notes,
+)
 from necgs.webapp.first_launch import INITIAL_RUN
 from necgs.webapp.jobs import JOBS, JobAlreadyQueued, waiting_text
 from necgs.webapp.messages import failures_html, info_html, problem_html, progress_html, scrub_paths
@@ -262,6 +269,7 @@ def _run_work(dataset, files, limit, peers, decoder, settings: list[dict] | None
         else:  # the factor's variants train; a chosen prior runs beside them
             variants = decoders.decoder_variants(decoder, ablation_variants(*ablation), always_train=True)
         source, notes = _source(session, dataset, files)
+        notes = [*notes, *unavailable_notes(peers)]
         for stage in run_stages(
             source,
             ["necgs", *(peers or [])],

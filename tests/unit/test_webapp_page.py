@@ -169,3 +169,16 @@ def test_the_first_launch_run_shows_the_advised_prior_beside_a_trained_decoder(m
     assert trained["width"] == "tiny" and prior == {"prior": "general", "prior_id": "x"}
     monkeypatch.setattr(first_launch, "installed_priors", lambda: [])
     assert [v.get("prior") for v in initial_variants()] == [None]
+
+
+def test_gpcc_without_tmc3_is_a_plain_note(monkeypatch):
+    from necgs.baselines import mpeg
+    from necgs.webapp.choices import unavailable_notes
+    from necgs.webapp.panels import codec_availability
+
+    monkeypatch.setattr(mpeg, "TOOL_DIRS", ())
+    monkeypatch.setenv("PATH", "/nonexistent")
+    (note,) = unavailable_notes(["draco", "gpcc"])
+    assert note.startswith("gpcc was not run: tmc3 not installed") and "build_tmc3.sh" in note
+    offered, unavailable = codec_availability()
+    assert "gpcc" not in offered and "**gpcc**: tmc3 not installed" in unavailable and "Error" not in unavailable
