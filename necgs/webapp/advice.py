@@ -86,6 +86,10 @@ def prior_for(dataset: str | None, priors: list[dict]) -> str | None:
     return str(max(priors, key=lambda p: len(sets(p)))["name"])
 
 
+def _shapes(n: int) -> str:
+    return "1 shape" if n == 1 else f"{n} shapes"
+
+
 def _kb(n_bytes: float) -> str:
     return f"{n_bytes / 1e3:.0f} kB"
 
@@ -103,7 +107,7 @@ def advise(n_shapes: int, dataset: str | None, priors: list[dict]) -> DecoderAdv
     smallest = PAGE_WIDTHS[0]
     if pays_off_from(smallest) > n:
         why = (
-            f"{n} shapes: a trained decoder (even {smallest}: about {_kb(decoder_bytes(smallest))}) "
+            f"{_shapes(n)}: a trained decoder (even {smallest}: about {_kb(decoder_bytes(smallest))}) "
             f"pays off from about {pays_off_from(smallest)} shapes"
         )
         prior = prior_for(dataset, priors)
@@ -120,6 +124,6 @@ def advise(n_shapes: int, dataset: str | None, priors: list[dict]) -> DecoderAdv
     return DecoderAdvice(
         TRAIN_DECODER,
         width,
-        f"{n} shapes share one trained decoder: width {width} (about {_kb(decoder_bytes(width))}, "
+        f"{_shapes(n)} share one trained decoder: width {width} (about {_kb(decoder_bytes(width))}, "
         f"{decoder_bytes(width) / n / 1e3:.1f} kB a shape) suits them{more}.",
     )
