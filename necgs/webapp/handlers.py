@@ -6,8 +6,8 @@ update others. The viewers, downloads and teaching view: :mod:`necgs.webapp.view
 
 Each returns a list in the order of an output group wired in :mod:`necgs.webapp.layout`
 (``RESULT_OUTPUTS``, ``CONTROL_OUTPUTS``...). Every failure a user can cause becomes a visible
-message in the status box (:mod:`necgs.webapp.messages`), and a failed job clears the results
-it would have replaced, so nothing stale looks current.
+message in the status box (:mod:`necgs.webapp.messages`); an input error keeps what the page
+showed, and a job that fails after showing a first part clears it, so nothing stale looks current.
 """
 
 from __future__ import annotations

@@ -1,16 +1,18 @@
 """The page's layout and its wiring (building it does no work: no run; the only files read are
 the installed priors' headers, for the decoder choices).
 
-Top: the controls (one run, or an ablation of one factor; a decoder trained on the set, an
-installed prior, or both) beside the single progress display, the status, the RD figures
-(past runs can be overlaid) and the metrics table.
+Top: a short header; the controls (the data set, the decoder with the advice for the set, Run
+and Cancel first, so that a 1280x800 window shows them; one run, or an ablation of one factor;
+a decoder trained on the set, an installed prior, or both) beside the single progress display,
+the status, the RD figures (past runs can be overlaid), the metrics table and the glossary.
 Below: the matched-rate viewers (original, NeCGS, the peer nearest in bytes), the same
 shape under each ablation variant, the teaching view (fitted vs decoded volume), the
 per-shape metrics, the downloads, the reviewer figure and the runs registry.
 
 Each panel has its builder (:mod:`necgs.webapp.panels`), :func:`build_demo` lays them out,
 and the ``_wire_*`` functions connect the events to :mod:`necgs.webapp.handlers` and
-:mod:`necgs.webapp.viewer_handlers`.
+:mod:`necgs.webapp.viewer_handlers` (and :mod:`necgs.webapp.control_handlers`); the page's
+script (:mod:`necgs.webapp.page_js`) runs on load.
 """
 
 from __future__ import annotations
