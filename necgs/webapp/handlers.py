@@ -21,7 +21,7 @@ from necgs.errors import Cancelled, NecgsError
 from necgs.evaluation.runs import RunNotVisibleError, RunStore
 from necgs.io.datasets import list_datasets
 from necgs.settings import read_setting
-from necgs.webapp import decoders, sessions, views
+from necgs.webapp import decoders, sessions, tables, views
 from necgs.webapp.choices import (
     ABLATIONS,
     DEFAULT_DATASET,
@@ -51,7 +51,7 @@ def show_view(view: views.RunView, status: str, overlays: list[int] | None, owne
     of ``owners``), status."""
     necgs_key = view.necgs_keys[0] if view.necgs_keys else None
     peer = views.matched_peer(view.summary, necgs_key)
-    per_shape = views.per_shape_table(view.per_shape)
+    per_shape = tables.per_shape_table(view.per_shape)
     return [
         view.run,
         view.figures[0],

@@ -26,7 +26,8 @@ from necgs.webapp.views import MAX_VARIANT_VIEWERS
 
 @dataclass
 class RunControls:
-    """The left column: what to run (data, NeCGS, peers), one run or an ablation, and cancel."""
+    """The left column: what to run (data, the decoder with the advice for the set and the state of the
+    last advice, the trained decoder's switches, peers), one run or an ablation, and cancel."""
 
     dataset: gr.Dropdown
     limit: gr.Slider
@@ -249,7 +250,7 @@ def _decoder_control() -> dict:
     advice = advise(DEFAULT_SHAPES, DEFAULT_DATASET, priors)
     return {
         "decoder": gr.Dropdown(decoder_choices(priors), value=advice.choice, label="decoder", elem_id="decoder"),
-        "advice": gr.Markdown(advice.reason, elem_id="advice", elem_classes=["necgs-note"]),
+        "advice": gr.Markdown(advice.reason, elem_id="advice"),
         "advised": gr.State((advice.choice, advice.width)),
     }
 

@@ -264,7 +264,8 @@ def test_a_missing_or_broken_prior_is_one_clear_line(monkeypatch, tiny_prior_dir
         handlers._job(None, lambda *a, **k: None, handlers._run_work("cad", None, 2, [], "prior: damaged", [{}], None))
     )
     *_, step = out  # a job may first say that it got the worker
-    assert step[0] is None and "role='alert'" in step[10] and "prior &#x27;damaged&#x27; cannot be read" in step[10]
+    assert step[0] == {"__type__": "update"}  # an input error keeps what the page showed
+    assert "role='alert'" in step[10] and "prior &#x27;damaged&#x27; cannot be read" in step[10]
 
 
 def test_progress_weighs_a_prior_as_seconds_beside_training(monkeypatch, tiny_prior_dir):

@@ -8,7 +8,7 @@ import pytest
 from necgs.config import PRESETS
 from necgs.io.mesh import Mesh
 from necgs.metrics import compare_meshes, mean_metrics, sampling_floor
-from necgs.webapp import advice, control_handlers, decoders, glossary, running, sessions, teaching, views
+from necgs.webapp import advice, control_handlers, decoders, glossary, running, sessions, tables, teaching, views
 from necgs.webapp.first_launch import initial_variants
 
 PRIORS = [
@@ -93,14 +93,14 @@ def _summary() -> pd.DataFrame:
 
 
 def test_the_tables_have_readable_headers_and_rounded_numbers():
-    table = views.metrics_table(_summary())
+    table = tables.metrics_table(_summary())
     shown = ["codec", "setting", "ratio vs PLY", "kB", "CD x1e-3", "F1", "NC", "encode s/shape", "decode s/shape"]
     assert list(table.columns) == shown
     row = table[table.setting == "prior bodies"].iloc[0]
     assert (row["ratio vs PLY"], row["kB"], row["CD x1e-3"], row["F1"]) == (123.5, 2.3, 6.12, 0.541)
     assert (row["encode s/shape"], row["decode s/shape"]) == (0.62, 0.35)
     failed = _summary().assign(status=["ok", "error", "ok"], error=["", "boom", ""], empty_shapes=[0, 2, 0])
-    wide = views.metrics_table(failed)
+    wide = tables.metrics_table(failed)
     assert {"status", "error", "empty shapes", "CD median x1e-3"} <= set(wide.columns)
     per_shape = pd.DataFrame(
         [["humans_ama", "necgs", "prior bodies", "a", 0.0061234, 0.91, 0.54, 0.9, 0.0026, 0.0059, 0.55]],
@@ -109,7 +109,7 @@ def test_the_tables_have_readable_headers_and_rounded_numbers():
             *("floor_cd", "cd_fitted", "f1_fitted"),
         ],
     )
-    shown = views.per_shape_table(per_shape)
+    shown = tables.per_shape_table(per_shape)
     assert list(shown.columns) == [
         "codec",
         "setting",
@@ -122,14 +122,14 @@ def test_the_tables_have_readable_headers_and_rounded_numbers():
         "F1 fitted",
         "floor CD x1e-3",
     ]
-    assert shown["CD x1e-3"].iloc[0] == 6.12 and views.per_shape_table(pd.DataFrame()).empty
+    assert shown["CD x1e-3"].iloc[0] == 6.12 and tables.per_shape_table(pd.DataFrame()).empty
 
 
 def test_the_glossary_explains_every_term_and_no_text_makes_an_email_link():
     for term in glossary.TERMS:
         assert f"**{term}**" in glossary.GLOSSARY
-    texts = [glossary.HEADER, glossary.ABOUT, glossary.GLOSSARY, *(name for name, _ in views.TABLE_COLUMNS.values())]
-    texts += [name for name, _ in views.PER_SHAPE_COLUMNS.values()]
+    texts = [glossary.HEADER, glossary.ABOUT, glossary.GLOSSARY, *(name for name, _ in tables.TABLE_COLUMNS.values())]
+    texts += [name for name, _ in tables.PER_SHAPE_COLUMNS.values()]
     assert not any("@" in t for t in texts)  # Markdown turns "F1@0.005" into a mailto: link
 
 
