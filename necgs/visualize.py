@@ -74,7 +74,8 @@ def legend_html(vmax: float) -> str:
 def render_comparison_png(
     original: Mesh, decoded: Mesh, path: str | Path, title: str = "", vmax: float | None = None
 ) -> Path:
-    """Polyscope rendering of original (left) and error-coloured decoded (right) to PNG.
+    """Polyscope rendering of original (left) and error-coloured decoded (right) to PNG, both seen
+    from the same direction (an orthographic camera).
 
     The decoded mesh is coloured with the same ramp and scale as the page's GLB viewers
     (:func:`colormap`, distance / ``vmax``); the image gets a title, a caption over each
@@ -97,6 +98,9 @@ def render_comparison_png(
         ps.set_use_prefs_file(False)  # no imgui.ini / .polyscope.ini in the working folder
         ps.init(backend)
         ps.set_ground_plane_mode("none")
+        # one view direction for both meshes: a perspective camera sees the two side by side from
+        # two different angles
+        ps.set_view_projection_mode("orthographic")
         render_comparison_png._initialized = True  # type: ignore[attr-defined]
     ps.remove_all_structures()
     frame = fit_transform(original.vertices, 1.0)

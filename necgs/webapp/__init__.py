@@ -4,10 +4,15 @@
 - :mod:`necgs.webapp.handlers`: the run handlers (page load, jobs, past runs, controls);
   :mod:`necgs.webapp.viewer_handlers`: the viewers, downloads and teaching view;
   :mod:`necgs.webapp.messages`: the status box's HTML, messages without server paths.
-- :mod:`necgs.webapp.views`: what is shown of a stored run (labels, tables, figures, viewer
-  files, downloads); :mod:`necgs.webapp.teaching`: fitted vs decoded volume.
+- :mod:`necgs.webapp.views`: what is shown of a stored run (labels, figures, viewer files,
+  downloads); :mod:`necgs.webapp.tables`: its tables; :mod:`necgs.webapp.teaching`: fitted vs
+  decoded volume.
 - :mod:`necgs.webapp.choices`: what the run controls offer and the NeCGS settings they make;
-  :mod:`necgs.webapp.decoders`: the decoder choice (trained, a prior, both).
+  :mod:`necgs.webapp.decoders`: the decoder choice (trained, a prior, both);
+  :mod:`necgs.webapp.advice`: the decoder a set starts from and why;
+  :mod:`necgs.webapp.control_handlers`: the controls that follow others (advice, preset epochs).
+- :mod:`necgs.webapp.glossary`: the header and the glossary; :mod:`necgs.webapp.page_js`: the
+  page's style and script (the viewers turning together).
 - :mod:`necgs.webapp.uploads`: uploaded meshes and zips, staged and loaded.
 - :mod:`necgs.webapp.running`: a job, stored as one run in :mod:`necgs.evaluation.runs`;
   :mod:`necgs.webapp.progress`: one monotone, cost-weighted progress figure;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from necgs.baselines.base import get_codec
 from necgs.errors import NecgsError
 from necgs.settings import page_setting, setting_dict
 
@@ -9,6 +10,10 @@ from necgs.settings import page_setting, setting_dict
 BASELINES = ("draco", "decimate-draco", "pointcloud-spsr", "quantdeepsdf", "gpcc", "gpcc-trisoup", "vpcc", "pcgcv2")
 #: The data set the page starts on (also the first-launch run's).
 DEFAULT_DATASET = "figures"
+#: How many of its shapes the page starts with.
+DEFAULT_SHAPES = 6
+#: The presets the page offers.
+PAGE_PRESETS = ("quick", "standard")
 #: The factor whose variants are points of one rate-distortion curve (``"curve"`` in each setting):
 #: widths x bits, as many points as decimation + Draco's sweep, all picked by default. The points are
 #: the lower envelope of the measured rate table (:data:`necgs.target_rate.RATE_TABLE`) with the band loss.
@@ -45,6 +50,16 @@ ABLATIONS: dict[str, dict[str, dict]] = {
         "lambda_R 3": {"lambda_rate": 3.0},
     },
 }
+
+
+def unavailable_notes(peers: list[str] | None) -> list[str]:
+    """A plain note per chosen peer that cannot run here (e.g. G-PCC without ``tmc3``): the run goes on without it."""
+    notes = []
+    for name in peers or []:
+        available, why = get_codec(name).available()
+        if not available:
+            notes.append(f"{name} was not run: {why}")
+    return notes
 
 
 def necgs_settings(width: str, preset: str, ssim: bool, deform: bool, autoencoder: bool, epochs: int | None) -> dict:

@@ -12,7 +12,9 @@ import pandas as pd
 from necgs.config import PRESETS
 from necgs.evaluation.runs import RunStore
 from necgs.paths import REPO_ROOT
+from necgs.webapp.advice import prior_for
 from necgs.webapp.choices import DEFAULT_DATASET, necgs_settings
+from necgs.webapp.decoders import BOTH_CHOICE, TRAIN_DECODER, decoder_variants, installed_priors
 from necgs.webapp.messages import scrub_paths
 from necgs.webapp.progress import Report
 from necgs.webapp.running import METRIC_SAMPLES, execute_run
@@ -26,12 +28,31 @@ INITIAL_PEERS = ("draco", "decimate-draco")
 SHIPPED_RESULTS = Path("benchmarks") / "results" / "rd_humans_ama_band_presets"
 
 
+def initial_variants() -> list[dict]:
+    """The first-launch run's NeCGS settings: a tiny decoder trained on the set and, where one is
+    installed, the prior the page advises for the set (a decoder pays off over many shapes, a
+    prior over a few: the first page shows both)."""
+    trained = necgs_settings(
+        INITIAL_CONFIG["width"], "quick", PRESETS["quick"].train.use_ssim, True, False, INITIAL_CONFIG["epochs"]
+    )
+    prior = prior_for(DEFAULT_DATASET, installed_priors())
+    return decoder_variants(f"{BOTH_CHOICE}{prior}" if prior else TRAIN_DECODER, [trained])
+
+
+def _priors_of(settings: list[dict]) -> list[str | None]:
+    return sorted(str(s.get("prior")) for s in settings)
+
+
 def cached_initial_run() -> int | None:
-    """The stored first-launch run, if it was computed before (one of a store older than owners
-    is adopted: recorded as :data:`SHARED_OWNER`'s, so every session sees it)."""
+    """The stored first-launch run, if it was computed before with today's settings (the same
+    priors, the same metric samples); one of a store older than owners is adopted: recorded as
+    :data:`SHARED_OWNER`'s, so every session sees it."""
     store = RunStore()
+    priors = _priors_of(initial_variants())
     for row in store.runs(DEFAULT_DATASET, owners=[SHARED_OWNER, None]).itertuples():
-        if all(row.config.get(k) == v for k, v in INITIAL_CONFIG.items()) and store.has_files(int(row.id)):
+        same = all(row.config.get(k) == v for k, v in INITIAL_CONFIG.items())
+        same = same and row.config.get("samples") == METRIC_SAMPLES
+        if same and _priors_of(row.config.get("necgs") or []) == priors and store.has_files(int(row.id)):
             if row.owner is None:
                 store.set_owner(int(row.id), SHARED_OWNER)
             return int(row.id)
@@ -43,13 +64,10 @@ def ensure_initial_run(progress: Report | None = None) -> int:
     run = cached_initial_run()
     if run is not None:
         return run
-    setting = necgs_settings(
-        INITIAL_CONFIG["width"], "quick", PRESETS["quick"].train.use_ssim, True, False, INITIAL_CONFIG["epochs"]
-    )
     return execute_run(
         DEFAULT_DATASET,
         ["necgs", *INITIAL_PEERS],
-        [setting],
+        initial_variants(),
         INITIAL_CONFIG["limit"],
         METRIC_SAMPLES,
         progress=progress,

@@ -6,8 +6,8 @@ update others. The viewers, downloads and teaching view: :mod:`necgs.webapp.view
 
 Each returns a list in the order of an output group wired in :mod:`necgs.webapp.layout`
 (``RESULT_OUTPUTS``, ``CONTROL_OUTPUTS``...). Every failure a user can cause becomes a visible
-message in the status box (:mod:`necgs.webapp.messages`), and a failed job clears the results
-it would have replaced, so nothing stale looks current.
+message in the status box (:mod:`necgs.webapp.messages`); an input error keeps what the page
+showed, and a job that fails after showing a first part clears it, so nothing stale looks current.
 """
 
 from __future__ import annotations
@@ -21,8 +21,15 @@ from necgs.errors import Cancelled, NecgsError
 from necgs.evaluation.runs import RunNotVisibleError, RunStore
 from necgs.io.datasets import list_datasets
 from necgs.settings import read_setting
-from necgs.webapp import decoders, sessions, views
-from necgs.webapp.choices import ABLATIONS, DEFAULT_DATASET, RATE_CURVE, ablation_variants, necgs_settings
+from necgs.webapp import decoders, sessions, tables, views
+from necgs.webapp.choices import (
+    ABLATIONS,
+    DEFAULT_DATASET,
+    RATE_CURVE,
+    ablation_variants,
+    necgs_settings,
+    unavailable_notes,
+)
 from necgs.webapp.first_launch import INITIAL_RUN
 from necgs.webapp.jobs import JOBS, JobAlreadyQueued, waiting_text
 from necgs.webapp.messages import failures_html, info_html, problem_html, progress_html, scrub_paths
@@ -44,7 +51,7 @@ def show_view(view: views.RunView, status: str, overlays: list[int] | None, owne
     of ``owners``), status."""
     necgs_key = view.necgs_keys[0] if view.necgs_keys else None
     peer = views.matched_peer(view.summary, necgs_key)
-    per_shape = view.per_shape.round(5) if len(view.per_shape) else pd.DataFrame()
+    per_shape = tables.per_shape_table(view.per_shape)
     return [
         view.run,
         view.figures[0],
@@ -130,6 +137,7 @@ def _job(request: gr.Request, progress: gr.Progress, work):
         return
     cancel = sessions.cancel_event(session)
     cancel.clear()
+    shown = False  # whether a part of this job replaced what the page showed
     try:
         while not JOBS.wait_turn(ticket, QUEUE_POLL_S):
             if cancel.is_set():
@@ -147,6 +155,7 @@ def _job(request: gr.Request, progress: gr.Progress, work):
             view = views.build_run_view(stage.run)
             if not stage.final:
                 status = partial_status(stage) + failures_html(view.summary)
+                shown = True
                 yield [*show_view(view, status, [], owners), stage.run]
                 continue
             text = info_html(f"Run {stage.run} done: {view.label}.")
@@ -156,11 +165,27 @@ def _job(request: gr.Request, progress: gr.Progress, work):
         yield [*cleared(problem_html("Cancelled: the results were cleared; press Run again."), owners), gr.update()]
     except UploadError as exc:
         status = problem_html(f"Your upload could not be used: {exc.title}.", exc.details)
-        yield [*cleared(status, owners), gr.update()]
+        yield [*_after_error(status, shown, owners), gr.update()]
     except NecgsError as exc:
-        yield [*cleared(problem_html("The run could not start:", [scrub_paths(exc)]), owners), gr.update()]
+        status = problem_html("The run could not start:", [scrub_paths(exc)])
+        yield [*_after_error(status, shown, owners), gr.update()]
     finally:
         JOBS.leave(ticket)
+
+
+def _after_error(status: str, shown: bool, owners: list[str | None]) -> list:
+    """RESULT_OUTPUTS after a job failed: what the page showed before stays (an input error changes
+    nothing else), but a first part the job had shown is cleared (its run is gone)."""
+    return cleared(status, owners) if shown else unchanged(status)
+
+
+def _settings(controls: tuple) -> tuple[dict | None, list | None]:
+    """(the NeCGS setting of the run controls, None), or (None, RESULT_OUTPUTS and the partial-run
+    state naming the control that is out of bounds, with everything else unchanged)."""
+    try:
+        return necgs_settings(*controls), None
+    except NecgsError as exc:
+        return None, [*unchanged(problem_html("The run could not start:", [scrub_paths(exc)])), gr.update()]
 
 
 def partial_status(stage: RunStage) -> str:
@@ -202,7 +227,10 @@ def on_run(
     progress=gr.Progress(),  # noqa: B008 (Gradio finds the progress tracker by this default)
 ):
     """Run NeCGS (a decoder trained with the chosen switches, a prior, or both) beside the chosen peers."""
-    setting = necgs_settings(width, preset, ssim, deform, autoencoder, int(epochs or 0) or None)
+    setting, problem = _settings((width, preset, ssim, deform, autoencoder, int(epochs or 0) or None))
+    if problem is not None:
+        yield problem
+        return
     yield from _job(request, progress, _run_work(dataset, files, limit, peers, decoder, [setting], None))
 
 
@@ -224,7 +252,10 @@ def on_ablation(
     progress=gr.Progress(),  # noqa: B008 (Gradio finds the progress tracker by this default)
 ):
     """Run every chosen variant of one factor on the same shapes in one job (and a chosen prior beside them)."""
-    base = necgs_settings(width, preset, ssim, deform, autoencoder, int(epochs or 0) or None)
+    base, problem = _settings((width, preset, ssim, deform, autoencoder, int(epochs or 0) or None))
+    if problem is not None:
+        yield problem
+        return
     yield from _job(request, progress, _run_work(dataset, files, limit, peers, decoder, None, (factor, values, base)))
 
 
@@ -238,6 +269,7 @@ def _run_work(dataset, files, limit, peers, decoder, settings: list[dict] | None
         else:  # the factor's variants train; a chosen prior runs beside them
             variants = decoders.decoder_variants(decoder, ablation_variants(*ablation), always_train=True)
         source, notes = _source(session, dataset, files)
+        notes = [*notes, *unavailable_notes(peers)]
         for stage in run_stages(
             source,
             ["necgs", *(peers or [])],
@@ -341,21 +373,12 @@ def restored_decoder(run: int, settings: list[dict]) -> dict:
     choices = decoders.decoder_choices(priors)
     choice = decoders.decoder_choice(settings)
     if choice in choices:
-        return gr.update(choices=choices, value=choice, info=decoders.decoder_note(priors))
+        return gr.update(choices=choices, value=choice)
     missing = decoders.parse_decoder(choice)[1]
     return gr.update(
         choices=choices,
         info=f"Run {run} used prior {missing!r}, which is not installed here; its results stay viewable. "
         + decoders.decoder_note(priors),
-    )
-
-
-def on_decoder_choices(value: str | None) -> dict:
-    """The decoder control with the priors installed now (read on every page load)."""
-    priors = decoders.installed_priors()
-    choices = decoders.decoder_choices(priors)
-    return gr.update(
-        choices=choices, value=value if value in choices else decoders.TRAIN_DECODER, info=decoders.decoder_note(priors)
     )
 
 

@@ -1,24 +1,34 @@
 """The page's layout and its wiring (building it does no work: no run; the only files read are
 the installed priors' headers, for the decoder choices).
 
-Top: the controls (one run, or an ablation of one factor; a decoder trained on the set, an
-installed prior, or both) beside the single progress display, the status, the RD figures
-(past runs can be overlaid) and the metrics table.
+Top: a short header; the controls (the data set, the decoder with the advice for the set, Run
+and Cancel first, so that a 1280x800 window shows them; one run, or an ablation of one factor;
+a decoder trained on the set, an installed prior, or both) beside the single progress display,
+the status, the RD figures (past runs can be overlaid), the metrics table and the glossary.
 Below: the matched-rate viewers (original, NeCGS, the peer nearest in bytes), the same
 shape under each ablation variant, the teaching view (fitted vs decoded volume), the
 per-shape metrics, the downloads, the reviewer figure and the runs registry.
 
 Each panel has its builder (:mod:`necgs.webapp.panels`), :func:`build_demo` lays them out,
 and the ``_wire_*`` functions connect the events to :mod:`necgs.webapp.handlers` and
-:mod:`necgs.webapp.viewer_handlers`.
+:mod:`necgs.webapp.viewer_handlers` (and :mod:`necgs.webapp.control_handlers`); the page's
+script (:mod:`necgs.webapp.page_js`) runs on load.
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
-from necgs.webapp import handlers, viewer_handlers
-from necgs.webapp.panels import Page, files_panel, results_panel, run_controls, teaching_panel, viewer_panel
+from necgs.webapp import control_handlers, handlers, page_js, viewer_handlers
+from necgs.webapp.panels import (
+    Page,
+    about_panel,
+    files_panel,
+    results_panel,
+    run_controls,
+    teaching_panel,
+    viewer_panel,
+)
 
 #: Jobs running or waiting at once (beyond, Gradio's own queue holds them, showing "queue: n/m").
 MAX_JOBS = 16
@@ -41,24 +51,13 @@ PLOT_CLICK_JS = """
 }
 """
 
-HEADER = (
-    "# necgs: neural compression for sets of 3D meshes\n"
-    "NeCGS (TSDF-Def volumes + a quantization-aware auto-decoder) beside the codecs people use, with the "
-    "metric's sampling floor. Run one setting, or an ablation of one factor; click a row of the table or a "
-    "point of a figure to look at that setting. Every run is reproducible with `necgs evaluate`.\n\n"
-    "Jobs run one at a time: yours waits in a queue (its place shows in the status) and you may have one "
-    "at a time; Cancel or closing the tab stops it. You see the shipped benchmark, the first-launch run and "
-    "your own runs, no one else's. The runs of `necgs evaluate` on this machine show only when the server "
-    "was started with `NECGS_SHOW_CLI_RUNS=1` (meant for a local page)."
-)
-
 
 # ---------------------------------------------------------------------------- the page
 def build_demo() -> gr.Blocks:
     """Build the Blocks app."""
     with gr.Blocks(title="necgs: neural compression of mesh sets") as demo:
         states = [gr.State(None) for _ in range(4)]  # run, vmax, initial_ready, partial_run
-        gr.Markdown(HEADER)
+        about_panel()
         with gr.Row():
             controls = run_controls()
             results = results_panel()
@@ -88,12 +87,7 @@ def _after_view(page: Page, event, downloads: bool = True) -> None:
         [page.run, page.viewers.shape, page.vmax],
         page.viewers.variants,
         show_progress="hidden",
-    ).then(
-        viewer_handlers.on_teach,
-        [page.run, page.viewers.shape, page.viewers.necgs_variant, page.teaching.slice_k, page.vmax],
-        page.teaching.outputs,
-        show_progress="hidden",
-    )
+    ).then(viewer_handlers.on_teach, _teach_inputs(page), page.teaching.outputs, show_progress="hidden")
     if downloads:
         chained.then(
             viewer_handlers.on_downloads,
@@ -101,6 +95,11 @@ def _after_view(page: Page, event, downloads: bool = True) -> None:
             page.files.downloads,
             show_progress="hidden",
         )
+
+
+def _teach_inputs(page: Page) -> list:
+    """The teaching view's inputs: the run, shape and NeCGS setting shown, the colour scale."""
+    return [page.run, page.viewers.shape, page.viewers.necgs_variant, page.vmax]
 
 
 def _refresh(page: Page, event, downloads: bool = True) -> None:
@@ -113,9 +112,9 @@ def _refresh(page: Page, event, downloads: bool = True) -> None:
 def _wire_first_paint(demo: gr.Blocks, page: Page) -> None:
     """The page load: the newest run (or the shipped benchmark), the installed priors, figure clicks."""
     _refresh(page, demo.load(handlers.on_load, None, page.result_outputs, show_progress="hidden"))
-    decoder = page.controls.decoder
-    demo.load(handlers.on_decoder_choices, [decoder], [decoder], show_progress="hidden", queue=False)
+    demo.load(**_advice(page), show_progress="hidden", queue=False)
     demo.load(None, js=PLOT_CLICK_JS)
+    demo.load(None, js=page_js.PAGE_JS)
 
 
 def _wire_jobs(page: Page) -> None:
@@ -138,16 +137,35 @@ def _wire_past_runs(page: Page) -> None:
         handlers.on_load_run, [page.files.run_id, page.results.overlay], page.result_outputs
     )
     _refresh(page, loaded)
-    loaded.then(handlers.on_restore, [page.run], page.controls.restored, show_progress="hidden")
+    c = page.controls
+    loaded.then(handlers.on_restore, [page.run], c.restored, show_progress="hidden").then(
+        control_handlers.on_restored, [c.dataset, c.upload, c.limit], [c.advice, c.advised], show_progress="hidden"
+    )
     _refresh(page, page.results.shipped_btn.click(handlers.on_shipped, [page.results.overlay], page.result_outputs))
 
 
+def _advice(page: Page) -> dict:
+    """The decoder advice's event arguments: the set the controls describe -> decoder, width, the line why."""
+    c = page.controls
+    return {
+        "fn": control_handlers.on_advice,
+        "inputs": [c.dataset, c.upload, c.limit, c.decoder, c.width, c.advised],
+        "outputs": [c.decoder, c.width, c.advice, c.advised],
+    }
+
+
 def _wire_controls(page: Page) -> None:
-    """Controls that update others: the overlays, the ablation factor, an upload."""
+    """Controls that update others: the overlays, the ablation factor, an upload, the decoder advice
+    (a visitor's change of the data set or the number of shapes), the preset's epochs."""
     r, c = page.results, page.controls
     r.overlay.input(handlers.on_overlay, [page.run, r.overlay], [r.plot_cd, r.plot_f1])
     c.factor.input(handlers.on_factor, [c.factor], [c.values])
-    c.upload.change(handlers.on_upload, [c.upload], [c.dataset], queue=False)
+    c.upload.change(handlers.on_upload, [c.upload], [c.dataset], queue=False).then(
+        **_advice(page), show_progress="hidden", queue=False
+    )
+    c.dataset.input(**_advice(page), show_progress="hidden", queue=False)
+    c.limit.input(**_advice(page), show_progress="hidden", queue=False, trigger_mode="always_last")
+    c.preset.input(control_handlers.on_preset, [c.preset], [c.epochs], queue=False)
 
 
 def _wire_viewers(page: Page) -> None:
@@ -165,6 +183,8 @@ def _wire_viewers(page: Page) -> None:
     t.slice_k.release(
         viewer_handlers.on_slice, [page.run, v.shape, v.necgs_variant, t.slice_k], [t.slices], show_progress="hidden"
     )
+    # a viewer inside the folded panel is drawn only when its file comes after the panel opens
+    t.accordion.expand(viewer_handlers.on_teach, _teach_inputs(page), t.outputs, show_progress="hidden")
     f.png_btn.click(handlers.on_pngs, [page.run, r.overlay], [f.pngs, r.status])
     f.figure_btn.click(viewer_handlers.on_figure, [page.run, v.shape, v.necgs_variant, page.vmax], f.figure)
 

@@ -13,22 +13,28 @@ from dataclasses import dataclass
 import gradio as gr
 
 from necgs.baselines.base import get_codec
+from necgs.config import PRESETS
 from necgs.io.datasets import list_datasets
 from necgs.settings import KNOB
-from necgs.webapp.choices import ABLATIONS, BASELINES, DEFAULT_DATASET
-from necgs.webapp.decoders import TRAIN_DECODER, decoder_choices, decoder_note, installed_priors
+from necgs.webapp.advice import PAGE_WIDTHS, advise, suggested_width
+from necgs.webapp.choices import ABLATIONS, BASELINES, DEFAULT_DATASET, DEFAULT_SHAPES, PAGE_PRESETS
+from necgs.webapp.decoders import decoder_choices, decoder_note, installed_priors
+from necgs.webapp.glossary import ABOUT, GLOSSARY, HEADER
 from necgs.webapp.uploads import UPLOAD_LABEL
 from necgs.webapp.views import MAX_VARIANT_VIEWERS
 
 
 @dataclass
 class RunControls:
-    """The left column: what to run (data, NeCGS, peers), one run or an ablation, and cancel."""
+    """The left column: what to run (data, the decoder with the advice for the set and the state of the
+    last advice, the trained decoder's switches, peers), one run or an ablation, and cancel."""
 
     dataset: gr.Dropdown
-    upload: gr.File
     limit: gr.Slider
+    upload: gr.File
     decoder: gr.Dropdown
+    advice: gr.Markdown
+    advised: gr.State
     width: gr.Dropdown
     preset: gr.Radio
     epochs: gr.Number
@@ -112,6 +118,7 @@ class ViewerPanel:
 class TeachingPanel:
     """Inside NeCGS: the fitted volume beside the decoded one."""
 
+    accordion: gr.Accordion
     breakdown: gr.Markdown
     slice_k: gr.Slider
     slices: gr.Plot
@@ -198,69 +205,87 @@ class Page:
         return [self.run, self.viewers.shape, self.viewers.necgs_variant, self.viewers.other_variant]
 
 
+#: Every 3D viewer: one height (set, so that a viewer inside a folded panel is not drawn flat when it
+#: opens) on white; they turn together (:mod:`necgs.webapp.page_js`).
+VIEWER = {"height": 320, "clear_color": [1, 1, 1, 1], "elem_classes": ["necgs-viewer"]}
+
+
 # ---------------------------------------------------------------------------- builders
 def run_controls() -> RunControls:
-    """The left column."""
+    """The left column: what to run and the buttons first (visible without scrolling), then the
+    trained decoder's settings, the peers and the upload."""
     with gr.Column(scale=1, min_width=320):
         data = _data_controls()
+        decoder = _decoder_control()
+        mode = _mode_tabs()
+        cancel_btn = gr.Button("Cancel", elem_id="cancel", size="sm")
         necgs = _necgs_controls()
         peers = _peer_controls()
-        mode = _mode_tabs()
-        cancel_btn = gr.Button("Cancel", elem_id="cancel")
-    return RunControls(**data, **necgs, peers=peers, **mode, cancel_btn=cancel_btn)
+        upload = _upload_control()
+    return RunControls(**data, upload=upload, **decoder, **necgs, peers=peers, **mode, cancel_btn=cancel_btn)
 
 
 def _data_controls() -> dict:
-    """The data set, an upload that replaces it, and how many shapes."""
+    """The data set and how many shapes."""
     return {
         "dataset": gr.Dropdown(_dataset_choices(), value=DEFAULT_DATASET, label="data set", elem_id="dataset"),
-        "upload": gr.File(
-            label="or upload meshes / a zip (used when given)",
+        "limit": gr.Slider(2, 64, value=DEFAULT_SHAPES, step=1, label="shapes (first N)", elem_id="limit"),
+    }
+
+
+def _upload_control() -> gr.File:
+    """An upload that replaces the data set (folded: it is tall)."""
+    with gr.Accordion("upload your own meshes", open=False, elem_id="upload_box"):
+        return gr.File(
+            label="meshes or a zip (used when given)",
             file_count="multiple",
             type="filepath",
             elem_id="upload",
-        ),
-        "limit": gr.Slider(2, 64, value=6, step=1, label="shapes (first N)", elem_id="limit"),
+        )
+
+
+def _decoder_control() -> dict:
+    """The decoder choice, started from the advice for the default set, and the line saying why."""
+    priors = installed_priors()
+    advice = advise(DEFAULT_SHAPES, DEFAULT_DATASET, priors)
+    return {
+        "decoder": gr.Dropdown(decoder_choices(priors), value=advice.choice, label="decoder", elem_id="decoder"),
+        "advice": gr.Markdown(advice.reason, elem_id="advice"),
+        "advised": gr.State((advice.choice, advice.width)),
     }
 
 
 def _necgs_controls() -> dict:
-    """The decoder choice and the switches of a trained decoder."""
-    priors = installed_priors()
-    controls = {
-        "decoder": gr.Dropdown(
-            decoder_choices(priors),
-            value=TRAIN_DECODER,
-            label="decoder (size, epochs and switches below apply to a trained one)",
-            info=decoder_note(priors),
-            elem_id="decoder",
-        ),
-        "width": gr.Dropdown(
-            ["tiny", "small", "medium", "large"], value="small", label="decoder size", elem_id="width"
-        ),
-        "preset": gr.Radio(
-            ["quick", "standard"],
-            value="quick",
-            label="preset (quick: K=64, 200 epochs; standard: K=64, 600 epochs)",
-        ),
-        "epochs": gr.Number(
-            value=150,
-            precision=0,
-            minimum=KNOB["epochs"].page[0],
-            maximum=KNOB["epochs"].page[1],
-            label=f"training epochs (at most {KNOB['epochs'].page[1]} here, so a job ends in minutes)",
-            elem_id="epochs",
-        ),
-    }
-    with gr.Row():
-        controls["ssim"] = gr.Checkbox(True, label="SSIM term")
-        controls["deform"] = gr.Checkbox(True, label="deformation")
-        controls["autoencoder"] = gr.Checkbox(False, label="auto-encoder")
+    """The switches of a trained decoder: its size (advised for the set), the preset and its epochs."""
+    quick = PRESETS["quick"]
+    presets = "; ".join(f"{p}: K={PRESETS[p].fit.resolution}, {PRESETS[p].train.epochs} epochs" for p in PAGE_PRESETS)
+    with gr.Accordion("a trained decoder's settings", open=True, elem_id="training"):
+        controls = {
+            "width": gr.Dropdown(
+                list(PAGE_WIDTHS),
+                value=suggested_width(DEFAULT_SHAPES),
+                label="decoder size",
+                elem_id="width",
+            ),
+            "preset": gr.Radio(list(PAGE_PRESETS), value="quick", label=f"preset ({presets})", elem_id="preset"),
+            "epochs": gr.Number(
+                value=quick.train.epochs,
+                precision=0,
+                minimum=KNOB["epochs"].page[0],
+                maximum=KNOB["epochs"].page[1],
+                label=f"training epochs (the preset's; at most {KNOB['epochs'].page[1]} here: a job ends in minutes)",
+                elem_id="epochs",
+            ),
+        }
+        with gr.Row():
+            controls["ssim"] = gr.Checkbox(True, label="SSIM term")
+            controls["deform"] = gr.Checkbox(True, label="deformation")
+            controls["autoencoder"] = gr.Checkbox(False, label="auto-encoder")
     return controls
 
 
 def _peer_controls() -> gr.CheckboxGroup:
-    """The baseline codecs available here, and a note naming those that are not."""
+    """The baseline codecs available here, and (folded) a note naming those that are not."""
     available, unavailable_note = codec_availability()
     peers = gr.CheckboxGroup(
         available,
@@ -268,7 +293,9 @@ def _peer_controls() -> gr.CheckboxGroup:
         label="baseline codecs",
         elem_id="baselines",
     )
-    gr.Markdown(unavailable_note)
+    if unavailable_note:
+        with gr.Accordion("codecs not available here", open=False, elem_id="unavailable"):
+            gr.Markdown(unavailable_note)
     return peers
 
 
@@ -299,7 +326,7 @@ def codec_availability() -> tuple[list[str], str]:
             ok.append(name)
         else:
             notes.append(f"- **{name}**: {why}")
-    return ok, ("Not available here:\n" + "\n".join(notes)) if notes else ""
+    return ok, "\n".join(notes)
 
 
 def _dataset_choices() -> list[str]:
@@ -308,13 +335,13 @@ def _dataset_choices() -> list[str]:
 
 
 def results_panel() -> ResultsPanel:
-    """The right column."""
+    """The right column: the job's progress and status on top, then the figures, the table and the glossary."""
     with gr.Column(scale=3):
         progress = gr.HTML("", elem_id="progress", min_height=40)
         status = gr.HTML("", elem_id="status")
         with gr.Row():
             plot_cd = gr.Plot(label="CD vs ratio", elem_id="rd_cd")
-            plot_f1 = gr.Plot(label="F1@0.005 vs ratio", elem_id="rd_f1")
+            plot_f1 = gr.Plot(label="F1 vs ratio", elem_id="rd_f1")
         with gr.Row():
             overlay = gr.Dropdown(
                 [],
@@ -326,13 +353,28 @@ def results_panel() -> ResultsPanel:
             )
             shipped_btn = gr.Button("show the shipped 88-AMA benchmark", scale=1, elem_id="shipped")
         table = gr.Dataframe(
-            label="per codec and setting (click a row to view it; CD split into the fitted "
-            "representation and what coding adds)",
+            label="per codec and setting (click a row to view it; the CSV below has every column)",
             elem_id="summary",
             interactive=False,
+            wrap=True,
         )
         picked = gr.Textbox(label="selected setting (click a point or a row)", elem_id="picked", max_lines=1)
+        glossary_panel()
     return ResultsPanel(progress, status, plot_cd, plot_f1, overlay, shipped_btn, table, picked)
+
+
+def glossary_panel() -> None:
+    """What the numbers mean, open beside the table."""
+    with gr.Accordion("what the numbers mean", open=True, elem_id="glossary"):
+        gr.Markdown(GLOSSARY)
+
+
+def about_panel() -> None:
+    """The short header and, folded, what the page is about."""
+    gr.Markdown(HEADER, elem_id="header")
+    with gr.Accordion("about this page: NeCGS, the queue, whose runs you see", open=False, elem_id="about"):
+        gr.Markdown(ABOUT)
+        gr.Markdown(decoder_note(), elem_id="priors_note")
 
 
 def viewer_panel() -> ViewerPanel:
@@ -342,9 +384,9 @@ def viewer_panel() -> ViewerPanel:
         necgs_variant = gr.Dropdown([], label="NeCGS setting", elem_id="necgs_variant")
         other_variant = gr.Dropdown([], label="baseline (default: nearest in bytes)", elem_id="other_variant")
     with gr.Row():
-        original = gr.Model3D(label="original", elem_id="view_original", clear_color=[1, 1, 1, 1])
-        necgs = gr.Model3D(label="NeCGS", elem_id="view_necgs", clear_color=[1, 1, 1, 1])
-        other = gr.Model3D(label="baseline", elem_id="view_other", clear_color=[1, 1, 1, 1])
+        original = gr.Model3D(label="original", elem_id="view_original", **VIEWER)
+        necgs = gr.Model3D(label="NeCGS", elem_id="view_necgs", **VIEWER)
+        other = gr.Model3D(label="baseline", elem_id="view_other", **VIEWER)
     legend = gr.HTML("", elem_id="legend")
     with gr.Row():
         variants = [
@@ -352,8 +394,7 @@ def viewer_panel() -> ViewerPanel:
                 label=f"variant {k + 1}",
                 visible=False,
                 elem_id=f"view_variant_{k}",
-                height=320,
-                clear_color=[1, 1, 1, 1],
+                **VIEWER,
             )
             for k in range(MAX_VARIANT_VIEWERS)
         ]
@@ -362,14 +403,14 @@ def viewer_panel() -> ViewerPanel:
 
 def teaching_panel() -> TeachingPanel:
     """The teaching accordion."""
-    with gr.Accordion("inside NeCGS: fitted volume vs decoded volume", open=False, elem_id="teaching"):
+    with gr.Accordion("inside NeCGS: fitted volume vs decoded volume", open=False, elem_id="teaching") as accordion:
         breakdown = gr.Markdown("", elem_id="breakdown")
         slice_k = gr.Slider(0, 31, value=16, step=1, label="slice (z)", elem_id="slice")
         slices = gr.Plot(label="TSDF slices", elem_id="slices")
         fitted_mesh = gr.Model3D(
-            label="mesh of the fitted volume (before compression)", elem_id="view_fitted", clear_color=[1, 1, 1, 1]
+            label="mesh of the fitted volume (before compression)", elem_id="view_fitted", **VIEWER
         )
-    return TeachingPanel(breakdown, slice_k, slices, fitted_mesh)
+    return TeachingPanel(accordion, breakdown, slice_k, slices, fitted_mesh)
 
 
 def files_panel() -> FilesPanel:

@@ -22,9 +22,9 @@ FIT_S = 2.0  # TSDF-Def fitting, 50 iterations (0 when cached; then the bar jump
 TRAIN_S = 0.15  # per shape and epoch, width tiny, with SSIM; scaled by width and K^3
 NO_SSIM = 0.5  # share of the training cost left without the SSIM term
 DECODE_S = 0.08  # decoder + DMC
-METRICS_S = 0.06  # CD / NC / F1 at 20k samples
+METRICS_S = 0.4  # CD / NC / F1 at 1e5 samples
 PEER_S = 0.05  # encode + decode of a classical codec
-REPRESENTATION_S = 0.15  # the fitted volume's own mesh and metrics (the teaching breakdown)
+REPRESENTATION_S = 0.5  # the fitted volume's own mesh and its metrics at 1e5 samples (the teaching breakdown)
 WIDTH_COST = {"tiny": 1.0, "small": 2.0, "medium": 4.0, "large": 8.0}
 #: Against a prior (features only, :class:`necgs.config.PriorFitConfig` defaults): per shape at K = 32,
 #: fitting at 20 iterations and one feature visit (measurements: docs/ARCHITECTURE.md, "The app",

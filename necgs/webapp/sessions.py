@@ -91,6 +91,14 @@ def touch(session: str) -> None:
     _entry(session)
 
 
+def closed(session: str) -> bool:
+    """Whether a session has ended (its tab closed or went quiet) and its folder is gone (asks
+    without marking it active or making a folder)."""
+    with _LOCK:
+        entry = _SESSIONS.get(session)
+    return entry is None or not entry.folder.is_dir()
+
+
 def cancel_event(session: str) -> threading.Event:
     """The session's cancel flag."""
     return _entry(session).cancel

@@ -79,6 +79,13 @@ def slice_figure(fitted: np.ndarray, decoded: np.ndarray, k: int, title: str = "
     return fig
 
 
+def best_slice(volume: np.ndarray) -> int:
+    """The z slice with the widest cross-section of the shape (most nodes inside, TSDF < 0): where the
+    slice figure shows the most of it."""
+    inside = (volume[0] < 0).sum(axis=(0, 1))
+    return int(np.argmax(inside)) if inside.any() else volume.shape[-1] // 2
+
+
 def _deformation_arrows(volume: np.ndarray, k: int) -> go.Scatter:
     """In-plane deformation of the near-surface nodes of slice ``k`` as line segments (node units, x4)."""
     near = np.argwhere(np.abs(volume[0, :, :, k]) < 1.0)
@@ -102,7 +109,7 @@ def cd_breakdown(per_shape: pd.DataFrame, necgs_key: str | None, shape: str | No
     fitted, decoded = 1e3 * float(r.cd_fitted), 1e3 * float(r.cd)
     return (
         f"**{shape}, necgs {label}** (CD x1e-3; lower is better)\n\n"
-        f"| stage | CD | F1@0.005 |\n|---|---|---|\n"
+        f"| stage | CD | F1 |\n|---|---|---|\n"
         f"| fitted volume, before compression (the representation) | {fitted:.2f} | {float(r.f1_fitted):.3f} |\n"
         f"| decoded from the archive | {decoded:.2f} | {float(r.f1_005):.3f} |\n"
         f"| added by compression | {decoded - fitted:+.2f} | {float(r.f1_005) - float(r.f1_fitted):+.3f} |\n"

@@ -14,8 +14,14 @@ from necgs.errors import NecgsError
 from necgs.evaluation.runs import RunStore, slug
 from necgs.visualize import error_colored_glb
 from necgs.webapp import sessions, teaching, views
-from necgs.webapp.messages import scrub_paths
+from necgs.webapp.messages import info_html, scrub_paths
 from necgs.webapp.sessions import request_session
+
+#: What the viewers say while the page shows no stored run (the shipped benchmark, or nothing yet).
+NO_MESHES = (
+    "The viewers are empty: the shipped benchmark keeps its numbers, not its meshes. They fill when you run "
+    "a job or load one of your runs."
+)
 
 
 def _summary(run: int | None) -> pd.DataFrame:
@@ -46,7 +52,7 @@ def on_view(
         gr.update(value=files.original, label=f"original: {shape}" if shape else "original"),
         _viewer(files.coloured[0], summary, necgs_key, "NeCGS"),
         _viewer(files.coloured[1], summary, other_key, "baseline"),
-        files.legend,
+        files.legend if views.is_stored(run) else info_html(NO_MESHES),
         files.vmax,
     ]
     return out + [gr.update(visible=k < n_variants) for k in range(views.MAX_VARIANT_VIEWERS)]
@@ -110,9 +116,10 @@ def on_figure(
 
 
 def on_teach(
-    run: int | None, shape: str | None, necgs_key: str | None, k: float, vmax: float | None, request: gr.Request
+    run: int | None, shape: str | None, necgs_key: str | None, vmax: float | None, request: gr.Request
 ) -> list:
-    """TEACH_OUTPUTS: slice figure, slider range, the fitted volume's mesh and the CD breakdown."""
+    """TEACH_OUTPUTS: slice figure (at the shape's widest slice), slider range and place, the fitted
+    volume's mesh and the CD breakdown."""
     session = request_session(request)
     if not views.is_stored(run) or not shape or not necgs_key:
         return [None, gr.update(), gr.update(value=None), "Run NeCGS (or load a run) to look inside it."]
@@ -122,7 +129,7 @@ def on_teach(
     except NecgsError as exc:
         return [None, gr.update(), gr.update(value=None), scrub_paths(exc)]  # e.g. its prior is gone
     K = fitted.shape[-1]
-    k = int(k) if k is not None and 0 <= int(k) < K else K // 2
+    k = teaching.best_slice(fitted)
     fitted_glb = _fitted_glb(run, shape, necgs_key, session, vmax)
     return [
         teaching.slice_figure(fitted, decoded, k, f"{shape}, necgs {necgs_key.partition('::')[2]}: slice z = {k}"),
@@ -138,8 +145,13 @@ def _fitted_glb(run: int, shape: str, necgs_key: str, session: str, vmax: float 
     if original is None or fitted is None or fitted.n_faces == 0:
         return None
     out = sessions.session_dir(session) / "view" / f"fitted_{slug(necgs_key)}_{run}_{slug(shape)}.glb"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return str(error_colored_glb(fitted, original, out, vmax)[0])
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return str(error_colored_glb(fitted, original, out, vmax)[0])
+    except FileNotFoundError:
+        if not sessions.closed(session):
+            raise
+        return None  # the tab closed while its file was written
 
 
 def on_slice(run: int | None, shape: str | None, necgs_key: str | None, k: float):

@@ -28,32 +28,9 @@ from necgs.settings import read_setting
 from necgs.visualize import error_colored_glb, legend_html, plain_glb, render_comparison_png, vertex_errors
 from necgs.webapp.export import plotly_pngs
 from necgs.webapp.first_launch import SHIPPED_RESULTS, shipped_summary
-from necgs.webapp.sessions import session_dir
+from necgs.webapp.sessions import closed, session_dir
+from necgs.webapp.tables import metrics_table
 
-#: Columns of the metrics table, in order (those a run lacks are left out).
-TABLE_COLUMNS = {
-    "codec": "codec",
-    "label": "setting",
-    "ratio_ply": "ratio vs PLY",
-    "bytes": "bytes",
-    "bits_per_vertex": "bits/vertex",
-    "cd_1e3": "CD x1e-3",
-    "cd_fitted_1e3": "CD fitted x1e-3",
-    "cd_compression_1e3": "CD from coding x1e-3",
-    "f1_005": "F1@0.005",
-    "f1_fitted": "F1 fitted",
-    "nc": "NC",
-    "f1_01": "F1@0.01",
-    "cd_median_1e3": "CD median x1e-3",
-    "empty_shapes": "empty shapes",
-    "d_ratio": "ratio vs ref",
-    "d_cd_1e3": "dCD vs ref x1e-3",
-    "d_f1": "dF1 vs ref",
-    "encode_s": "encode s",
-    "decode_ms_per_shape": "decode ms/shape",
-    "status": "status",
-    "error": "error",
-}
 MAX_VARIANT_VIEWERS = 4
 #: The run id the page holds while it shows the shipped benchmark (stored runs count from 1).
 SHIPPED_RUN = -1
@@ -205,27 +182,6 @@ def _curve_name(setting) -> str | None:
     except ValueError:
         return None
     return value.get("curve") if isinstance(value, dict) else None
-
-
-def metrics_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The metrics of every codec and setting, CD split into representation and coding, and the
-    NeCGS variants' differences to the reference (the first variant)."""
-    s = summary.copy()
-    for col in ("cd", "cd_fitted", "cd_median"):
-        if col in s:
-            s[f"{col}_1e3"] = s[col].astype(float) * 1e3
-    if "cd_fitted" in s:
-        s["cd_compression_1e3"] = (s.cd.astype(float) - s.cd_fitted.astype(float)) * 1e3
-    nec = s[(s.codec == "necgs") & (s.status == "ok")]
-    if len(nec) > 1:
-        ref = nec.iloc[0]
-        sel = (s.codec == "necgs") & (s.status == "ok")
-        s.loc[sel, "d_ratio"] = s.loc[sel, "ratio_ply"].astype(float) / float(ref.ratio_ply)
-        s.loc[sel, "d_cd_1e3"] = (s.loc[sel, "cd"].astype(float) - float(ref.cd)) * 1e3
-        s.loc[sel, "d_f1"] = s.loc[sel, "f1_005"].astype(float) - float(ref.f1_005)
-    cols = [c for c in TABLE_COLUMNS if c in s and (c not in ("error",) or s[c].astype(str).str.len().gt(0).any())]
-    table = s[cols].rename(columns=TABLE_COLUMNS)
-    return table.round(4).replace([np.inf, -np.inf], np.nan)
 
 
 def matched_peer(summary: pd.DataFrame, necgs_key: str | None) -> str | None:
@@ -388,16 +344,21 @@ def viewer_files(
     if original is None:
         return ViewerFiles(coloured=[None] * len(keys))
     out = session_dir(session) / "view"
-    out.mkdir(parents=True, exist_ok=True)
     tag = f"{run}_{slug(shape)}"
-    files = ViewerFiles(str(plain_glb(original, out / f"orig_{tag}.glb")), vmax=vmax)
-    for key, kind in zip(keys, kinds or ["decoded"] * len(keys)):
-        rec = load_run_mesh(run, kind, key, shape) if key else None
-        if rec is None or rec.n_faces == 0:
-            files.coloured.append(None)
-            continue
-        path, files.vmax = error_colored_glb(rec, original, out / f"{kind}_{slug(key)}_{tag}.glb", files.vmax)
-        files.coloured.append(str(path))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        files = ViewerFiles(str(plain_glb(original, out / f"orig_{tag}.glb")), vmax=vmax)
+        for key, kind in zip(keys, kinds or ["decoded"] * len(keys)):
+            rec = load_run_mesh(run, kind, key, shape) if key else None
+            if rec is None or rec.n_faces == 0:
+                files.coloured.append(None)
+                continue
+            path, files.vmax = error_colored_glb(rec, original, out / f"{kind}_{slug(key)}_{tag}.glb", files.vmax)
+            files.coloured.append(str(path))
+    except FileNotFoundError:
+        if not closed(session):
+            raise
+        return ViewerFiles(coloured=[None] * len(keys))  # the tab closed while its files were written
     return files
 
 

@@ -3,17 +3,23 @@
 After every step (first load, a run, an ablation, a run with a prior beside a trained decoder,
 loading past runs, a bad upload) no element may show Gradio's red "Error" and the server may
 not have printed a traceback. The archive is downloaded through the page and decoded with
-``necgs decompress``. The server sees one tiny prior (``tiny``, trained by a fixture).
+``necgs decompress``. The server sees one tiny prior (``tiny``, trained by a fixture). A 1280x800
+window shows Run and the progress without scrolling; the viewers turn together; G-PCC runs like
+any codec where ``tmc3`` is built. Screenshots go to ``NECGS_BROWSER_SHOTS`` when set (else pytest's
+temporary folder).
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from necgs.webapp.decoders import TRAIN_DECODER
 from necgs.webapp.export import ARGS as EXPORT_ARGS
 from necgs.webapp.export import CHROMIUM
+from necgs.webapp.glossary import TERMS
 
 # The page export's flags plus what a page with WebGL viewers needs (software GL, no extras).
 ARGS = [*EXPORT_ARGS, "--disable-sync", "--disable-quic", "--use-gl=swiftshader", "--enable-unsafe-swiftshader"]
@@ -66,6 +72,80 @@ def assert_clean(page, capfd, step: str, shots: Path) -> None:
     assert "Traceback" not in out + err, f"{step}: server traceback:\n{out}{err}"
 
 
+#: Every viewer's camera, [alpha, beta, radius] by element id (see necgs.webapp.page_js).
+CAMERAS_JS = "() => window.necgsCameras ? window.necgsCameras() : {}"
+#: Links to an e-mail address (Markdown turns "name@domain" into one).
+MAILTO_JS = "() => [...document.querySelectorAll('a[href^=\"mailto:\"]')].map(a => a.outerHTML)"
+
+
+def box(page, selector: str) -> dict:
+    return page.locator(selector).first.bounding_box()
+
+
+def check_first_view(browser, url: str, capfd, shots: Path) -> None:
+    """In a 1280x800 window: Run, the progress and the status without scrolling, the advice, the
+    glossary, the epochs of the preset, and why the viewers are empty."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(url, wait_until="load")
+    page.wait_for_selector("#rd_cd .js-plotly-plot", timeout=90_000)
+    wait_status(page, "Showing", timeout=60_000)
+    assert page.evaluate("() => window.scrollY") == 0
+    for selector in ("#run", "#cancel", "#progress", "#status"):
+        where = box(page, selector)
+        assert where and where["y"] >= 0 and where["y"] + where["height"] <= 800, (selector, where)
+    advice = page.inner_text("#advice")
+    assert "6 shapes" in advice and "prior 'tiny'" in advice, advice
+    assert page.locator("#decoder input").input_value() == "prior: tiny"
+    glossary = page.inner_text("#glossary")
+    assert all(term in glossary for term in TERMS), glossary
+    assert "keeps its numbers, not its meshes" in page.inner_text("#legend")  # the shipped benchmark
+    page.get_by_label("standard", exact=True).check()
+    page.wait_for_function("() => document.querySelector('#epochs input').value === '600'")
+    page.get_by_label("quick", exact=True).check()
+    page.wait_for_function("() => document.querySelector('#epochs input').value === '200'")
+    assert not page.evaluate(MAILTO_JS)
+    page.screenshot(path=str(shots / "0_first_view_1280x800.png"))
+    assert_clean(page, capfd, "0_first_view_full", shots)
+    page.close()
+
+
+def check_viewers_turn_together(page) -> None:
+    """A drag on the NeCGS viewer turns the original and the baseline the same way."""
+    page.locator("#view_necgs").scroll_into_view_if_needed()
+    page.wait_for_function(f"() => Object.keys(({CAMERAS_JS})()).length >= 3", timeout=60_000)
+    before = page.evaluate(CAMERAS_JS)
+    c = box(page, "#view_necgs canvas")
+    x, y = c["x"] + c["width"] / 2, c["y"] + c["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 120, y + 30, steps=12)
+    page.mouse.up()
+    page.wait_for_timeout(2500)
+    after = page.evaluate(CAMERAS_JS)
+    turned = {k: v[:2] for k, v in after.items() if k in ("view_original", "view_necgs", "view_other")}
+    assert len(turned) == 3 and turned["view_necgs"] != before["view_necgs"][:2], (before, after)
+    assert all(v == pytest.approx(turned["view_necgs"], abs=1e-6) for v in turned.values()), after
+
+
+def check_run_details(page, capfd, shots: Path) -> None:
+    """The teaching viewer is drawn at its height, the per-shape table reads, no e-mail links,
+    and choosing a shape does not scroll the page."""
+    page.click("#teaching")
+    page.wait_for_selector("#view_fitted canvas", timeout=120_000)
+    assert box(page, "#view_fitted")["height"] > 100
+    assert "lower is better" in page.inner_text("#breakdown")
+    page.get_by_text("per-shape metrics").click()
+    headers = page.inner_text("#per_shape")
+    assert "CD x1e-3" in headers and "f1_005" not in headers and "floor_cd" not in headers, headers[:300]
+    assert not page.evaluate(MAILTO_JS)
+    page.locator("#shape").scroll_into_view_if_needed()
+    scrolled = page.evaluate("() => window.scrollY")
+    choose(page, "shape", "cad_001")
+    page.wait_for_timeout(1500)
+    assert abs(page.evaluate("() => window.scrollY") - scrolled) < 5
+    assert_clean(page, capfd, "2b_run_details", shots)
+
+
 def download(page, elem_id: str, dest: Path) -> Path:
     with page.expect_download() as info:
         page.locator(f"#{elem_id} a[download]").first.click()
@@ -74,32 +154,44 @@ def download(page, elem_id: str, dest: Path) -> Path:
     return path
 
 
-@pytest.mark.timeout(1500)  # six jobs' worth of clicking on 2 shared cores
+@pytest.mark.timeout(2400)  # six jobs' worth of clicking on 2 shared cores, G-PCC's among them
 def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), "Debian chromium is installed by scripts/setup.sh"
+    shots = Path(os.environ.get("NECGS_BROWSER_SHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        check_first_view(browser, app_url, capfd, shots)
         page = browser.new_page(viewport={"width": 1500, "height": 1800}, accept_downloads=True)
         page.goto(app_url, wait_until="load")
         page.wait_for_selector("#run", timeout=60_000)
         page.wait_for_selector("#rd_cd .js-plotly-plot", timeout=60_000)
         wait_status(page, "Showing", timeout=60_000)  # the newest run, or the shipped benchmark when there is none
-        assert_clean(page, capfd, "1_first_load", tmp_path)
+        assert_clean(page, capfd, "1_first_load", shots)
         page.click("#shipped")
         assert "all 88 shapes" in wait_status(page, "shipped benchmark", timeout=60_000)
         assert "decimate-draco" in page.inner_text("#summary")
         page.wait_for_selector("#dl_csv a[download]", timeout=60_000)
-        assert_clean(page, capfd, "1b_shipped_benchmark", tmp_path)
+        assert_clean(page, capfd, "1b_shipped_benchmark", shots)
 
-        # one run
+        # one run: a few shapes start from the prior; a decoder trained on them is chosen instead
         choose(page, "dataset", "cad")
-        choose(page, "width", "tiny")
+        page.wait_for_function("() => document.querySelector('#decoder input').value === 'prior: tiny'")
         set_number(page, "#limit input[type=number]", "2")
+        page.wait_for_function("() => document.querySelector('#advice').innerText.includes('2 shapes')")
+        choose(page, "decoder", TRAIN_DECODER)
+        choose(page, "width", "tiny")
         set_number(page, "#epochs input", "60")
+        gpcc = page.locator("#baselines label", has_text="gpcc").count() > 0  # where tmc3 is built
+        if gpcc:
+            page.locator("#baselines label", has_text="gpcc").first.click()
+        else:
+            page.click("#unavailable")
+            assert "gpcc: tmc3 not installed" in page.inner_text("#unavailable")
         page.click("#run")
-        status = wait_status(page, "done")
+        status = wait_status(page, "done", timeout=900_000)
         run_id = int(status.split("Run ")[1].split(" ")[0])
         page.wait_for_function(
             "() => ['necgs', 'draco', 'floor'].every(c => document.querySelector('#summary').innerText.includes(c))",
@@ -109,7 +201,21 @@ def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
         page.wait_for_selector("#view_necgs canvas", timeout=120_000)
         page.wait_for_selector("#dl_archive a[download]", timeout=60_000)
         assert "x1e-3" in page.inner_text("#view_necgs") or "CD" in page.inner_text("#view_necgs")
-        assert_clean(page, capfd, "2_after_run", tmp_path)
+        table = page.inner_text("#summary")
+        assert "encode s/shape" in table and "decode s/shape" in table
+        check_viewers_turn_together(page)
+        assert_clean(page, capfd, "2_after_run", shots)
+        if gpcc:  # its rows, its points, its viewer
+            assert "octree" in table and "gpcc" in table
+            legend = page.evaluate("() => [...document.querySelectorAll('#rd_cd .legendtext')].map(e => e.textContent)")
+            assert "gpcc" in legend, legend
+            choose(page, "other_variant", "gpcc::octree d5 1k pts + SPSR")
+            page.wait_for_function(
+                "() => document.querySelector('#view_other').innerText.includes('gpcc octree d5')", timeout=120_000
+            )
+            page.wait_for_selector("#view_other canvas", timeout=120_000)
+            assert_clean(page, capfd, "2a_gpcc_viewer", shots)
+        check_run_details(page, capfd, shots)
         archive = download(page, "dl_archive", tmp_path)
         assert archive.suffix == ".ncgs"
         out = tmp_path / "decoded"
@@ -140,7 +246,7 @@ def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
         assert "dCD vs ref" in table
         page.wait_for_selector("#view_variant_0 canvas", timeout=120_000)
         assert "no ssim" in page.inner_text("#view_variant_1")
-        assert_clean(page, capfd, "3_after_ablation", tmp_path)
+        assert_clean(page, capfd, "3_after_ablation", shots)
 
         # a decoder trained on the set and the prior, beside the peers: the prior's part shows first
         page.get_by_role("tab", name="one run").click()
@@ -163,7 +269,7 @@ def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
         page.wait_for_selector("#view_variant_1 canvas", timeout=120_000)
         assert "prior tiny" in page.inner_text("#view_variant_1")
         assert "prior tiny" in page.inner_text("#status")  # the run's label names the prior
-        assert_clean(page, capfd, "3b_after_prior_run", tmp_path)
+        assert_clean(page, capfd, "3b_after_prior_run", shots)
 
         # past runs: a good id, then the default 0
         page.click("#past_runs")
@@ -176,15 +282,16 @@ def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
         page.wait_for_function(  # and its decoder: trained on the set
             "() => document.querySelector('#decoder input').value === 'train a decoder for this set'"
         )
-        assert_clean(page, capfd, "4_after_load_run", tmp_path)
+        assert_clean(page, capfd, "4_after_load_run", shots)
         set_number(page, "#run_id input", "0")
         page.click("#load_run")
         assert "There is no run 0" in wait_status(page, "no run 0")
-        assert_clean(page, capfd, "5_after_load_run_0", tmp_path)
+        assert_clean(page, capfd, "5_after_load_run_0", shots)
 
-        # a bad upload: its name and the reason, visible, and the old results cleared
+        # a bad upload: its name and the reason, visible, and the results shown before kept
         bad = tmp_path / "broken_part.obj"
         bad.write_text("this is not a mesh\n")
+        page.click("#upload_box")
         page.set_input_files("#upload input[type=file]", str(bad))
         page.wait_for_function("() => document.querySelector('#dataset input').value === '(my upload)'")
         page.get_by_role("tab", name="one run").click()
@@ -193,7 +300,8 @@ def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
         alert = page.locator("#status [role=alert]")
         text = alert.inner_text()
         assert "broken_part.obj" in text and "no usable mesh" in text and "/tmp" not in text, text
-        assert alert.is_visible() and "necgs" not in page.inner_text("#summary")
-        assert_clean(page, capfd, "6_after_bad_upload", tmp_path)
-        print(f"screenshots: {tmp_path}")
+        assert alert.is_visible() and "necgs" in page.inner_text("#summary")
+        assert page.locator("#rd_cd .js-plotly-plot").count() == 1
+        assert_clean(page, capfd, "6_after_bad_upload", shots)
+        print(f"screenshots: {shots}")
         browser.close()
