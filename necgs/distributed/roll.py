@@ -115,7 +115,12 @@ class NodeRoll:
                 f"node 0 did not open {where} within {nodes.timeout:g} s: start node 0 first, with the same endpoint"
             ) from None
         roll = cls(nodes, store, watch, on_silent)
-        roll._check_in(nproc, where)
+        try:
+            roll._check_in(nproc, where)
+        except (RuntimeError, ValueError) as exc:  # node 0 closed the store: it gave up waiting, or failed
+            raise NecgsError(
+                f"node 0 closed {where} before all {nodes.count} nodes joined (see its message): {first_line(exc)}"
+            ) from None
         threading.Thread(target=roll._beat, name="necgs-heartbeat", daemon=True).start()
         return roll
 
@@ -123,24 +128,51 @@ class NodeRoll:
         return self.prefix + name
 
     def _check_in(self, nproc: int, where: str) -> None:
-        if self.store.add(self._key(f"node{self.nodes.rank}"), 1) > 1:
-            raise NecgsError(f"node rank {self.nodes.rank} joined {where} twice: give each machine its own --node-rank")
-        self.store.set(self._key(f"nproc{self.nodes.rank}"), str(nproc))
+        """Write this node's rank and process count, wait for the others, and check they agree.
+
+        Node 0 holds the store: when it gives up it first leaves its reason under ``abort`` and waits
+        (a few heartbeats at most) for the nodes that joined to read it, so that they stop with the
+        same line instead of finding the store gone.
+        """
+        me = self.nodes.rank
+        if self.store.add(self._key(f"node{me}"), 1) > 1:
+            raise NecgsError(f"node rank {me} joined {where} twice: give each machine its own --node-rank")
+        self.store.set(self._key(f"nproc{me}"), str(nproc))
         deadline = time.monotonic() + self.nodes.timeout
         missing = self._missing()
         while missing and time.monotonic() < deadline:
+            if me != 0 and self.store.check([self._key("abort")]):
+                self.store.set(self._key(f"ack{me}"), "1")
+                raise NecgsError(self.store.get(self._key("abort")).decode())
             time.sleep(0.2)
             missing = self._missing()
+        problem = None
         if missing:
             names = ", ".join(str(r) for r in missing)
-            raise NecgsError(
+            problem = (
                 f"node{'s' if len(missing) > 1 else ''} {names} of {self.nodes.count} did not join {where} "
                 f"within {self.nodes.timeout:g} s; no archive written"
             )
-        counts = {r: int(self.store.get(self._key(f"nproc{r}"))) for r in range(self.nodes.count)}
-        if len(set(counts.values())) > 1:
-            shown = ", ".join(f"node {r}: {c}" for r, c in counts.items())
-            raise NecgsError(f"every node must run the same --nproc ({shown})")
+        else:
+            counts = {r: int(self.store.get(self._key(f"nproc{r}"))) for r in range(self.nodes.count)}
+            if len(set(counts.values())) > 1:
+                shown = ", ".join(f"node {r}: {c}" for r, c in counts.items())
+                problem = f"every node must run the same --nproc ({shown})"
+        if problem is not None:
+            self._abort(problem)
+
+    def _abort(self, problem: str) -> None:
+        """Stop the check-in with ``problem``; node 0 first waits for the joined nodes to read it."""
+        me = self.nodes.rank
+        if me != 0:
+            self.store.set(self._key(f"ack{me}"), "1")
+            raise NecgsError(problem)
+        self.store.set(self._key("abort"), problem)
+        joined = [r for r in range(1, self.nodes.count) if r not in self._missing()]
+        deadline = time.monotonic() + SILENT + BEAT
+        while time.monotonic() < deadline and not all(self.store.check([self._key(f"ack{r}")]) for r in joined):
+            time.sleep(0.2)
+        raise NecgsError(problem)
 
     def _missing(self) -> list[int]:
         return [r for r in range(self.nodes.count) if not self.store.check([self._key(f"node{r}")])]
