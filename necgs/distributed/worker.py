@@ -151,7 +151,12 @@ def main(argv=None) -> int:
         place = Place.from_env(node)
         cuda = torch.cuda.is_available() and cfg.train.device != "cpu"
         if cuda:
-            torch.cuda.set_device(place.local % torch.cuda.device_count())
+            if torch.cuda.device_count() < place.nproc:
+                raise NecgsError(
+                    f"{place.nproc} processes on {torch.cuda.device_count()} GPU(s): nccl needs a GPU per process; "
+                    "give --nproc at most the GPU count, or --device cpu"
+                )
+            torch.cuda.set_device(place.local)
         dist.init_process_group("nccl" if cuda else "gloo", rank=place.rank, world_size=place.world)
         try:
             compress_shard(
