@@ -22,17 +22,50 @@ def register(sub) -> None:
     target.add_argument(
         "--target-bytes", type=int, metavar="B", help="rate control: aim at an archive of at most B bytes"
     )
-    p.add_argument("--nproc", type=int, default=1, help="processes for distributed training (torchrun on this machine)")
+    add_launch_flags(p)
     p.set_defaults(func=run)
+
+
+def add_launch_flags(p) -> None:
+    """The run's launch flags: processes on this machine and, for several machines, torchrun's multi-node launch."""
+    launch = p.add_argument_group(
+        "distributed", "torchrun's engine with DDP; on M machines run the same command with --node-rank 0 .. M-1"
+    )
+    launch.add_argument(
+        "--nproc", type=int, default=1, help="processes on this machine (torchrun's --nproc_per_node; default 1)"
+    )
+    launch.add_argument(
+        "--nnodes", type=int, default=1, help="machines in the run, each running this command (default 1)"
+    )
+    launch.add_argument(
+        "--node-rank",
+        type=int,
+        default=0,
+        help="this machine's rank, 0 to nnodes-1; node 0 hosts the rendezvous and writes the archive",
+    )
+    launch.add_argument(
+        "--rdzv-endpoint", metavar="HOST:PORT", help="node 0's address and a free port, reachable from every node"
+    )
+    launch.add_argument(
+        "--rdzv-id", default="necgs", help="the run's name at the rendezvous, the same on every node (default necgs)"
+    )
+    launch.add_argument(
+        "--rdzv-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long a node waits for the others to join, or for a silent one, before it stops (default 300)",
+    )
 
 
 def run(args) -> int:
     setting = read_setting(args_setting(args))
     cfg = setting.config
     targets = {"target_ratio": args.target_ratio, "target_bytes": args.target_bytes}
-    if setting.prior and args.nproc > 1:
-        raise ConfigError("--prior fits features only; it runs in one process (drop --nproc)")
-    if args.nproc > 1 and any(v is not None for v in targets.values()):
+    distributed = args.nproc > 1 or args.nnodes > 1
+    if setting.prior and distributed:
+        raise ConfigError("--prior fits features only; it runs in one process (drop --nproc and --nnodes)")
+    if distributed and any(v is not None for v in targets.values()):
         # imported when the command runs: keeps torch and trimesh off `necgs --help`
         from necgs.compression.steps import as_loaded
         from necgs.target_rate import plan_rate
@@ -40,17 +73,8 @@ def run(args) -> int:
         plan = plan_rate(cfg, as_loaded(args.source).meshes, **targets)
         print(plan.describe())
         cfg = plan.config
-    if args.nproc > 1:
-        # imported when the command runs: keeps torch and trimesh off `necgs --help`
-        from necgs.compression import open_archive, shapes_without_surface
-        from necgs.distributed import launch_compress
-
-        code = launch_compress(args.source, args.output, cfg, args.nproc)
-        if code == 0:
-            with open_archive(args.output) as arc:
-                total = len(arc.shapes)
-            warn_empty(args.output, shapes_without_surface(args.output, device=cfg.train.device), total)
-        return code
+    if distributed:
+        return run_distributed(args, cfg)
     # imported when the command runs: keeps torch and trimesh off `necgs --help`
     from necgs.compression import compress
 
@@ -68,6 +92,22 @@ def run(args) -> int:
         f"(fit {result.seconds['fit']:.0f} s, train {result.seconds['train']:.0f} s)"
     )
     warn_empty(result.path, result.empty_shapes, len(result.names))
+    return 0
+
+
+def run_distributed(args, cfg) -> int:
+    """This machine's part of a distributed compression; the node that wrote the archive checks it."""
+    # imported when the command runs: keeps torch and trimesh off `necgs --help`
+    from necgs.compression import open_archive, shapes_without_surface
+    from necgs.distributed import Nodes, launch_compress
+
+    nodes = Nodes(args.nnodes, args.node_rank, args.rdzv_endpoint, args.rdzv_id, args.rdzv_timeout)
+    if launch_compress(args.source, args.output, cfg, args.nproc, nodes=nodes):
+        with open_archive(args.output) as arc:
+            total = len(arc.shapes)
+        warn_empty(args.output, shapes_without_surface(args.output, device=cfg.train.device), total)
+    else:
+        print(f"node {args.node_rank}: done; node 0 wrote {args.output}")
     return 0
 
 

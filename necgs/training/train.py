@@ -10,20 +10,18 @@ written atomically every ``checkpoint_every`` epochs; calling again with the sam
 and settings resumes from the last one. Batch order depends only on (seed, epoch), so an
 interrupted and resumed run ends where an uninterrupted one does.
 
-Under ``torchrun`` (``torch.distributed`` initialized) shapes are sharded round-robin
-across ranks, the decoder is wrapped in DistributedDataParallel (gradients averaged, gloo
-on CPU, nccl on CUDA) and the features are gathered on every rank at the end.
+:func:`train_shard` is the same training under ``torch.distributed`` (``necgs compress --nproc``
+and ``--nnodes``): each rank holds only the volumes and features of its round-robin share of the
+shapes (:mod:`necgs.training.sharding`), the decoder is wrapped in DistributedDataParallel
+(gradients averaged, gloo on CPU, nccl on CUDA), and rank 0 gathers the features at the end.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -38,6 +36,8 @@ from necgs.model.blocks import best_crop_level
 from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.encoder import VolumeEncoder
 from necgs.model.quant import LearnedRange, QuantizedTensor, QuantSpec, quantize, symmetric_spec, to_symbols
+from necgs.training import sharding
+from necgs.training.checkpoints import load_checkpoint, run_digest, save_checkpoint, saved_epochs
 from necgs.training.losses import LossWeights, volume_loss
 from necgs.training.patches import BlockSampler, block_targets, coarse_targets
 
@@ -97,60 +97,6 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / warm
     progress = (step - warm) / max(total - warm, 1)
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def _config_digest(
-    volumes: torch.Tensor,
-    dcfg: DecoderConfig,
-    tcfg: TrainConfig,
-    init: dict[str, torch.Tensor] | None = None,
-    encoder: dict | None = None,
-) -> str:
-    h = hashlib.sha256()
-    settings = asdict(tcfg)
-    settings.pop("device")
-    if encoder is not None:  # an auto-encoder's checkpoint is never resumed as an auto-decoder's
-        settings["encoder"] = encoder
-    h.update(json.dumps([dcfg.to_dict(), settings], sort_keys=True).encode())
-    h.update(volumes.numpy().tobytes())
-    for name in sorted(init or {}):
-        h.update(name.encode() + init[name].detach().cpu().numpy().tobytes())
-    return h.hexdigest()[:20]
-
-
-def _save_checkpoint(
-    folder: Path, tag: str, digest: str, epoch: int, state: dict, losses: list[float], seconds: float = 0.0
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".checkpoint{tag}.{os.getpid()}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, folder / f"checkpoint{tag}.pt")
-    meta = folder / f".checkpoint{tag}.{os.getpid()}.json.tmp"
-    meta.write_text(json.dumps({"digest": digest, "epoch": epoch, "losses": losses, "seconds": round(seconds, 3)}))
-    os.replace(meta, folder / f"checkpoint{tag}.json")
-
-
-def _load_checkpoint(folder: Path | None, tag: str, digest: str) -> tuple[dict, int, list[float], float] | None:
-    if (
-        folder is None
-        or not (folder / f"checkpoint{tag}.json").is_file()
-        or not (folder / f"checkpoint{tag}.pt").is_file()
-    ):
-        return None
-    try:
-        meta = json.loads((folder / f"checkpoint{tag}.json").read_text())
-        if meta.get("digest") != digest:
-            return None
-        state = torch.load(folder / f"checkpoint{tag}.pt", map_location="cpu", weights_only=True)
-        return state, int(meta["epoch"]), [float(x) for x in meta["losses"]], float(meta.get("seconds", 0.0))
-    except (OSError, ValueError, RuntimeError, KeyError):
-        return None  # an unreadable checkpoint means starting over, never a crash
-
-
-def _distributed() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 class StepObjective:
@@ -223,7 +169,7 @@ def train_autodecoder(
     encoder_input: int | None = None,
     init_decoder: dict[str, torch.Tensor] | None = None,
 ) -> TrainedCodec:
-    """Train features and decoder on the volumes with quantization-aware training.
+    """Train features and decoder on the volumes with quantization-aware training, in this process.
 
     Args:
         volumes: (N, 4, K, K, K) float32 TSDF-Def volumes (CPU), all of the set.
@@ -242,134 +188,253 @@ def train_autodecoder(
     Returns:
         The quantized :class:`TrainedCodec`.
     """
+    _check_volumes(volumes, dcfg, tcfg)
+    run = _Run(volumes, dcfg, tcfg, volumes.shape[0], 0, 1, autoencoder, encoder_input, init_decoder)
+    run.train(checkpoint_dir, progress, cancel)
+    return run.codec(run.features.detach().cpu())
+
+
+def train_shard(
+    volumes: torch.Tensor,
+    dcfg: DecoderConfig,
+    tcfg: TrainConfig,
+    *,
+    checkpoint_dir: Path | None = None,
+    progress: TrainProgress | bool = True,
+    cancel: Callable[[], bool] | None = None,
+    autoencoder: bool = False,
+) -> TrainedCodec | None:
+    """:func:`train_autodecoder` for one rank of a distributed run: this rank trains its own shapes.
+
+    Every rank calls it at once. Each rank trains the features of its own shapes (the only
+    ones whose volumes it holds); DDP averages the shared decoder's gradients (and the learned
+    ranges' are all-reduced), so every rank steps the same decoder. A rank checkpoints its
+    decoder, features and optimizer under its own name (:mod:`necgs.training.checkpoints`);
+    a relaunch resumes from the latest epoch that every rank has. Outside ``torch.distributed``
+    (or in a world of one) it is :func:`train_autodecoder`.
+
+    Args:
+        volumes: (n_r, 4, K, K, K) this rank's share of the set: the shapes i with
+            i % world == rank, in order (:func:`necgs.training.sharding.shard_of`).
+        dcfg, tcfg, checkpoint_dir, progress, cancel, autoencoder: As in :func:`train_autodecoder`.
+
+    Returns:
+        The codec of the whole set (every rank's features gathered) on rank 0; None on the other ranks.
+    """
+    rank, world = sharding.current_rank()
+    if world == 1:
+        return train_autodecoder(
+            volumes,
+            dcfg,
+            tcfg,
+            checkpoint_dir=checkpoint_dir,
+            progress=progress,
+            cancel=cancel,
+            autoencoder=autoencoder,
+        )
+    _check_volumes(volumes, dcfg, tcfg)
+    n = sharding.total_count(volumes.shape[0])
+    if volumes.shape[0] != len(sharding.shard_of(n, rank, world)) or volumes.shape[0] == 0:
+        raise ConfigError(
+            f"rank {rank} of {world} holds {volumes.shape[0]} volumes; its share of {n} shapes is "
+            f"{len(sharding.shard_of(n, rank, world))} (every rank needs at least one)"
+        )
+    run = _Run(volumes, dcfg, tcfg, n, rank, world, autoencoder)
+    run.train(checkpoint_dir, progress, cancel)
+    full = sharding.gather_rows(run.features.detach(), n)
+    return None if full is None else run.codec(full)
+
+
+def _check_volumes(volumes: torch.Tensor, dcfg: DecoderConfig, tcfg: TrainConfig) -> None:
     dcfg.validate()
     tcfg.validate()
     if volumes.dim() != 5 or volumes.shape[1] != 4 or volumes.shape[-1] != dcfg.resolution:
         raise ConfigError(f"volumes must be (N, 4, {dcfg.resolution}^3), got {tuple(volumes.shape)}")
-    device = resolve_device(tcfg.device)
-    rank, world = _distributed()
-    n = volumes.shape[0]
-    torch.manual_seed(tcfg.seed)
-    decoder = Decoder(dcfg).to(device)
-    if init_decoder is not None:
-        decoder.load_state_dict(init_decoder)
-    kp = dcfg.feature_resolution
-    features = torch.nn.Parameter(
-        torch.randn((n, dcfg.feature_channels, kp, kp, kp), generator=torch.Generator().manual_seed(tcfg.seed))
-        .mul_(tcfg.feature_init_std)
-        .to(device)
-    )
-    encoder = None
-    if autoencoder:
-        encoder = VolumeEncoder(dcfg.resolution, kp, dcfg.feature_channels, input_resolution=encoder_input).to(device)
-    model = decoder
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(decoder)
-    extra = list(encoder.parameters()) if encoder is not None else [features]
-    ranges = _initial_ranges(decoder, features if encoder is None else None) if tcfg.learn_ranges else None
-    groups = [{"params": decoder.parameters()}, {"params": extra}]
-    if ranges is not None:
-        groups.append({"params": list(ranges.values())})
-    opt = torch.optim.Adam(groups, lr=tcfg.lr)
-    encoder_key = {"input_resolution": encoder_input} if encoder is not None else None
-    digest = _config_digest(volumes, dcfg, tcfg, init_decoder, encoder_key)
-    tag = f".rank{rank}of{world}" if world > 1 else ""
-    start_epoch, losses, earlier = 0, [], 0.0
-    resumed = _load_checkpoint(checkpoint_dir, tag, digest)
-    if resumed is not None:
-        state, start_epoch, losses, earlier = resumed
-        decoder.load_state_dict(state["decoder"])
-        if encoder is not None:
-            encoder.load_state_dict(state["encoder"])
+
+
+class _Run:
+    """One training of a decoder and the features of this process's shapes (all of them in one process).
+
+    Args:
+        volumes: (n_r, 4, K, K, K) the volumes of this process's shapes.
+        dcfg, tcfg: Architecture and settings.
+        n: The set's number of shapes.
+        rank, world: This process's rank and the number of ranks (0, 1 in one process).
+        autoencoder, encoder_input, init_decoder: As in :func:`train_autodecoder`.
+    """
+
+    def __init__(
+        self,
+        volumes: torch.Tensor,
+        dcfg: DecoderConfig,
+        tcfg: TrainConfig,
+        n: int,
+        rank: int,
+        world: int,
+        autoencoder: bool = False,
+        encoder_input: int | None = None,
+        init_decoder: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        self.volumes, self.dcfg, self.tcfg, self.n, self.rank, self.world = volumes, dcfg, tcfg, n, rank, world
+        self.device = resolve_device(tcfg.device)
+        torch.manual_seed(tcfg.seed)
+        self.decoder = Decoder(dcfg).to(self.device)
+        if init_decoder is not None:
+            self.decoder.load_state_dict(init_decoder)
+        kp = dcfg.feature_resolution
+        # the set's starting features, the same on every rank: each keeps its own shapes' rows
+        start = torch.randn(
+            (n, dcfg.feature_channels, kp, kp, kp), generator=torch.Generator().manual_seed(tcfg.seed)
+        ).mul_(tcfg.feature_init_std)
+        self.features = torch.nn.Parameter(start[sharding.shard_of(n, rank, world)].to(self.device))
+        self.encoder = None
+        if autoencoder:
+            self.encoder = VolumeEncoder(dcfg.resolution, kp, dcfg.feature_channels, input_resolution=encoder_input)
+            self.encoder = self.encoder.to(self.device)
+        self.model = self.decoder if world == 1 else torch.nn.parallel.DistributedDataParallel(self.decoder)
+        extra = list(self.encoder.parameters()) if self.encoder is not None else [self.features]
+        self.ranges = None
+        if tcfg.learn_ranges:
+            self.ranges = _initial_ranges(self.decoder, start if self.encoder is None else None)
+        groups = [{"params": self.decoder.parameters()}, {"params": extra}]
+        if self.ranges is not None:
+            groups.append({"params": list(self.ranges.values())})
+        self.opt = torch.optim.Adam(groups, lr=tcfg.lr)
+        encoder_key = {"input_resolution": encoder_input} if self.encoder is not None else None
+        self.digest = run_digest(volumes, dcfg, tcfg, init_decoder, encoder_key)
+        self.tag, self.keep = (f".rank{rank}of{world}", 2) if world > 1 else ("", 1)
+        self.losses: list[float] = []
+        self.seconds = 0.0
+        self.start_epoch = 0
+
+    def resume(self, folder: Path | None) -> None:
+        """Load the latest checkpoint of this run (under DDP: the latest epoch every rank has), if any."""
+        epochs = saved_epochs(folder, self.tag, self.digest, self.keep)
+        epoch = epochs[-1] if self.world == 1 and epochs else 0
+        if self.world > 1:
+            epoch = sharding.agreed_epoch(epochs)
+        loaded = load_checkpoint(folder, self.tag, self.digest, epoch, self.keep) if folder and epoch else None
+        if self.world > 1 and not sharding.all_ranks(epoch == 0 or loaded is not None):
+            loaded = None  # a rank cannot read its part: every rank starts over together
+        if loaded is None:
+            return
+        state, self.losses, self.seconds = loaded
+        self.decoder.load_state_dict(state["decoder"])
+        if self.encoder is not None:
+            self.encoder.load_state_dict(state["encoder"])
         with torch.no_grad():
-            features.copy_(state["features"])
-            for name, r in (ranges or {}).items():
+            self.features.copy_(state["features"])
+            for name, r in (self.ranges or {}).items():
                 r.copy_(state["ranges"][name])
-        opt.load_state_dict(state["optim"])
-    mine = [i for i in range(n) if i % world == rank]
-    steps_per_epoch = max(math.ceil(math.ceil(n / world) / tcfg.batch_size), 1)
-    total = steps_per_epoch * tcfg.epochs
-    bar = _progress_bar(progress, tcfg.epochs, start_epoch, rank)
-    objective = StepObjective(volumes, dcfg, tcfg)
-    t0 = time.perf_counter()
-    for epoch in range(start_epoch, tcfg.epochs):
-        order = torch.randperm(len(mine), generator=torch.Generator().manual_seed(tcfg.seed * 100_003 + epoch))
-        crops = torch.Generator().manual_seed(tcfg.seed * 100_019 + epoch * world + rank)
-        epoch_loss = 0.0
-        for s in range(steps_per_epoch):
-            stop_if_asked(cancel)
-            idx = [mine[int(order[(s * tcfg.batch_size + j) % len(mine)])] for j in range(tcfg.batch_size)][: len(mine)]
-            step = epoch * steps_per_epoch + s
-            lr = lr_at(step, total, tcfg)
-            opt.param_groups[0]["lr"] = lr
-            opt.param_groups[1]["lr"] = lr * (tcfg.feature_lr_scale if encoder is None else 1.0)
-            if ranges is not None:
-                opt.param_groups[2]["lr"] = lr
-            specs = _weight_specs(decoder, tcfg, ranges)
-            batch_features = features[idx] if encoder is None else encoder(volumes[idx].to(device))
-            fspec = _feature_spec(batch_features if encoder is not None else features, tcfg, ranges)
-            loss = objective(model, quantize(batch_features, fspec), specs, idx, crops, step / total)
-            if tcfg.lambda_rate > 0:
-                loss = loss + tcfg.lambda_rate * rate_term(
-                    dict(decoder.named_parameters()),
-                    specs,
-                    batch_features,
-                    fspec,
-                    n_shapes=n,
-                    resolution=dcfg.resolution,
+        self.opt.load_state_dict(state["optim"])
+        self.start_epoch = epoch
+
+    def save(self, folder: Path, done: int, seconds: float) -> None:
+        """Checkpoint after ``done`` epochs."""
+        state = {
+            "decoder": self.decoder.state_dict(),
+            "features": self.features.detach().cpu(),
+            "optim": self.opt.state_dict(),
+        }
+        if self.ranges is not None:
+            state["ranges"] = {name: r.detach().cpu() for name, r in self.ranges.items()}
+        if self.encoder is not None:
+            state["encoder"] = self.encoder.state_dict()
+        save_checkpoint(folder, self.tag, self.digest, done, state, self.losses, seconds, self.keep)
+
+    def train(self, checkpoint_dir: Path | None, progress: TrainProgress | bool, cancel: Callable[[], bool] | None):
+        """Resume if a checkpoint matches, then train the remaining epochs."""
+        tcfg, device, n, world = self.tcfg, self.device, self.n, self.world
+        self.resume(checkpoint_dir)
+        earlier, start_epoch = self.seconds, self.start_epoch
+        m = self.volumes.shape[0]
+        steps_per_epoch = max(math.ceil(math.ceil(n / world) / tcfg.batch_size), 1)
+        total = steps_per_epoch * tcfg.epochs
+        bar = _progress_bar(progress, tcfg.epochs, start_epoch, self.rank)
+        objective = StepObjective(self.volumes, self.dcfg, tcfg)
+        t0 = time.perf_counter()
+        for epoch in range(start_epoch, tcfg.epochs):
+            order = torch.randperm(m, generator=torch.Generator().manual_seed(tcfg.seed * 100_003 + epoch))
+            crops = torch.Generator().manual_seed(tcfg.seed * 100_019 + epoch * world + self.rank)
+            epoch_loss = 0.0
+            for s in range(steps_per_epoch):
+                stop_if_asked(cancel)
+                idx = [int(order[(s * tcfg.batch_size + j) % m]) for j in range(tcfg.batch_size)][:m]
+                step = epoch * steps_per_epoch + s
+                epoch_loss += self.step(objective, idx, crops, step, total)
+            self.losses.append(epoch_loss / steps_per_epoch)
+            done = epoch + 1
+            eta = (time.perf_counter() - t0) / (done - start_epoch) * (tcfg.epochs - done)
+            _report(bar, progress, done, tcfg.epochs, self.losses[-1], eta)
+            if (
+                checkpoint_dir is not None
+                and tcfg.checkpoint_every
+                and (done % tcfg.checkpoint_every == 0 or done == tcfg.epochs)
+            ):
+                self.save(checkpoint_dir, done, earlier + time.perf_counter() - t0)
+        if bar is not None:
+            bar.close()
+        if self.encoder is not None:
+            with torch.no_grad():
+                self.features = torch.nn.Parameter(
+                    torch.cat([self.encoder(self.volumes[i : i + 4].to(device)) for i in range(0, m, 4)])
                 )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if ranges is not None and world > 1:
-                _average_range_grads(ranges, world)
-            _clip_and_step(opt, decoder, loss)
-            epoch_loss += float(loss.detach())
-        losses.append(epoch_loss / steps_per_epoch)
-        done = epoch + 1
-        _report(
-            bar,
-            progress,
-            done,
-            tcfg.epochs,
-            losses[-1],
-            (time.perf_counter() - t0) / (done - start_epoch) * (tcfg.epochs - done),
-        )
-        if (
-            checkpoint_dir is not None
-            and tcfg.checkpoint_every
-            and (done % tcfg.checkpoint_every == 0 or done == tcfg.epochs)
-        ):
-            state = {"decoder": decoder.state_dict(), "features": features.detach().cpu(), "optim": opt.state_dict()}
-            if ranges is not None:
-                state["ranges"] = {name: r.detach().cpu() for name, r in ranges.items()}
-            if encoder is not None:
-                state["encoder"] = encoder.state_dict()
-            _save_checkpoint(checkpoint_dir, tag, digest, done, state, losses, earlier + time.perf_counter() - t0)
-    if bar is not None:
-        bar.close()
-    if encoder is not None:
-        with torch.no_grad():
-            features = torch.nn.Parameter(torch.cat([encoder(volumes[i : i + 4].to(device)) for i in range(0, n, 4)]))
-    final = _gather_features(features.detach(), mine, world)
-    codec = export_codec(decoder, final, tcfg, losses, earlier + time.perf_counter() - t0, ranges)
-    codec.resumed_from = start_epoch
-    if encoder is not None:
-        codec.encoder = {name: t.detach().cpu() for name, t in encoder.state_dict().items()}
-    return codec
+        self.seconds = earlier + time.perf_counter() - t0
+
+    def step(self, objective: StepObjective, idx: list[int], crops: torch.Generator, step: int, total: int) -> float:
+        """One optimizer step on this process's shapes ``idx`` (positions in its volumes); returns the loss."""
+        tcfg, decoder, encoder, ranges = self.tcfg, self.decoder, self.encoder, self.ranges
+        lr = lr_at(step, total, tcfg)
+        self.opt.param_groups[0]["lr"] = lr
+        self.opt.param_groups[1]["lr"] = lr * (tcfg.feature_lr_scale if encoder is None else 1.0)
+        if ranges is not None:
+            self.opt.param_groups[2]["lr"] = lr
+        specs = _weight_specs(decoder, tcfg, ranges)
+        batch_features = self.features[idx] if encoder is None else encoder(self.volumes[idx].to(self.device))
+        scope = batch_features if encoder is not None else self.features
+        if self.world > 1 and encoder is None and ranges is None and tcfg.per_tensor_ranges:
+            scope = sharding.global_abs_max(scope)  # the grid of the set's features, not of this rank's
+        fspec = _feature_spec(scope, tcfg, ranges)
+        loss = objective(self.model, quantize(batch_features, fspec), specs, idx, crops, step / total)
+        if tcfg.lambda_rate > 0:
+            loss = loss + tcfg.lambda_rate * rate_term(
+                dict(decoder.named_parameters()),
+                specs,
+                batch_features,
+                fspec,
+                n_shapes=self.n,
+                resolution=self.dcfg.resolution,
+            )
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if ranges is not None and self.world > 1:
+            _average_range_grads(ranges, self.world)
+        _clip_and_step(self.opt, decoder, loss, self.world)
+        return float(loss.detach())
+
+    def codec(self, features: torch.Tensor) -> TrainedCodec:
+        """The quantized codec of this decoder with ``features`` (N, C, K', K', K'), the set's, on the CPU."""
+        codec = export_codec(self.decoder, features, self.tcfg, self.losses, self.seconds, self.ranges)
+        codec.resumed_from = self.start_epoch
+        if self.encoder is not None:
+            codec.encoder = {name: t.detach().cpu() for name, t in self.encoder.state_dict().items()}
+        return codec
 
 
 #: Largest decoder gradient norm per step; larger ones are scaled down (keeps high lr stable).
 MAX_GRAD_NORM = 1.0
 
 
-def _clip_and_step(opt: torch.optim.Optimizer, decoder: Decoder, loss: torch.Tensor) -> None:
+def _clip_and_step(opt: torch.optim.Optimizer, decoder: Decoder, loss: torch.Tensor, world: int = 1) -> None:
     """Clip the decoder's gradient norm and step, skipping a step whose loss is not finite.
 
     Without this guard a high learning rate can diverge to NaN and leave every decoded surface
     empty (measurements: docs/ARCHITECTURE.md, 'Decisions and why', "Learning rate 5e-3 with
-    gradient clipping").
+    gradient clipping"). Under DDP every rank skips when any rank's loss is not finite, so the
+    ranks' decoders stay the same.
     """
-    if not torch.isfinite(loss):
+    finite = bool(torch.isfinite(loss))
+    if not (finite if world == 1 else sharding.all_ranks(finite)):
         opt.zero_grad(set_to_none=True)
         return
     torch.nn.utils.clip_grad_norm_(decoder.parameters(), MAX_GRAD_NORM)
@@ -383,15 +448,6 @@ def _average_range_grads(ranges: dict[str, torch.Tensor], world: int) -> None:
             r.grad = torch.zeros_like(r)
         dist.all_reduce(r.grad)
         r.grad /= world
-
-
-def _gather_features(features: torch.Tensor, mine: list[int], world: int) -> torch.Tensor:
-    if world == 1:
-        return features.cpu()
-    owned = torch.zeros_like(features)
-    owned[mine] = features[mine]
-    dist.all_reduce(owned, op=dist.ReduceOp.SUM)
-    return owned.cpu()
 
 
 #: Key of the features' learned range among the decoder's parameter names.

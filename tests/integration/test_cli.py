@@ -46,6 +46,12 @@ def test_metrics_on_two_files(shared_data, capsys):
         (["compress", "cad", "-o", "/tmp/x.ncgs", "--target-ratio", "1e9"], "out of reach"),
         (["compress", "cad", "-o", "/tmp/x.ncgs", "--target-bytes", "0"], "must be positive"),
         (["evaluate", "cad", "-o", "/tmp/x", "--lambda-rates", "0,x"], "--lambda-rates"),
+        (["compress", "cad", "-o", "/tmp/x.ncgs", "--nnodes", "2"], "needs --rdzv-endpoint"),
+        (
+            ["compress", "cad", "-o", "/tmp/x.ncgs", "--nnodes", "2", "--node-rank", "2", "--rdzv-endpoint", "h:1"],
+            "--node-rank",
+        ),
+        (["compress", "cad", "-o", "/tmp/x.ncgs", "--nnodes", "2", "--rdzv-endpoint", "nohost"], "HOST:PORT"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(args, needle):

@@ -157,8 +157,9 @@ def test_every_knob_names_fields_of_the_tree_and_every_compress_flag_is_a_knob()
         assert knob.read(knob.example) == knob.example and knob.key not in NOTES
     flags = {flag for action in _compress_parser()._actions for flag in action.option_strings}
     table = {k.option for k in KNOBS} | {"--no-" + k.option[2:] for k in KNOBS if k.style == "switch"}
-    # the rest say where the archive goes and how the run is made, not what it is
-    assert flags - table == {"-h", "--help", "-o", "--output", "--target-ratio", "--target-bytes", "--nproc"}
+    # the rest say where the archive goes and how the run is made (rate control, processes, machines), not what it is
+    run = {"-h", "--help", "-o", "--output", "--target-ratio", "--target-bytes", "--nproc", "--nnodes", "--node-rank"}
+    assert flags - table == run | {"--rdzv-endpoint", "--rdzv-id", "--rdzv-timeout"}
     assert table <= flags
 
 
