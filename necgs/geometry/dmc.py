@@ -10,9 +10,15 @@ Vertices are shared between the cubes of an edge (edges are named by arithmetic 
 ``axis * K^3 + linear index of the lower node``), so a closed field gives a closed mesh.
 Everything is vectorized over the cubes with a sign change; gradients flow to the field
 values and to the offsets through ``t`` and the end points. Runs on any torch device.
+
+:func:`band_marching_cubes` does the same on the cubes of a :class:`Band` of nodes, from
+values at those nodes only, and gives the same mesh wherever the surface stays in the band:
+fitting at K = 128 then costs what the band costs, not K^3.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -76,20 +82,57 @@ def _crossing_cubes(inside: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return cells, _REMAP.to(inside.device)[separable]
 
 
-def _active_edges(tsdf: torch.Tensor, iso: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Global ids of the crossing edges used by triangles, and (F, 3) faces indexing them."""
-    K = tsdf.shape[0]
-    table, lower, axes = _tables(tsdf.device)
-    cells, codes = _crossing_cubes(tsdf < iso)  # (M, 3), (M,)
+def _triangle_edges(
+    cells: torch.Tensor, codes: torch.Tensor, K: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The triangles of the crossing cubes ``cells`` (M, 3) with table ``codes`` (M,).
+
+    Returns:
+        global edge ids (F, 3) of each triangle's corners (``axis * K^3 + lower node``), local
+        edge ids (F, 3) and the (F,) index into ``cells`` of each triangle's cube, in the order
+        of the cubes and of the table's triangles.
+    """
+    table, lower, axes = _tables(cells.device)
     tris = table[codes]  # (M, T, 3)
     valid = tris[:, :, 0] >= 0
-    cell_of_tri = cells[:, None, :].expand(-1, tris.shape[1], -1)[valid]  # (F, 3)
+    cube_of_tri = torch.arange(len(cells), device=cells.device)[:, None].expand(-1, tris.shape[1])[valid]  # (F,)
     tri_edges = tris[valid]  # (F, 3) local edge ids
-    nodes = cell_of_tri[:, None, :] + lower[tri_edges]  # (F, 3, 3) lower node of each edge
+    nodes = cells[cube_of_tri][:, None, :] + lower[tri_edges]  # (F, 3, 3) lower node of each edge
     linear = (nodes[..., 0] * K + nodes[..., 1]) * K + nodes[..., 2]
-    global_ids = axes[tri_edges] * K**3 + linear
+    return axes[tri_edges] * K**3 + linear, tri_edges, cube_of_tri
+
+
+def _active_edges(tsdf: torch.Tensor, iso: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global ids of the crossing edges used by triangles, and (F, 3) faces indexing them."""
+    cells, codes = _crossing_cubes(tsdf < iso)  # (M, 3), (M,)
+    global_ids, _, _ = _triangle_edges(cells, codes, tsdf.shape[0])
     edge_ids, faces = torch.unique(global_ids.reshape(-1), return_inverse=True)
     return edge_ids, faces.reshape(-1, 3)
+
+
+def _edge_nodes(edge_ids: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Linear indices of the lower and upper node of each edge."""
+    a = edge_ids % K**3
+    return a, a + torch.tensor([K * K, K, 1], device=edge_ids.device)[edge_ids // K**3]
+
+
+def _edge_vertices(
+    nodes: tuple[torch.Tensor, torch.Tensor],
+    K: int,
+    ends: tuple[torch.Tensor, torch.Tensor],
+    offsets: tuple[torch.Tensor, torch.Tensor] | None,
+    iso: float,
+) -> torch.Tensor:
+    """(E, 3) vertices on the edges between the ``nodes`` (a, b), from the field values ``ends``
+    (s_a, s_b) and the optional node offsets (off_a, off_b) there."""
+    (a, b), (s_a, s_b) = nodes, ends
+    t = ((iso - s_a) / (s_b - s_a)).clamp(0.0, 1.0)
+    step = 2.0 / (K - 1)
+    p_a = _node_positions(a, K, step, s_a.dtype)
+    p_b = _node_positions(b, K, step, s_a.dtype)
+    if offsets is not None:
+        p_a, p_b = p_a + offsets[0], p_b + offsets[1]
+    return p_a + t[:, None] * (p_b - p_a)
 
 
 def deformable_marching_cubes(
@@ -119,20 +162,100 @@ def deformable_marching_cubes(
     edge_ids, faces = _active_edges(tsdf.detach(), iso)
     if edge_ids.numel() == 0:
         return tsdf.new_zeros((0, 3)), torch.zeros((0, 3), dtype=torch.int64, device=tsdf.device)
-    axis = edge_ids // K**3
-    a = edge_ids % K**3
-    b = a + torch.tensor([K * K, K, 1], device=tsdf.device)[axis]
+    a, b = _edge_nodes(edge_ids, K)
     flat = tsdf.reshape(-1)
-    s_a, s_b = flat[a], flat[b]
-    t = ((iso - s_a) / (s_b - s_a)).clamp(0.0, 1.0)
-    step = 2.0 / (K - 1)
-    p_a = _node_positions(a, K, step, tsdf.dtype)
-    p_b = _node_positions(b, K, step, tsdf.dtype)
-    if offsets is not None:
-        off = offsets.reshape(-1, 3)
-        p_a, p_b = p_a + off[a], p_b + off[b]
-    vertices = p_a + t[:, None] * (p_b - p_a)
+    off = None if offsets is None else offsets.reshape(-1, 3)
+    vertices = _edge_vertices((a, b), K, (flat[a], flat[b]), None if off is None else (off[a], off[b]), iso)
     return vertices, faces
+
+
+@dataclass(frozen=True)
+class Band:
+    """Some nodes of a K^3 grid (the band) and the cubes whose 8 corners are all band nodes.
+
+    DMC on the band (:func:`band_marching_cubes`) visits only these cubes and needs values and
+    offsets only at the band's nodes. It gives the dense DMC's mesh of any volume that agrees on
+    the band and has no sign change in a cube with a corner outside it.
+
+    Attributes:
+        K: Nodes per axis.
+        nodes: (N,) int64 linear indices ``(i K + j) K + k`` of the band's nodes, ascending.
+        cells: (M, 3) int64 lower-node indices of the band's cubes, in the dense DMC's
+            (lexicographic) order.
+        corners: (M, 8) int64 position in ``nodes`` of each cube's corners, in the case table's
+            corner order (:data:`necgs.geometry.mc_tables.CORNERS`).
+    """
+
+    K: int
+    nodes: torch.Tensor
+    cells: torch.Tensor
+    corners: torch.Tensor
+
+    @classmethod
+    def of(cls, mask: torch.Tensor) -> Band:
+        """The band of a (K, K, K) bool mask of nodes (on the mask's device).
+
+        Raises:
+            ConfigError: On a mask of the wrong shape or type.
+        """
+        if mask.dtype != torch.bool or mask.dim() != 3 or len(set(mask.shape)) != 1 or mask.shape[0] < 2:
+            raise ConfigError(f"a band is a (K, K, K) bool mask with K >= 2, got {mask.dtype} {tuple(mask.shape)}")
+        K = mask.shape[0]
+        flat = mask.reshape(-1)
+        whole = torch.ones((K - 1,) * 3, dtype=torch.bool, device=mask.device)
+        for dx, dy, dz in CORNERS.tolist():
+            whole &= mask[dx : dx + K - 1, dy : dy + K - 1, dz : dz + K - 1]
+        cells = torch.nonzero(whole)
+        corner = cells[:, None, :] + torch.as_tensor(CORNERS, device=mask.device)  # (M, 8, 3)
+        rank = torch.cumsum(flat, 0) - 1  # position of each band node in ``nodes``
+        corners = rank[(corner[..., 0] * K + corner[..., 1]) * K + corner[..., 2]]
+        return cls(K, torch.nonzero(flat).squeeze(1), cells, corners)
+
+
+def band_marching_cubes(
+    values: torch.Tensor, offsets: torch.Tensor | None, band: Band, iso: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`deformable_marching_cubes` on the cubes of a band, from values at its nodes only.
+
+    The cubes with a sign change are taken in the dense DMC's order and their edges get the same
+    global ids, so the mesh is the dense DMC's, vertex for vertex and face for face, of every
+    volume that has ``values`` and ``offsets`` on the band and no sign change in a cube that is
+    not the band's (``tests/unit/test_dmc.py`` checks it on analytic shapes).
+
+    Args:
+        values: (N,) field values at ``band.nodes``, negative inside.
+        offsets: (N, 3) displacements of those nodes in world units, or ``None``.
+        band: The nodes and cubes.
+        iso: The iso level.
+
+    Returns:
+        vertices (V, 3) in the dtype of ``values`` (differentiable w.r.t. ``values`` and
+        ``offsets``) and faces (F, 3) int64, as :func:`deformable_marching_cubes`.
+
+    Raises:
+        ConfigError: On shapes that do not match the band.
+    """
+    N = band.nodes.numel()
+    if tuple(values.shape) != (N,):
+        raise ConfigError(f"band values must have shape {(N,)}, got {tuple(values.shape)}")
+    if offsets is not None and tuple(offsets.shape) != (N, 3):
+        raise ConfigError(f"band offsets must have shape {(N, 3)}, got {tuple(offsets.shape)}")
+    device = values.device
+    inside = (values.detach() < iso)[band.corners].long()  # (M, 8)
+    codes = (inside << torch.arange(8, device=device)).sum(1)
+    crossing = torch.nonzero((codes != 0) & (codes != 255)).squeeze(1)
+    global_ids, tri_edges, cube_of_tri = _triangle_edges(band.cells[crossing], codes[crossing], band.K)
+    edge_ids, faces = torch.unique(global_ids.reshape(-1), return_inverse=True)
+    if edge_ids.numel() == 0:
+        return values.new_zeros((0, 3)), torch.zeros((0, 3), dtype=torch.int64, device=device)
+    ends = torch.as_tensor(EDGES, device=device)[tri_edges]  # (F, 3, 2) corners of each triangle edge
+    slots = band.corners[crossing][cube_of_tri][:, None, :].expand(-1, 3, -1).gather(2, ends)  # (F, 3, 2)
+    slot = torch.empty((edge_ids.numel(), 2), dtype=torch.int64, device=device)
+    slot[faces.reshape(-1)] = slots.reshape(-1, 2)  # every triangle of an edge names the same nodes
+    a, b = slot[:, 0], slot[:, 1]
+    moved = None if offsets is None else (offsets[a], offsets[b])
+    vertices = _edge_vertices(_edge_nodes(edge_ids, band.K), band.K, (values[a], values[b]), moved, iso)
+    return vertices, faces.reshape(-1, 3)
 
 
 def _node_positions(linear: torch.Tensor, K: int, step: float, dtype: torch.dtype) -> torch.Tensor:

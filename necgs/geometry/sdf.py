@@ -16,6 +16,11 @@ same way: no grid node falls inside them. With ``thin`` > 0 an outside point wit
 the surface whose closest surface point has outside behind it (one ``probe`` step against the
 surface normal) is given ``distance - thin`` as well, so such a part survives as a slab about
 ``2 thin`` thick; points beside thick parts, and in narrow gaps between them, keep their sign.
+
+A truncated distance needs the magnitude only near the surface, and the distance query is the
+costly part (far from the surface most of all): ``near`` names the points whose distance is
+wanted, the others get only their sign (+-inf). Both queries give each point the same answer
+whatever else is queried with it, so the near points' values are those of the full query.
 """
 
 from __future__ import annotations
@@ -43,6 +48,12 @@ def _scene(vertices: np.ndarray, faces: np.ndarray):
     return scene, o3d
 
 
+def unsigned_distance(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(N,) float32 distance of (N, 3) points to the triangles of a (V, 3) / (F, 3) mesh."""
+    scene, o3d = _scene(vertices, faces)
+    return scene.compute_distance(o3d.core.Tensor(np.ascontiguousarray(points, dtype=np.float32))).numpy()
+
+
 def signed_distance(
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -50,6 +61,7 @@ def signed_distance(
     shell: float = 0.0,
     thin: float = 0.0,
     probe: float = 0.0,
+    near: np.ndarray | None = None,
 ) -> np.ndarray:
     """Signed distance of points to a mesh, negative inside.
 
@@ -60,20 +72,27 @@ def signed_distance(
         shell: Half-thickness given to a mesh with no inside (a lone sheet); 0 keeps it unsigned.
         thin: Half-thickness given to parts thinner than ``probe`` (0: none; see the module).
         probe: Depth behind the surface at which a part counts as thin when it is outside there.
+        near: (N,) bool, the points whose distance is wanted (all when ``None``); every other
+            point gets +-inf with its sign. It must hold every point within ``thin`` of the
+            surface, so that the thin-part test sees them.
 
     Returns:
         (N,) float32 signed distances.
     """
     scene, o3d = _scene(vertices, faces)
-    query = o3d.core.Tensor(np.ascontiguousarray(points, dtype=np.float32))
-    distance = scene.compute_distance(query).numpy()
-    inside = scene.compute_occupancy(query, nsamples=RAY_VOTES).numpy() > 0.5
+    query = np.ascontiguousarray(points, dtype=np.float32)
+    if near is None:
+        distance = scene.compute_distance(o3d.core.Tensor(query)).numpy()
+    else:
+        distance = np.full(len(query), np.inf, dtype=np.float32)
+        distance[near] = scene.compute_distance(o3d.core.Tensor(np.ascontiguousarray(query[near]))).numpy()
+    inside = scene.compute_occupancy(o3d.core.Tensor(query), nsamples=RAY_VOTES).numpy() > 0.5
     if not inside.any():
         return (distance - shell).astype(np.float32)
     sdf = np.where(inside, -distance, distance).astype(np.float32)
     if thin > 0:
-        near = np.flatnonzero(~inside & (distance < thin))
-        thin_at = near[_thin_behind(scene, o3d, points[near], probe)]
+        close = np.flatnonzero(~inside & (distance < thin))
+        thin_at = close[_thin_behind(scene, o3d, points[close], probe)]
         sdf[thin_at] = distance[thin_at] - thin
     return sdf
 
