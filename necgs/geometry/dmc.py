@@ -27,16 +27,18 @@ from necgs.errors import ConfigError
 from necgs.geometry.mc_tables import CORNERS, EDGE_AXIS, EDGES, triangle_table
 from necgs.io.mesh import Mesh
 
-_TABLES: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+_TABLES: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
 
-def _tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(256, T, 3) triangle table, (12, 3) lower-corner offsets, (12,) edge axes on ``device``."""
+def _tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(256, T, 3) triangle table, (12, 3) lower-corner offsets, (12,) edge axes and (12,) lower
+    corners of the edges on ``device``."""
     if device not in _TABLES:
         _TABLES[device] = (
             torch.as_tensor(triangle_table(), device=device),
             torch.as_tensor(CORNERS[EDGES[:, 0]], device=device),
             torch.as_tensor(EDGE_AXIS, device=device),
+            torch.as_tensor(EDGES[:, 0], device=device),
         )
     return _TABLES[device]
 
@@ -82,38 +84,25 @@ def _crossing_cubes(inside: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return cells, _REMAP.to(inside.device)[separable]
 
 
-def _triangle_edges(
-    cells: torch.Tensor, codes: torch.Tensor, K: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The triangles of the crossing cubes ``cells`` (M, 3) with table ``codes`` (M,).
-
-    Returns:
-        global edge ids (F, 3) of each triangle's corners (``axis * K^3 + lower node``), local
-        edge ids (F, 3) and the (F,) index into ``cells`` of each triangle's cube, in the order
-        of the cubes and of the table's triangles.
-    """
-    table, lower, axes = _tables(cells.device)
-    tris = table[codes]  # (M, T, 3)
+def _triangles(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The triangles of the crossing cubes with table ``codes`` (M,): (F, 3) local edge ids of each
+    triangle's corners and the (F,) index of its cube, in the order of the cubes and the table."""
+    tris = _tables(codes.device)[0][codes]  # (M, T, 3)
     valid = tris[:, :, 0] >= 0
-    cube_of_tri = torch.arange(len(cells), device=cells.device)[:, None].expand(-1, tris.shape[1])[valid]  # (F,)
-    tri_edges = tris[valid]  # (F, 3) local edge ids
-    nodes = cells[cube_of_tri][:, None, :] + lower[tri_edges]  # (F, 3, 3) lower node of each edge
-    linear = (nodes[..., 0] * K + nodes[..., 1]) * K + nodes[..., 2]
-    return axes[tri_edges] * K**3 + linear, tri_edges, cube_of_tri
+    cube_of_tri = torch.arange(len(codes), device=codes.device)[:, None].expand(-1, tris.shape[1])[valid]
+    return tris[valid], cube_of_tri
 
 
 def _active_edges(tsdf: torch.Tensor, iso: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Global ids of the crossing edges used by triangles, and (F, 3) faces indexing them."""
+    K = tsdf.shape[0]
+    _, lower, axes, _ = _tables(tsdf.device)
     cells, codes = _crossing_cubes(tsdf < iso)  # (M, 3), (M,)
-    global_ids, _, _ = _triangle_edges(cells, codes, tsdf.shape[0])
-    edge_ids, faces = torch.unique(global_ids.reshape(-1), return_inverse=True)
+    tri_edges, cube_of_tri = _triangles(codes)
+    nodes = cells[cube_of_tri][:, None, :] + lower[tri_edges]  # (F, 3, 3) lower node of each edge
+    linear = (nodes[..., 0] * K + nodes[..., 1]) * K + nodes[..., 2]
+    edge_ids, faces = torch.unique((axes[tri_edges] * K**3 + linear).reshape(-1), return_inverse=True)
     return edge_ids, faces.reshape(-1, 3)
-
-
-def _edge_nodes(edge_ids: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Linear indices of the lower and upper node of each edge."""
-    a = edge_ids % K**3
-    return a, a + torch.tensor([K * K, K, 1], device=edge_ids.device)[edge_ids // K**3]
 
 
 def _edge_vertices(
@@ -162,7 +151,8 @@ def deformable_marching_cubes(
     edge_ids, faces = _active_edges(tsdf.detach(), iso)
     if edge_ids.numel() == 0:
         return tsdf.new_zeros((0, 3)), torch.zeros((0, 3), dtype=torch.int64, device=tsdf.device)
-    a, b = _edge_nodes(edge_ids, K)
+    a = edge_ids % K**3
+    b = a + torch.tensor([K * K, K, 1], device=tsdf.device)[edge_ids // K**3]
     flat = tsdf.reshape(-1)
     off = None if offsets is None else offsets.reshape(-1, 3)
     vertices = _edge_vertices((a, b), K, (flat[a], flat[b]), None if off is None else (off[a], off[b]), iso)
@@ -180,16 +170,17 @@ class Band:
     Attributes:
         K: Nodes per axis.
         nodes: (N,) int64 linear indices ``(i K + j) K + k`` of the band's nodes, ascending.
-        cells: (M, 3) int64 lower-node indices of the band's cubes, in the dense DMC's
-            (lexicographic) order.
-        corners: (M, 8) int64 position in ``nodes`` of each cube's corners, in the case table's
-            corner order (:data:`necgs.geometry.mc_tables.CORNERS`).
+        corners: (M, 8) int64 position in ``nodes`` of the corners of each of the band's cubes,
+            in the case table's corner order (:data:`necgs.geometry.mc_tables.CORNERS`); the
+            cubes in the dense DMC's (lexicographic) order.
+        upper: (N, 3) int64 position in ``nodes`` of each node's neighbour one step up along
+            x, y and z (-1 where that is not a band node).
     """
 
     K: int
     nodes: torch.Tensor
-    cells: torch.Tensor
     corners: torch.Tensor
+    upper: torch.Tensor
 
     @classmethod
     def of(cls, mask: torch.Tensor) -> Band:
@@ -202,14 +193,21 @@ class Band:
             raise ConfigError(f"a band is a (K, K, K) bool mask with K >= 2, got {mask.dtype} {tuple(mask.shape)}")
         K = mask.shape[0]
         flat = mask.reshape(-1)
+        nodes = torch.nonzero(flat).squeeze(1)
+        rank = torch.cumsum(flat, 0) - 1  # position of each band node in ``nodes``
         whole = torch.ones((K - 1,) * 3, dtype=torch.bool, device=mask.device)
         for dx, dy, dz in CORNERS.tolist():
             whole &= mask[dx : dx + K - 1, dy : dy + K - 1, dz : dz + K - 1]
-        cells = torch.nonzero(whole)
+        cells = torch.nonzero(whole)  # (M, 3)
         corner = cells[:, None, :] + torch.as_tensor(CORNERS, device=mask.device)  # (M, 8, 3)
-        rank = torch.cumsum(flat, 0) - 1  # position of each band node in ``nodes``
         corners = rank[(corner[..., 0] * K + corner[..., 1]) * K + corner[..., 2]]
-        return cls(K, torch.nonzero(flat).squeeze(1), cells, corners)
+        upper = torch.full((len(nodes), 3), -1, dtype=torch.int64, device=mask.device)
+        ijk = torch.stack((nodes // (K * K), (nodes // K) % K, nodes % K), dim=1)
+        for axis, stride in enumerate((K * K, K, 1)):
+            up = nodes + stride
+            there = (ijk[:, axis] < K - 1) & flat[up.clamp(max=K**3 - 1)]
+            upper[there, axis] = rank[up[there]]
+        return cls(K, nodes, corners, upper)
 
 
 def band_marching_cubes(
@@ -217,10 +215,13 @@ def band_marching_cubes(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`deformable_marching_cubes` on the cubes of a band, from values at its nodes only.
 
-    The cubes with a sign change are taken in the dense DMC's order and their edges get the same
-    global ids, so the mesh is the dense DMC's, vertex for vertex and face for face, of every
-    volume that has ``values`` and ``offsets`` on the band and no sign change in a cube that is
-    not the band's (``tests/unit/test_dmc.py`` checks it on analytic shapes).
+    The cubes with a sign change are taken in the dense DMC's order and their edges in the order
+    of the dense DMC's edge ids (a band edge's key, axis * N + position of its lower node,
+    sorts as its id does, because ``band.nodes`` ascend), so the mesh is the dense DMC's,
+    vertex for vertex and face for face, of every volume that has ``values`` and ``offsets`` on
+    the band and no sign change in a cube that is not the band's (``tests/unit/test_dmc.py``
+    checks it on analytic shapes). The edges are deduplicated by marking their keys, without
+    the sort of the dense DMC.
 
     Args:
         values: (N,) field values at ``band.nodes``, negative inside.
@@ -241,21 +242,25 @@ def band_marching_cubes(
     if offsets is not None and tuple(offsets.shape) != (N, 3):
         raise ConfigError(f"band offsets must have shape {(N, 3)}, got {tuple(offsets.shape)}")
     device = values.device
+    _, _, axes, first = _tables(device)
     inside = (values.detach() < iso)[band.corners].long()  # (M, 8)
     codes = (inside << torch.arange(8, device=device)).sum(1)
     crossing = torch.nonzero((codes != 0) & (codes != 255)).squeeze(1)
-    global_ids, tri_edges, cube_of_tri = _triangle_edges(band.cells[crossing], codes[crossing], band.K)
-    edge_ids, faces = torch.unique(global_ids.reshape(-1), return_inverse=True)
-    if edge_ids.numel() == 0:
+    tri_edges, cube_of_tri = _triangles(codes[crossing])
+    slots = band.corners[crossing].reshape(-1)
+    lower = slots[cube_of_tri[:, None] * 8 + first[tri_edges]]  # (F, 3) lower node of each edge
+    keys = axes[tri_edges] * N + lower
+    used = torch.zeros(3 * N, dtype=torch.bool, device=device)
+    used[keys] = True
+    faces = (torch.cumsum(used, 0) - 1)[keys]
+    edge_keys = torch.nonzero(used).squeeze(1)
+    if edge_keys.numel() == 0:
         return values.new_zeros((0, 3)), torch.zeros((0, 3), dtype=torch.int64, device=device)
-    ends = torch.as_tensor(EDGES, device=device)[tri_edges]  # (F, 3, 2) corners of each triangle edge
-    slots = band.corners[crossing][cube_of_tri][:, None, :].expand(-1, 3, -1).gather(2, ends)  # (F, 3, 2)
-    slot = torch.empty((edge_ids.numel(), 2), dtype=torch.int64, device=device)
-    slot[faces.reshape(-1)] = slots.reshape(-1, 2)  # every triangle of an edge names the same nodes
-    a, b = slot[:, 0], slot[:, 1]
+    a = edge_keys % N
+    b = band.upper[a, edge_keys // N]
     moved = None if offsets is None else (offsets[a], offsets[b])
-    vertices = _edge_vertices(_edge_nodes(edge_ids, band.K), band.K, (values[a], values[b]), moved, iso)
-    return vertices, faces.reshape(-1, 3)
+    vertices = _edge_vertices((band.nodes[a], band.nodes[b]), band.K, (values[a], values[b]), moved, iso)
+    return vertices, faces
 
 
 def _node_positions(linear: torch.Tensor, K: int, step: float, dtype: torch.dtype) -> torch.Tensor:

@@ -102,7 +102,8 @@ def fit_volume(
     if cfg.backend == "nvdiffrast":
         error = rendering_error(vertices, faces, cfg.seed)
         return optimize_volume(tsdf0, cfg, error, torch.device("cuda"), cancel, dense)
-    return _fit_points(vertices, faces, tsdf0, cfg, cancel, dense)
+    device = resolve_device(cfg.device)
+    return optimize_volume(tsdf0, cfg, points_error(vertices, faces, cfg, device), device, cancel, dense)
 
 
 #: reconstruction error of a DMC mesh: (vertices (V,3), faces (F,3)) -> scalar tensor
@@ -224,15 +225,18 @@ def _adam_loop(
     return tsdf.detach(), raw.detach()
 
 
-def _fit_points(
-    vertices: np.ndarray,
-    faces: np.ndarray,
-    tsdf0: torch.Tensor,
-    cfg: FitConfig,
-    cancel: StopCheck | None,
-    dense: bool,
-) -> torch.Tensor:
-    device = resolve_device(cfg.device)
+def points_error(vertices: np.ndarray, faces: np.ndarray, cfg: FitConfig, device: torch.device) -> ReconstructionError:
+    """The CPU backend's reconstruction error against a mesh in the grid frame (see the module).
+
+    Args:
+        vertices: (V, 3) mesh vertices in the grid frame.
+        faces: (F, 3) triangles.
+        cfg: Samples per surface and the seed of their sampling.
+        device: Where the DMC mesh lives.
+
+    Returns:
+        The error of a DMC mesh; each call draws new samples on it from one seeded generator.
+    """
     pts, nrm = sample_surface(Mesh(vertices, faces), cfg.samples, cfg.seed)
     target = torch.as_tensor(pts, dtype=torch.float32, device=device)
     target_normals = torch.as_tensor(nrm, dtype=torch.float32, device=device)
@@ -244,7 +248,7 @@ def _fit_points(
     def error(v: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         return _points_loss(_sample_dmc(v, f, cfg.samples, gen), target, target_normals, tree)
 
-    return optimize_volume(tsdf0, cfg, error, device, cancel, dense)
+    return error
 
 
 @dataclass

@@ -20,7 +20,9 @@ surface normal) is given ``distance - thin`` as well, so such a part survives as
 A truncated distance needs the magnitude only near the surface, and the distance query is the
 costly part (far from the surface most of all): ``near`` names the points whose distance is
 wanted, the others get only their sign (+-inf). Both queries give each point the same answer
-whatever else is queried with it, so the near points' values are those of the full query.
+whatever else is queried with it, so the near points' values are those of the full query, and
+the queries run in chunks of ``CHUNK`` points: the vote's rays of all K^3 nodes at once would
+take hundreds of MB at K = 128 (measurements: benchmarks/README.md, "Fitting only near the surface").
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from necgs.errors import DependencyError
 
 #: Rays per point in the inside/outside vote.
 RAY_VOTES = 5
+#: Points per distance or occupancy query.
+CHUNK = 1 << 16
 
 
 def _scene(vertices: np.ndarray, faces: np.ndarray):
@@ -48,10 +52,19 @@ def _scene(vertices: np.ndarray, faces: np.ndarray):
     return scene, o3d
 
 
+def _query(method, o3d, points: np.ndarray, **kwargs) -> np.ndarray:
+    """``method`` (a RaycastingScene query) of (N, 3) float32 points, ``CHUNK`` points at a time."""
+    parts = [
+        method(o3d.core.Tensor(np.ascontiguousarray(points[i : i + CHUNK])), **kwargs).numpy()
+        for i in range(0, len(points), CHUNK)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
 def unsigned_distance(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
     """(N,) float32 distance of (N, 3) points to the triangles of a (V, 3) / (F, 3) mesh."""
     scene, o3d = _scene(vertices, faces)
-    return scene.compute_distance(o3d.core.Tensor(np.ascontiguousarray(points, dtype=np.float32))).numpy()
+    return _query(scene.compute_distance, o3d, np.asarray(points, dtype=np.float32))
 
 
 def signed_distance(
@@ -80,13 +93,13 @@ def signed_distance(
         (N,) float32 signed distances.
     """
     scene, o3d = _scene(vertices, faces)
-    query = np.ascontiguousarray(points, dtype=np.float32)
+    query = np.asarray(points, dtype=np.float32)
     if near is None:
-        distance = scene.compute_distance(o3d.core.Tensor(query)).numpy()
+        distance = _query(scene.compute_distance, o3d, query)
     else:
         distance = np.full(len(query), np.inf, dtype=np.float32)
-        distance[near] = scene.compute_distance(o3d.core.Tensor(np.ascontiguousarray(query[near]))).numpy()
-    inside = scene.compute_occupancy(o3d.core.Tensor(query), nsamples=RAY_VOTES).numpy() > 0.5
+        distance[near] = _query(scene.compute_distance, o3d, query[near])
+    inside = _query(scene.compute_occupancy, o3d, query, nsamples=RAY_VOTES) > 0.5
     if not inside.any():
         return (distance - shell).astype(np.float32)
     sdf = np.where(inside, -distance, distance).astype(np.float32)

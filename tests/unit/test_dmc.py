@@ -139,7 +139,7 @@ def test_band_dmc_gives_the_dense_mesh(field, K):
     v, f = deformable_marching_cubes(tsdf, offsets)
     vb, fb = band_marching_cubes(values, offsets.reshape(-1, 3)[band.nodes], band)
     assert torch.equal(f, fb) and torch.equal(v, vb.detach())
-    assert band.nodes.numel() < 0.3 * K**3 and len(band.cells) < 0.3 * (K - 1) ** 3
+    assert band.nodes.numel() < 0.3 * K**3 and len(band.corners) < 0.3 * (K - 1) ** 3
     vb.sum().backward()
     assert values.grad.abs().sum() > 0  # gradients reach the band's values
 
