@@ -7,11 +7,19 @@ so that DMC(V) matches the mesh. The paper's error renders depth and silhouettes
 drawn on DMC(V) (differentiable barycentric sampling) and samples of the target mesh,
 point-to-plane towards the target, with KD-tree nearest-neighbour *indices* and
 differentiable distances.
+
+Only the band of nodes near the surface is optimized (:func:`optimize_volume`): a node gets a
+gradient only as an end of an edge that the surface crosses, and Adam cannot move a value by
+more than :func:`adam_travel` over the whole schedule, so the surface cannot reach a node more
+than :func:`band_margin` nodes outside the nodes that are not truncated. The band's fit is the
+dense fit (every K^3 node, the paper's loop, ``dense=True``) to float rounding, at the band's
+cost, and shares its cache (measurements: benchmarks/README.md, "Fitting only near the surface").
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -27,9 +35,9 @@ from tqdm.auto import tqdm
 from necgs.config import FitConfig
 from necgs.device import resolve_device
 from necgs.errors import StopCheck, stop_if_asked
-from necgs.geometry.dmc import deformable_marching_cubes
+from necgs.geometry.dmc import Band, band_marching_cubes, deformable_marching_cubes
 from necgs.geometry.render_loss import rendering_error
-from necgs.geometry.tsdf import tsdf_volume, voxel_size
+from necgs.geometry.tsdf import band_nodes, tsdf_volume, voxel_size
 from necgs.io.mesh import Mesh, Transform, fit_transform
 from necgs.metrics import sample_surface
 from necgs.optim import Adam
@@ -72,7 +80,7 @@ def _points_loss(
 
 
 def fit_volume(
-    vertices: np.ndarray, faces: np.ndarray, cfg: FitConfig, cancel: StopCheck | None = None
+    vertices: np.ndarray, faces: np.ndarray, cfg: FitConfig, cancel: StopCheck | None = None, dense: bool = False
 ) -> torch.Tensor:
     """Fit one TSDF-Def volume to a mesh given in the grid frame.
 
@@ -81,6 +89,8 @@ def fit_volume(
         faces: (F, 3) triangles.
         cfg: Settings (validated).
         cancel: Called before every iteration; True stops with :class:`necgs.errors.Cancelled`.
+        dense: Optimize every node (the paper's loop) instead of the band; the same volume to
+            float rounding at a K^3 cost (:func:`optimize_volume`).
 
     Returns:
         (4, K, K, K) float32 CPU tensor, all channels in [-1, 1].
@@ -91,12 +101,55 @@ def fit_volume(
         return torch.cat([tsdf0[None], torch.zeros((3, K, K, K))])
     if cfg.backend == "nvdiffrast":
         error = rendering_error(vertices, faces, cfg.seed)
-        return optimize_volume(tsdf0, cfg, error, torch.device("cuda"), cancel)
-    return _fit_points(vertices, faces, tsdf0, cfg, cancel)
+        return optimize_volume(tsdf0, cfg, error, torch.device("cuda"), cancel, dense)
+    device = resolve_device(cfg.device)
+    return optimize_volume(tsdf0, cfg, points_error(vertices, faces, cfg, device), device, cancel, dense)
 
 
 #: reconstruction error of a DMC mesh: (vertices (V,3), faces (F,3)) -> scalar tensor
 ReconstructionError = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+#: Adam's decay rates of the fitting loop (torch's defaults); :func:`adam_travel` bounds its steps with them.
+BETAS = (0.9, 0.999)
+
+
+def adam_travel(cfg: FitConfig, betas: tuple[float, float] = BETAS) -> float:
+    """An upper bound on how far the fitting loop's Adam can move one value, whatever its gradients.
+
+    At step t, with first and second moments m_t, v_t gathered since the value's first gradient,
+    Cauchy-Schwarz gives |m_t| <= (1 - b1) / sqrt(1 - b2) * sqrt(sum_j (b1^2 / b2)^j) * sqrt(v_t),
+    so one step moves it by at most lr_t * that factor * sqrt(1 - b2^t) / (1 - b1^t) (bias
+    corrections; eps only shrinks it). The bound is the sum over the schedule lr_t = lr * decay^t.
+
+    Args:
+        cfg: Iterations, learning rate and its decay.
+        betas: Adam's decay rates.
+
+    Returns:
+        The bound, in TSDF units (a truncated node sits at +-1, the surface at 0).
+    """
+    b1, b2 = betas
+    decay = cfg.lr_decay ** (1.0 / max(cfg.iterations, 1))
+    ratio, terms, travel = b1 * b1 / b2, 0.0, 0.0
+    for k in range(cfg.iterations):
+        terms += ratio**k
+        t = k + 1
+        step = (1 - b1) / math.sqrt(1 - b2) * math.sqrt(terms) * math.sqrt(1 - b2**t) / (1 - b1**t)
+        travel += cfg.lr * decay**k * step
+    return travel
+
+
+def band_margin(cfg: FitConfig) -> int:
+    """Nodes of margin around the untruncated nodes that keep the band's fit equal to the dense fit.
+
+    A node that is not a seed of the band (:func:`necgs.geometry.tsdf.band_nodes`) starts at +-1
+    with the sign of all its neighbours, and it only gets a gradient once a neighbour has crossed
+    0, which takes a travel of at least 1 from that neighbour's first gradient. So the surface
+    reaches a node ``d`` nodes out only after a travel of ``d``; a margin above
+    :func:`adam_travel` keeps it off every node outside the band.
+    """
+    return math.floor(adam_travel(cfg)) + 1
 
 
 def optimize_volume(
@@ -105,6 +158,7 @@ def optimize_volume(
     error: ReconstructionError,
     device: torch.device,
     cancel: StopCheck | None = None,
+    dense: bool = False,
 ) -> torch.Tensor:
     """Algorithm 1's loop: Adam on the TSDF and the (tanh-bounded) deformations.
 
@@ -114,36 +168,75 @@ def optimize_volume(
         error: The reconstruction error of DMC(V) against the target mesh.
         device: Where to optimize.
         cancel: Called before every iteration; True stops with :class:`necgs.errors.Cancelled`.
+        dense: Optimize all K^3 nodes (the paper's loop) instead of the band of
+            :func:`band_margin` nodes around the surface; every node outside the band keeps its
+            +-1 and no deformation in either, so both give the same volume to float rounding.
 
     Returns:
         (4, K, K, K) float32 CPU volume.
     """
-    K, h = cfg.resolution, voxel_size(cfg.resolution)
-    tsdf = tsdf0.clone().to(device).requires_grad_()
-    raw = torch.zeros((K, K, K, 3), device=device, requires_grad=True)
-    opt = Adam([{"params": [tsdf, raw], "lr": cfg.lr}])
+    K = cfg.resolution
+    if dense:
+        tsdf, raw, band = tsdf0.clone().to(device), torch.zeros((K, K, K, 3), device=device), None
+    else:
+        band = Band.of(band_nodes(tsdf0.to(device), band_margin(cfg)))
+        tsdf = tsdf0.to(device).reshape(-1)[band.nodes]
+        raw = torch.zeros((band.nodes.numel(), 3), device=device)
+    tsdf, raw = _adam_loop(tsdf.requires_grad_(), raw.requires_grad_(), band, cfg, error, cancel)
+    volume = torch.cat([tsdf0[None], torch.zeros((3, K, K, K))]).reshape(4, -1)
+    with torch.no_grad():
+        if band is None:
+            return torch.cat([tsdf[None], torch.tanh(raw).permute(3, 0, 1, 2)]).float().cpu()
+        nodes = band.nodes.cpu()
+        volume[0, nodes] = tsdf.float().cpu()
+        volume[1:, nodes] = torch.tanh(raw).float().cpu().T
+    return volume.reshape(4, K, K, K)
+
+
+def _adam_loop(
+    tsdf: torch.Tensor,
+    raw: torch.Tensor,
+    band: Band | None,
+    cfg: FitConfig,
+    error: ReconstructionError,
+    cancel: StopCheck | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Optimize the TSDF values and raw deformations (of the band's nodes, or of all for ``band=None``)."""
+    h, count = voxel_size(cfg.resolution), 3 * cfg.resolution**3
+    opt = Adam([{"params": [tsdf, raw], "lr": cfg.lr}], betas=BETAS)
     decay = cfg.lr_decay ** (1.0 / max(cfg.iterations, 1))
     for k in range(cfg.iterations):
         stop_if_asked(cancel)
         deform = torch.tanh(raw)
-        v, f = deformable_marching_cubes(tsdf, 0.5 * h * deform)
+        if band is None:
+            v, f = deformable_marching_cubes(tsdf, 0.5 * h * deform)
+        else:
+            v, f = band_marching_cubes(tsdf, 0.5 * h * deform, band)
         if f.shape[0] == 0:
             break
-        loss = error(v, f) + cfg.deform_weight * deform.abs().mean()
+        # the mean over all K^3 nodes in both: a node outside the band has no deformation
+        loss = error(v, f) + cfg.deform_weight * deform.abs().sum() / count
         opt.zero_grad()
         loss.backward()
         opt.param_groups[0]["lr"] = cfg.lr * decay**k
         opt.step()
         with torch.no_grad():
             tsdf.clamp_(-1.0, 1.0)
-    with torch.no_grad():
-        return torch.cat([tsdf[None], torch.tanh(raw).permute(3, 0, 1, 2)]).float().cpu()
+    return tsdf.detach(), raw.detach()
 
 
-def _fit_points(
-    vertices: np.ndarray, faces: np.ndarray, tsdf0: torch.Tensor, cfg: FitConfig, cancel: StopCheck | None
-) -> torch.Tensor:
-    device = resolve_device(cfg.device)
+def points_error(vertices: np.ndarray, faces: np.ndarray, cfg: FitConfig, device: torch.device) -> ReconstructionError:
+    """The CPU backend's reconstruction error against a mesh in the grid frame (see the module).
+
+    Args:
+        vertices: (V, 3) mesh vertices in the grid frame.
+        faces: (F, 3) triangles.
+        cfg: Samples per surface and the seed of their sampling.
+        device: Where the DMC mesh lives.
+
+    Returns:
+        The error of a DMC mesh; each call draws new samples on it from one seeded generator.
+    """
     pts, nrm = sample_surface(Mesh(vertices, faces), cfg.samples, cfg.seed)
     target = torch.as_tensor(pts, dtype=torch.float32, device=device)
     target_normals = torch.as_tensor(nrm, dtype=torch.float32, device=device)
@@ -155,7 +248,7 @@ def _fit_points(
     def error(v: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         return _points_loss(_sample_dmc(v, f, cfg.samples, gen), target, target_normals, tree)
 
-    return optimize_volume(tsdf0, cfg, error, device, cancel)
+    return error
 
 
 @dataclass

@@ -16,6 +16,13 @@ same way: no grid node falls inside them. With ``thin`` > 0 an outside point wit
 the surface whose closest surface point has outside behind it (one ``probe`` step against the
 surface normal) is given ``distance - thin`` as well, so such a part survives as a slab about
 ``2 thin`` thick; points beside thick parts, and in narrow gaps between them, keep their sign.
+
+A truncated distance needs the magnitude only near the surface, and the distance query is the
+costly part (far from the surface most of all): ``near`` names the points whose distance is
+wanted, the others get only their sign (+-inf). Both queries give each point the same answer
+whatever else is queried with it, so the near points' values are those of the full query, and
+the queries run in chunks of ``CHUNK`` points: the vote's rays of all K^3 nodes at once would
+take hundreds of MB at K = 128 (measurements: benchmarks/README.md, "Fitting only near the surface").
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from necgs.errors import DependencyError
 
 #: Rays per point in the inside/outside vote.
 RAY_VOTES = 5
+#: Points per distance or occupancy query.
+CHUNK = 1 << 16
 
 
 def _scene(vertices: np.ndarray, faces: np.ndarray):
@@ -43,6 +52,21 @@ def _scene(vertices: np.ndarray, faces: np.ndarray):
     return scene, o3d
 
 
+def _query(method, o3d, points: np.ndarray, **kwargs) -> np.ndarray:
+    """``method`` (a RaycastingScene query) of (N, 3) float32 points, ``CHUNK`` points at a time."""
+    parts = [
+        method(o3d.core.Tensor(np.ascontiguousarray(points[i : i + CHUNK])), **kwargs).numpy()
+        for i in range(0, len(points), CHUNK)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def unsigned_distance(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(N,) float32 distance of (N, 3) points to the triangles of a (V, 3) / (F, 3) mesh."""
+    scene, o3d = _scene(vertices, faces)
+    return _query(scene.compute_distance, o3d, np.asarray(points, dtype=np.float32))
+
+
 def signed_distance(
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -50,6 +74,7 @@ def signed_distance(
     shell: float = 0.0,
     thin: float = 0.0,
     probe: float = 0.0,
+    near: np.ndarray | None = None,
 ) -> np.ndarray:
     """Signed distance of points to a mesh, negative inside.
 
@@ -60,20 +85,27 @@ def signed_distance(
         shell: Half-thickness given to a mesh with no inside (a lone sheet); 0 keeps it unsigned.
         thin: Half-thickness given to parts thinner than ``probe`` (0: none; see the module).
         probe: Depth behind the surface at which a part counts as thin when it is outside there.
+        near: (N,) bool, the points whose distance is wanted (all when ``None``); every other
+            point gets +-inf with its sign. It must hold every point within ``thin`` of the
+            surface, so that the thin-part test sees them.
 
     Returns:
         (N,) float32 signed distances.
     """
     scene, o3d = _scene(vertices, faces)
-    query = o3d.core.Tensor(np.ascontiguousarray(points, dtype=np.float32))
-    distance = scene.compute_distance(query).numpy()
-    inside = scene.compute_occupancy(query, nsamples=RAY_VOTES).numpy() > 0.5
+    query = np.asarray(points, dtype=np.float32)
+    if near is None:
+        distance = _query(scene.compute_distance, o3d, query)
+    else:
+        distance = np.full(len(query), np.inf, dtype=np.float32)
+        distance[near] = _query(scene.compute_distance, o3d, query[near])
+    inside = _query(scene.compute_occupancy, o3d, query, nsamples=RAY_VOTES) > 0.5
     if not inside.any():
         return (distance - shell).astype(np.float32)
     sdf = np.where(inside, -distance, distance).astype(np.float32)
     if thin > 0:
-        near = np.flatnonzero(~inside & (distance < thin))
-        thin_at = near[_thin_behind(scene, o3d, points[near], probe)]
+        close = np.flatnonzero(~inside & (distance < thin))
+        thin_at = close[_thin_behind(scene, o3d, points[close], probe)]
         sdf[thin_at] = distance[thin_at] - thin
     return sdf
 

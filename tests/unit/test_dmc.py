@@ -121,3 +121,60 @@ def test_crossing_cubes_match_a_corner_by_corner_case_index():
     assert torch.equal(cells, expected)
     assert torch.equal(codes, code[expected[:, 0], expected[:, 1], expected[:, 2]])
     assert 0 < len(cells) < n**3
+
+
+@pytest.mark.parametrize("K", [32, 64])
+@pytest.mark.parametrize("field", [sphere, torus])
+def test_band_dmc_gives_the_dense_mesh(field, K):
+    from necgs.geometry.dmc import Band, band_marching_cubes
+    from necgs.geometry.tsdf import band_nodes
+
+    h = 2 / (K - 1)
+    tsdf = (field(grid_coordinates(K)) / (2 * h)).clamp(-1, 1)
+    mask = band_nodes(tsdf, 1)
+    band = Band.of(mask)
+    gen = torch.Generator().manual_seed(K)
+    offsets = 0.5 * h * torch.tanh(torch.randn((K, K, K, 3), generator=gen)) * mask[..., None]
+    values = tsdf.reshape(-1)[band.nodes].requires_grad_()
+    v, f = deformable_marching_cubes(tsdf, offsets)
+    vb, fb = band_marching_cubes(values, offsets.reshape(-1, 3)[band.nodes], band)
+    assert torch.equal(f, fb) and torch.equal(v, vb.detach())
+    assert band.nodes.numel() < 0.3 * K**3 and len(band.corners) < 0.3 * (K - 1) ** 3
+    vb.sum().backward()
+    assert values.grad.abs().sum() > 0  # gradients reach the band's values
+
+
+def test_band_keeps_a_far_field_sign_change_and_gives_the_dense_mesh():
+    from necgs.geometry.dmc import Band, band_marching_cubes
+    from necgs.geometry.tsdf import band_nodes
+
+    K = 24
+    tsdf = (sphere(grid_coordinates(K)) / 0.1).clamp(-1, 1)
+    tsdf[2, 3, 20] = -1.0  # a lone far node voted inside (a messy mesh's sign)
+    tsdf[20, 20, 2:5] = -1.0
+    for margin in (0, 1, 2):
+        mask = band_nodes(tsdf, margin)
+        assert mask[2, 3, 20] and mask[20, 20, 3] and mask[3, 4, 21]
+        band = Band.of(mask)
+        assert (tsdf[~mask].abs() == 1).all()
+        v, f = deformable_marching_cubes(tsdf)
+        vb, fb = band_marching_cubes(tsdf.reshape(-1)[band.nodes], None, band)
+        assert torch.equal(f, fb) and torch.equal(v, vb) and len(f) > 0
+
+
+def test_band_errors_name_the_problem():
+    from necgs.geometry.dmc import Band, band_marching_cubes
+    from necgs.geometry.tsdf import band_nodes
+
+    with pytest.raises(ConfigError, match="bool mask"):
+        Band.of(torch.ones((4, 4, 5), dtype=torch.bool))
+    band = Band.of(torch.ones((4, 4, 4), dtype=torch.bool))
+    with pytest.raises(ConfigError, match="band values"):
+        band_marching_cubes(torch.zeros(10), None, band)
+    with pytest.raises(ConfigError, match="band offsets"):
+        band_marching_cubes(torch.zeros(64), torch.zeros(64, 2), band)
+    with pytest.raises(ConfigError, match="margin"):
+        band_nodes(torch.zeros((4, 4, 4)), -1)
+    empty = Band.of(torch.zeros((4, 4, 4), dtype=torch.bool))
+    v, f = band_marching_cubes(torch.zeros(0), None, empty)
+    assert v.shape == (0, 3) and f.shape == (0, 3)

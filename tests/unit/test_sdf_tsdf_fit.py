@@ -9,9 +9,9 @@ from necgs.config import FitConfig
 from necgs.errors import ConfigError, MeshError
 from necgs.geometry.dmc import mesh_from_volume
 from necgs.geometry.fit import fit_volumes, fitted_volume
-from necgs.geometry.sdf import signed_distance
+from necgs.geometry.sdf import signed_distance, unsigned_distance
 from necgs.geometry.tsdf import grid_points, tsdf_volume, voxel_size
-from necgs.io.mesh import Mesh
+from necgs.io.mesh import Mesh, fit_transform
 from necgs.metrics import compare_meshes
 
 
@@ -153,3 +153,85 @@ def test_thin_part_setting_is_validated_and_keys_the_cache():
     with pytest.raises(ConfigError, match="thin-part"):
         FitConfig(thin_voxels=3).validate()
     assert FitConfig().cache_key() != FitConfig(thin_voxels=0.55).cache_key()
+
+
+def _full_query_tsdf(v, f, K, thin_voxels=0.0):
+    """tsdf_volume as it was: the signed distance queried at every node."""
+    h = voxel_size(K)
+    sdf = signed_distance(v, f, grid_points(K), shell=0.5 * h, thin=thin_voxels * h, probe=h)
+    return np.clip(sdf / (2 * h), -1, 1).reshape(K, K, K).astype(np.float32)
+
+
+def test_tsdf_queries_distances_near_the_surface_only_and_equals_the_full_query():
+    from necgs.geometry.tsdf import near_nodes
+
+    v, f = icosphere(0.7)
+    keep = v[f].mean(1)[:, 2] < 0.6  # an open mesh: the sign comes from the vote
+    K = 64
+    h = voxel_size(K)
+    near = near_nodes(v, f[keep], K, 2.5 * h)
+    assert 0.05 < near.mean() < 0.25  # a fraction of the K^3 nodes
+    distance = unsigned_distance(v, f[keep], grid_points(K)).reshape(K, K, K)
+    assert near[distance < 2.5 * h].all() and not near[distance > 9 * h].any()
+    assert np.array_equal(tsdf_volume(v, f[keep], K), _full_query_tsdf(v, f[keep], K))
+
+
+def test_tsdf_near_the_surface_only_keeps_thin_parts_and_lone_sheets():
+    K = 32
+    h = voxel_size(K)
+    body = _boxes(((0.8, 0.8, 0.8), (-0.4, 0.0, 0.0)), ((0.9, 0.6, 0.2 * h), (0.45, 0.013, 0.007)))
+    for thin in (0.0, 0.55, 2.0):
+        assert np.array_equal(
+            tsdf_volume(body.vertices, body.faces, K, thin_voxels=thin),
+            _full_query_tsdf(body.vertices, body.faces, K, thin),
+        )
+    sheet = (
+        np.array([[-0.5, -0.5, 0], [0.5, -0.5, 0], [0.5, 0.5, 0], [-0.5, 0.5, 0]], float),
+        np.array([[0, 1, 2], [0, 2, 3]]),
+    )
+    assert np.array_equal(tsdf_volume(*sheet, K), _full_query_tsdf(*sheet, K))
+
+
+def test_adam_never_moves_a_value_further_than_the_travel_bound():
+    from necgs.geometry.fit import BETAS, adam_travel, band_margin
+    from necgs.optim import Adam
+
+    cfg = FitConfig(iterations=200, lr=0.02, lr_decay=0.1)
+    n = 4000
+    gen = torch.Generator().manual_seed(0)
+    x = torch.zeros(n + 1, requires_grad=True)
+    opt = Adam([{"params": [x], "lr": cfg.lr}], betas=BETAS)
+    decay = cfg.lr_decay ** (1 / cfg.iterations)
+    start = torch.randint(0, 150, (n,), generator=gen)  # first gradient at a random step
+    sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    for k in range(cfg.iterations):
+        scale = torch.rand(n, generator=gen) ** 4 * 10.0 ** torch.randint(-6, 3, (n,), generator=gen)
+        noisy = torch.where(k >= start, sign * scale, 0.0)  # one direction, wildly varying sizes
+        growing = torch.tensor([(BETAS[1] / BETAS[0]) ** k])  # the worst case: it reaches the bound
+        x.grad = torch.cat([noisy, growing])
+        opt.param_groups[0]["lr"] = cfg.lr * decay**k
+        opt.step()
+    moved = x.detach().abs()
+    assert moved[:n].max() <= adam_travel(cfg) and abs(moved[n] / adam_travel(cfg) - 1) < 1e-4
+    assert band_margin(cfg) == int(adam_travel(cfg)) + 1 == 3 and band_margin(FitConfig()) == 1
+
+
+@pytest.mark.parametrize(("K", "iterations", "lr"), [(32, 25, 0.01), (16, 120, 0.05)])
+def test_fitting_the_band_gives_the_dense_fit(K, iterations, lr):
+    from necgs.geometry.fit import band_margin, fit_volume
+
+    torus = trimesh.creation.torus(major_radius=1.0, minor_radius=0.18, major_sections=48, minor_sections=24)
+    mesh = Mesh(torus.vertices, torus.faces, "torus")
+    cfg = FitConfig(resolution=K, iterations=iterations, lr=lr, samples=3000, device="cpu")
+    v = fit_transform(mesh.vertices, cfg.fill).apply(mesh.vertices)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the dense fit itself differs in float rounding from run to run on several threads
+    try:
+        band = fit_volume(v, mesh.faces, cfg)
+        dense = fit_volume(v, mesh.faces, cfg, dense=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(band, dense)
+    plain = torch.from_numpy(tsdf_volume(v, mesh.faces, K))
+    assert (band[0] != plain).any() and band[1:].abs().max() > 0.02  # the fit moved things
+    assert iterations < 100 or band_margin(cfg) > 1
