@@ -183,8 +183,10 @@ def _wire_viewers(page: Page) -> None:
     t.slice_k.release(
         viewer_handlers.on_slice, [page.run, v.shape, v.necgs_variant, t.slice_k], [t.slices], show_progress="hidden"
     )
-    # a viewer inside the folded panel is drawn only when its file comes after the panel opens
-    t.accordion.expand(viewer_handlers.on_teach, _teach_inputs(page), t.outputs, show_progress="hidden")
+    # a viewer inside the folded panel is drawn only when a new file comes after the panel opens
+    t.accordion.expand(viewer_handlers.no_model, None, t.fitted_mesh, show_progress="hidden", queue=False).then(
+        viewer_handlers.on_teach, _teach_inputs(page), t.outputs, show_progress="hidden"
+    )
     f.png_btn.click(handlers.on_pngs, [page.run, r.overlay], [f.pngs, r.status])
     f.figure_btn.click(viewer_handlers.on_figure, [page.run, v.shape, v.necgs_variant, page.vmax], f.figure)
 

@@ -139,6 +139,11 @@ def on_teach(
     ]
 
 
+def no_model() -> dict:
+    """An empty viewer (so that the file set next is new to it and drawn)."""
+    return gr.update(value=None)
+
+
 def _fitted_glb(run: int, shape: str, necgs_key: str, session: str, vmax: float | None) -> str | None:
     original = views.load_run_mesh(run, "original", None, shape)
     fitted = views.load_run_mesh(run, "fitted", necgs_key, shape)
