@@ -40,6 +40,7 @@ from necgs.model.encoder import VolumeEncoder
 from necgs.model.quant import LearnedRange, QuantizedTensor, QuantSpec, quantize, symmetric_spec, to_symbols
 from necgs.training.losses import LossWeights, volume_loss
 from necgs.training.patches import BlockSampler, block_targets, coarse_targets
+from necgs.training.watch import Snapshot, Watch, current_watch
 
 #: progress(epoch_done, epochs, mean_loss, eta_seconds)
 TrainProgress = Callable[[int, int, float, float], None]
@@ -222,6 +223,7 @@ def train_autodecoder(
     autoencoder: bool = False,
     encoder_input: int | None = None,
     init_decoder: dict[str, torch.Tensor] | None = None,
+    watch: Watch | None = None,
 ) -> TrainedCodec:
     """Train features and decoder on the volumes with quantization-aware training.
 
@@ -238,6 +240,9 @@ def train_autodecoder(
             side first (None: the full K^3, the ablation's encoder).
         init_decoder: Decoder parameters to start from instead of a random initialization
             (fine-tuning a prior); they are part of the checkpoint's identity.
+        watch: Called after every epoch with a :class:`necgs.training.watch.Snapshot` (a live
+            display); None: the one installed by :func:`necgs.training.watch.watching`, if any.
+            Not called under DDP.
 
     Returns:
         The quantized :class:`TrainedCodec`.
@@ -291,6 +296,13 @@ def train_autodecoder(
     total = steps_per_epoch * tcfg.epochs
     bar = _progress_bar(progress, tcfg.epochs, start_epoch, rank)
     objective = StepObjective(volumes, dcfg, tcfg)
+    watch = (watch or current_watch()) if world == 1 else None
+
+    def decode_now(i: int) -> torch.Tensor:
+        feature = features[i : i + 1] if encoder is None else encoder(volumes[i : i + 1].to(device))
+        fspec = _feature_spec(features if encoder is None else feature, tcfg, ranges)
+        return decoder(quantize(feature, fspec), _weight_specs(decoder, tcfg, ranges))[0]
+
     t0 = time.perf_counter()
     for epoch in range(start_epoch, tcfg.epochs):
         order = torch.randperm(len(mine), generator=torch.Generator().manual_seed(tcfg.seed * 100_003 + epoch))
@@ -334,6 +346,8 @@ def train_autodecoder(
             losses[-1],
             (time.perf_counter() - t0) / (done - start_epoch) * (tcfg.epochs - done),
         )
+        if watch is not None:
+            watch(Snapshot("train", done, tcfg.epochs, losses[-1], time.perf_counter() - t0, n, decode_now))
         if (
             checkpoint_dir is not None
             and tcfg.checkpoint_every
