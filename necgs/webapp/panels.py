@@ -17,6 +17,7 @@ from necgs.io.datasets import list_datasets
 from necgs.settings import KNOB
 from necgs.webapp.choices import ABLATIONS, BASELINES, DEFAULT_DATASET
 from necgs.webapp.decoders import TRAIN_DECODER, decoder_choices, decoder_note, installed_priors
+from necgs.webapp.live_panel import LivePanel, live_panel
 from necgs.webapp.uploads import UPLOAD_LABEL
 from necgs.webapp.views import MAX_VARIANT_VIEWERS
 
@@ -92,6 +93,7 @@ class ResultsPanel:
     shipped_btn: gr.Button
     table: gr.Dataframe
     picked: gr.Textbox
+    live: LivePanel
 
 
 @dataclass
@@ -312,6 +314,7 @@ def results_panel() -> ResultsPanel:
     with gr.Column(scale=3):
         progress = gr.HTML("", elem_id="progress", min_height=40)
         status = gr.HTML("", elem_id="status")
+        live = live_panel()
         with gr.Row():
             plot_cd = gr.Plot(label="CD vs ratio", elem_id="rd_cd")
             plot_f1 = gr.Plot(label="F1@0.005 vs ratio", elem_id="rd_f1")
@@ -332,7 +335,7 @@ def results_panel() -> ResultsPanel:
             interactive=False,
         )
         picked = gr.Textbox(label="selected setting (click a point or a row)", elem_id="picked", max_lines=1)
-    return ResultsPanel(progress, status, plot_cd, plot_f1, overlay, shipped_btn, table, picked)
+    return ResultsPanel(progress, status, plot_cd, plot_f1, overlay, shipped_btn, table, picked, live)
 
 
 def viewer_panel() -> ViewerPanel:
