@@ -21,6 +21,7 @@ from necgs.training.patches import coarse_targets
 
 #: progress(epoch_done, epochs, mean_loss, eta_seconds)
 from necgs.training.train import StepObjective, TrainedCodec, TrainProgress, lr_at
+from necgs.training.watch import Snapshot, Watch, current_watch, watching
 
 
 def fit_features(
@@ -30,6 +31,7 @@ def fit_features(
     progress: TrainProgress | bool = False,
     init: torch.Tensor | None = None,
     cancel: StopCheck | None = None,
+    watch: Watch | None = None,
 ) -> QuantizedTensor:
     """Optimize features of NEW shapes against the frozen quantized decoder.
 
@@ -43,6 +45,8 @@ def fit_features(
         progress: As in :func:`train_autodecoder`.
         init: (M, C, K', K', K') starting features; default: the mean of the codec's features.
         cancel: Called before every step; True stops with :class:`necgs.errors.Cancelled`.
+        watch: Called after every epoch (visit) with a :class:`necgs.training.watch.Snapshot`;
+            None: the one installed by :func:`necgs.training.watch.watching`, if any.
 
     Returns:
         The new shapes' quantized features, shape (M, C, K', K', K').
@@ -63,6 +67,7 @@ def fit_features(
     steps = max(math.ceil(m / tcfg.batch_size), 1)
     total = steps * tcfg.epochs
     objective = StepObjective(volumes, cfg, tcfg)
+    watch = watch or current_watch()
     t0 = time.perf_counter()
     for epoch in range(tcfg.epochs):
         order = torch.randperm(m, generator=torch.Generator().manual_seed(tcfg.seed + epoch))
@@ -80,6 +85,18 @@ def fit_features(
         if callable(progress):
             done = epoch + 1
             progress(done, tcfg.epochs, epoch_loss / steps, (time.perf_counter() - t0) / done * (tcfg.epochs - done))
+        if watch is not None:
+            watch(
+                Snapshot(
+                    "features",
+                    epoch + 1,
+                    tcfg.epochs,
+                    epoch_loss / steps,
+                    time.perf_counter() - t0,
+                    m,
+                    lambda i: decoder(quantize(features[i : i + 1], spec))[0],
+                )
+            )
     f = features.detach().cpu()
     return QuantizedTensor(to_symbols(f, spec), spec, (m, cfg.feature_channels, kp, kp, kp))
 
@@ -132,7 +149,8 @@ def repair_empty_shapes(
     nearest = distance.argsort(1)[:, :k]  # (E, k) positions in ``good``
     start = codec.features.value()[[good[int(j)] for j in nearest.flatten()]]
     targets = volumes[empty].repeat_interleave(k, 0)
-    fits = fit_features(codec, targets, replace(tcfg, epochs=visits, checkpoint_every=0), init=start)
+    with watching(None):  # a watcher follows the set's shapes, not these extra starts
+        fits = fit_features(codec, targets, replace(tcfg, epochs=visits, checkpoint_every=0), init=start)
     chosen = best_starts(codec.decoder(device), fits.value().to(device), targets.to(device), k)
     per = int(np.prod(codec.features.shape[1:]))
     symbols = codec.features.symbols.copy().reshape(-1, per)

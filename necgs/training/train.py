@@ -40,6 +40,7 @@ from necgs.training import sharding
 from necgs.training.checkpoints import load_checkpoint, run_digest, save_checkpoint, saved_epochs
 from necgs.training.losses import LossWeights, volume_loss
 from necgs.training.patches import BlockSampler, block_targets, coarse_targets
+from necgs.training.watch import Snapshot, Watch, current_watch
 
 #: progress(epoch_done, epochs, mean_loss, eta_seconds)
 TrainProgress = Callable[[int, int, float, float], None]
@@ -168,6 +169,7 @@ def train_autodecoder(
     autoencoder: bool = False,
     encoder_input: int | None = None,
     init_decoder: dict[str, torch.Tensor] | None = None,
+    watch: Watch | None = None,
 ) -> TrainedCodec:
     """Train features and decoder on the volumes with quantization-aware training, in this process.
 
@@ -184,13 +186,16 @@ def train_autodecoder(
             side first (None: the full K^3, the ablation's encoder).
         init_decoder: Decoder parameters to start from instead of a random initialization
             (fine-tuning a prior); they are part of the checkpoint's identity.
+        watch: Called after every epoch with a :class:`necgs.training.watch.Snapshot` (a live
+            display); None: the one installed by :func:`necgs.training.watch.watching`, if any.
+            Not called under DDP (:func:`train_shard`).
 
     Returns:
         The quantized :class:`TrainedCodec`.
     """
     _check_volumes(volumes, dcfg, tcfg)
     run = _Run(volumes, dcfg, tcfg, volumes.shape[0], 0, 1, autoencoder, encoder_input, init_decoder)
-    run.train(checkpoint_dir, progress, cancel)
+    run.train(checkpoint_dir, progress, cancel, watch or current_watch())
     return run.codec(run.features.detach().cpu())
 
 
@@ -342,8 +347,14 @@ class _Run:
             state["encoder"] = self.encoder.state_dict()
         save_checkpoint(folder, self.tag, self.digest, done, state, self.losses, seconds, self.keep)
 
-    def train(self, checkpoint_dir: Path | None, progress: TrainProgress | bool, cancel: Callable[[], bool] | None):
-        """Resume if a checkpoint matches, then train the remaining epochs."""
+    def train(
+        self,
+        checkpoint_dir: Path | None,
+        progress: TrainProgress | bool,
+        cancel: Callable[[], bool] | None,
+        watch: Watch | None = None,
+    ):
+        """Resume if a checkpoint matches, then train the remaining epochs (``watch``: after each one)."""
         tcfg, device, n, world = self.tcfg, self.device, self.n, self.world
         self.resume(checkpoint_dir)
         earlier, start_epoch = self.seconds, self.start_epoch
@@ -366,6 +377,9 @@ class _Run:
             done = epoch + 1
             eta = (time.perf_counter() - t0) / (done - start_epoch) * (tcfg.epochs - done)
             _report(bar, progress, done, tcfg.epochs, self.losses[-1], eta)
+            if watch is not None:
+                seconds = time.perf_counter() - t0
+                watch(Snapshot("train", done, tcfg.epochs, self.losses[-1], seconds, n, self.decode_now))
             if (
                 checkpoint_dir is not None
                 and tcfg.checkpoint_every
@@ -380,6 +394,14 @@ class _Run:
                     torch.cat([self.encoder(self.volumes[i : i + 4].to(device)) for i in range(0, m, 4)])
                 )
         self.seconds = earlier + time.perf_counter() - t0
+
+    def decode_now(self, i: int) -> torch.Tensor:
+        """(4, K, K, K) decoded volume of this process's shape ``i`` with the quantized weights so far."""
+        feature = (
+            self.features[i : i + 1] if self.encoder is None else self.encoder(self.volumes[i : i + 1].to(self.device))
+        )
+        fspec = _feature_spec(self.features if self.encoder is None else feature, self.tcfg, self.ranges)
+        return self.decoder(quantize(feature, fspec), _weight_specs(self.decoder, self.tcfg, self.ranges))[0]
 
     def step(self, objective: StepObjective, idx: list[int], crops: torch.Generator, step: int, total: int) -> float:
         """One optimizer step on this process's shapes ``idx`` (positions in its volumes); returns the loss."""

@@ -17,7 +17,11 @@
 - :mod:`necgs.webapp.running`: a job, stored as one run in :mod:`necgs.evaluation.runs`;
   :mod:`necgs.webapp.progress`: one monotone, cost-weighted progress figure;
   :mod:`necgs.webapp.jobs`: the one worker's queue (one job per session, places shown).
-- :mod:`necgs.webapp.first_launch`: the shipped benchmark and the first-launch background run.
+- :mod:`necgs.webapp.live`: what a job shows while it computes (each shape against a prior as soon as
+  it is decoded, the loss curve, a shape decoded with the weights so far);
+  :mod:`necgs.webapp.live_panel`: the live panel and the progress display, refreshed once a second.
+- :mod:`necgs.webapp.first_launch`: the shipped benchmark, the first-launch background run and the
+  built-in sets' prior volumes.
 - :mod:`necgs.webapp.sessions`: per-tab folders and cancel flags, ended on close or when stale;
   which runs a session sees (its own, the first-launch run, the CLI's where allowed).
 - :mod:`necgs.webapp.export`: Plotly figures to PNG with the system chromium.

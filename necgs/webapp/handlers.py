@@ -20,8 +20,9 @@ import pandas as pd
 from necgs.errors import Cancelled, NecgsError
 from necgs.evaluation.runs import RunNotVisibleError, RunStore
 from necgs.io.datasets import list_datasets
+from necgs.io.loading import LoadedSet
 from necgs.settings import read_setting
-from necgs.webapp import decoders, sessions, tables, views
+from necgs.webapp import decoders, live, sessions, tables, views
 from necgs.webapp.choices import (
     ABLATIONS,
     DEFAULT_DATASET,
@@ -32,7 +33,7 @@ from necgs.webapp.choices import (
 )
 from necgs.webapp.first_launch import INITIAL_RUN
 from necgs.webapp.jobs import JOBS, JobAlreadyQueued, waiting_text
-from necgs.webapp.messages import failures_html, info_html, problem_html, progress_html, scrub_paths
+from necgs.webapp.messages import failures_html, info_html, problem_html, scrub_paths
 from necgs.webapp.running import METRIC_SAMPLES, RunStage, run_stages
 from necgs.webapp.sessions import request_session
 from necgs.webapp.uploads import UPLOAD_LABEL, UploadError, load_upload
@@ -120,11 +121,12 @@ def on_shipped(overlays: list[int] | None, request: gr.Request) -> list:
     return show_view(view, info_html(f"Showing the {view.label}."), overlays, owners)
 
 
-def _job(request: gr.Request, progress: gr.Progress, work):
+def _job(request: gr.Request, work):
     """Queue a job (one per session), show its place while it waits, then run it, showing each
     stage it stores (a prior variant first, then the whole run); turn its failures into a
     visible message that clears the results. However it ends, it leaves the queue (the worker
-    goes to the next job).
+    goes to the next job). Its progress goes to its ticket, which the page's progress display
+    shows (:mod:`necgs.webapp.live_panel`).
 
     Yields RESULT_OUTPUTS and the partial-run state: the run id when a first part is shown (its
     change fills the viewers while the rest computes), else unchanged.
@@ -142,16 +144,9 @@ def _job(request: gr.Request, progress: gr.Progress, work):
         while not JOBS.wait_turn(ticket, QUEUE_POLL_S):
             if cancel.is_set():
                 raise Cancelled("left the queue")
-            text = waiting_text(*JOBS.place(ticket))
-            progress(0.0, desc=text)
-            yield [*unchanged(info_html(text)), gr.update()]
+            yield [*unchanged(info_html(waiting_text(*JOBS.place(ticket)))), gr.update()]
         yield [*unchanged(info_html("Your job has the worker now: its progress shows above.")), gr.update()]
-
-        def report(frac: float, text: str) -> None:
-            ticket.report(frac, text)
-            progress(frac, desc=text)
-
-        for stage, notes in work(session, cancel, report):
+        for stage, notes in work(session, cancel, ticket.report):
             view = views.build_run_view(stage.run)
             if not stage.final:
                 status = partial_status(stage) + failures_html(view.summary)
@@ -204,8 +199,11 @@ def partial_status(stage: RunStage) -> str:
     )
 
 
-def _source(session: str, dataset: str, files: list[str] | None):
-    """The data set to run on: the upload when files were given, else the named set."""
+def _source(session: str, dataset: str | LoadedSet, files: list[str] | None):
+    """The data set to run on: the upload when files were given, else the named set (or meshes
+    loaded already: a benchmark's)."""
+    if isinstance(dataset, LoadedSet):
+        return dataset, []
     if files or dataset == UPLOAD_LABEL:
         return load_upload(files, sessions.session_dir(session))
     return dataset, []
@@ -224,14 +222,13 @@ def on_run(
     peers: list[str],
     decoder: str | None,
     request: gr.Request,
-    progress=gr.Progress(),  # noqa: B008 (Gradio finds the progress tracker by this default)
 ):
     """Run NeCGS (a decoder trained with the chosen switches, a prior, or both) beside the chosen peers."""
     setting, problem = _settings((width, preset, ssim, deform, autoencoder, int(epochs or 0) or None))
     if problem is not None:
         yield problem
         return
-    yield from _job(request, progress, _run_work(dataset, files, limit, peers, decoder, [setting], None))
+    yield from _job(request, _run_work(dataset, files, limit, peers, decoder, [setting], None))
 
 
 def on_ablation(
@@ -249,19 +246,19 @@ def on_ablation(
     factor: str,
     values: list[str],
     request: gr.Request,
-    progress=gr.Progress(),  # noqa: B008 (Gradio finds the progress tracker by this default)
 ):
     """Run every chosen variant of one factor on the same shapes in one job (and a chosen prior beside them)."""
     base, problem = _settings((width, preset, ssim, deform, autoencoder, int(epochs or 0) or None))
     if problem is not None:
         yield problem
         return
-    yield from _job(request, progress, _run_work(dataset, files, limit, peers, decoder, None, (factor, values, base)))
+    yield from _job(request, _run_work(dataset, files, limit, peers, decoder, None, (factor, values, base)))
 
 
 def _run_work(dataset, files, limit, peers, decoder, settings: list[dict] | None, ablation: tuple | None):
     """The job body shared by a run and an ablation: NeCGS settings (or one factor's variants) and
-    the chosen prior beside the peers; yields (stage, notes) per stored stage (:func:`running.run_stages`)."""
+    the chosen prior beside the peers; yields (stage, notes) per stored stage (:func:`running.run_stages`),
+    showing its shapes and losses live in the session's feed (:mod:`necgs.webapp.live`)."""
 
     def work(session, cancel, report):
         if ablation is None:
@@ -270,6 +267,7 @@ def _run_work(dataset, files, limit, peers, decoder, settings: list[dict] | None
             variants = decoders.decoder_variants(decoder, ablation_variants(*ablation), always_train=True)
         source, notes = _source(session, dataset, files)
         notes = [*notes, *unavailable_notes(peers)]
+        feed = live.start_feed(session, sessions.session_dir(session), sessions.active_sessions())
         for stage in run_stages(
             source,
             ["necgs", *(peers or [])],
@@ -280,6 +278,7 @@ def _run_work(dataset, files, limit, peers, decoder, settings: list[dict] | None
             cancel=cancel,
             config_extra=None if ablation is None else {"ablation": ablation[0]},
             owner=session,
+            live=feed,
         ):
             yield stage, notes
 
@@ -407,15 +406,11 @@ def on_pngs(run: int | None, overlays: list[int] | None, request: gr.Request) ->
         return [None, problem_html("The figures could not be exported:", [scrub_paths(exc)])]
 
 
-def on_tick(request: gr.Request) -> list:
-    """Heartbeat (keeps the session's folder) and the first-launch run's progress."""
+def on_tick(request: gr.Request) -> int | None:
+    """Heartbeat (keeps the session's folder) and the first-launch run's id once it is done (its
+    progress shows in the progress display: :mod:`necgs.webapp.live_panel`)."""
     request_session(request)
-    bg = INITIAL_RUN
-    if bg.error:
-        return [problem_html("The first-launch run failed:", [bg.error]), bg.run]
-    if bg.running:
-        return [progress_html(bg.fraction, f"first-launch run on '{DEFAULT_DATASET}': {bg.text}"), bg.run]
-    return [gr.update(), bg.run]
+    return INITIAL_RUN.run
 
 
 def on_initial_ready(ready: int | None, shown: int | None, request: gr.Request) -> list:

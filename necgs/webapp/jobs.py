@@ -89,6 +89,11 @@ class JobQueue:
                 self._tickets.remove(ticket)
             self._start_first()
 
+    def ticket_of(self, session: str) -> Ticket | None:
+        """The session's ticket (its job running or waiting), if it has one."""
+        with self._turn:
+            return next((t for t in self._tickets if t.session == session), None)
+
     def sessions(self) -> list[str]:
         """The sessions with a job, in queue order."""
         with self._turn:

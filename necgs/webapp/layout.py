@@ -20,6 +20,7 @@ from __future__ import annotations
 import gradio as gr
 
 from necgs.webapp import control_handlers, handlers, page_js, viewer_handlers
+from necgs.webapp.live_panel import wire_live
 from necgs.webapp.panels import (
     Page,
     about_panel,
@@ -78,6 +79,7 @@ def _wire(demo: gr.Blocks, page: Page) -> None:
     _wire_controls(page)
     _wire_viewers(page)
     _wire_background(demo, page)
+    wire_live(page.results.live, page.results.progress)
 
 
 def _after_view(page: Page, event, downloads: bool = True) -> None:
@@ -122,8 +124,9 @@ def _wire_jobs(page: Page) -> None:
     prior variant is ready first, and its viewers fill while the rest computes."""
     c = page.controls
     # jobs run one at a time in webapp.jobs' queue; Gradio lets the waiting ones run their handler
-    # too, so that each shows its place and notices a Cancel
-    job = {"show_progress_on": [page.results.progress], "concurrency_limit": MAX_JOBS, "concurrency_id": "jobs"}
+    # too, so that each shows its place and notices a Cancel. Their progress shows in the progress
+    # display, which the live panel's tick alone writes (no Gradio overlay: it blinked at every yield)
+    job = {"show_progress": "hidden", "concurrency_limit": MAX_JOBS, "concurrency_id": "jobs"}
     outputs = [*page.result_outputs, page.partial_run]
     _refresh(page, c.run_btn.click(handlers.on_run, c.run_inputs, outputs, **job))
     _refresh(page, c.ablation_btn.click(handlers.on_ablation, [*c.run_inputs, c.factor, c.values], outputs, **job))
@@ -192,10 +195,8 @@ def _wire_viewers(page: Page) -> None:
 
 
 def _wire_background(demo: gr.Blocks, page: Page) -> None:
-    """The heartbeat with the first-launch run's progress, showing that run when ready, and the tab closing."""
-    page.timer.tick(
-        handlers.on_tick, None, [page.results.progress, page.initial_ready], show_progress="hidden", queue=False
-    )
+    """The heartbeat, showing the first-launch run when ready, and the tab closing."""
+    page.timer.tick(handlers.on_tick, None, [page.initial_ready], show_progress="hidden", queue=False)
     ready = page.initial_ready.change(
         handlers.on_initial_ready, [page.initial_ready, page.run], page.result_outputs, show_progress="hidden"
     )

@@ -20,6 +20,7 @@ from necgs.webapp.advice import PAGE_WIDTHS, advise, suggested_width
 from necgs.webapp.choices import ABLATIONS, BASELINES, DEFAULT_DATASET, DEFAULT_SHAPES, PAGE_PRESETS
 from necgs.webapp.decoders import decoder_choices, decoder_note, installed_priors
 from necgs.webapp.glossary import ABOUT, GLOSSARY, HEADER
+from necgs.webapp.live_panel import LivePanel, live_panel
 from necgs.webapp.uploads import UPLOAD_LABEL
 from necgs.webapp.views import MAX_VARIANT_VIEWERS
 
@@ -98,6 +99,7 @@ class ResultsPanel:
     shipped_btn: gr.Button
     table: gr.Dataframe
     picked: gr.Textbox
+    live: LivePanel
 
 
 @dataclass
@@ -339,6 +341,7 @@ def results_panel() -> ResultsPanel:
     with gr.Column(scale=3):
         progress = gr.HTML("", elem_id="progress", min_height=40)
         status = gr.HTML("", elem_id="status")
+        live = live_panel()
         with gr.Row():
             plot_cd = gr.Plot(label="CD vs ratio", elem_id="rd_cd")
             plot_f1 = gr.Plot(label="F1 vs ratio", elem_id="rd_f1")
@@ -360,7 +363,7 @@ def results_panel() -> ResultsPanel:
         )
         picked = gr.Textbox(label="selected setting (click a point or a row)", elem_id="picked", max_lines=1)
         glossary_panel()
-    return ResultsPanel(progress, status, plot_cd, plot_f1, overlay, shipped_btn, table, picked)
+    return ResultsPanel(progress, status, plot_cd, plot_f1, overlay, shipped_btn, table, picked, live)
 
 
 def glossary_panel() -> None:

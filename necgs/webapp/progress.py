@@ -34,6 +34,9 @@ PRIOR_VISIT_S = 0.015
 PRIOR_START_S = 2.0  # reading the prior and choosing each shape's starting feature
 #: Per shape and fine-tuning step at K = 64, 32 blocks.
 FINE_TUNE_STEP_S = 0.05
+#: The first look at a shape against a prior (start feature, decode, mesh, live CD and viewer file),
+#: on top of fitting its volume (measurements: docs/ARCHITECTURE.md, "The app", "Progress estimates").
+PREVIEW_S = 1.0
 NECGS_STAGES = ("fit", "train", "code")
 
 #: report(fraction in [0, 1], description)
@@ -90,37 +93,53 @@ class JobProgress:
         floor: Weight of the metric floor computed first.
         tail: Weight of work after the runner (representation metrics, saving).
         report: Called with (fraction, description) on every update.
+        head: Weight of work before the runner (the first look at each shape against a prior).
     """
 
     plan: list[dict[str, float]]
     floor: float
     tail: float
     report: Report
+    head: float = 0.0
     fraction: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def for_run(
-        cls, codecs: Sequence[str], settings: dict[str, list[dict]], n_shapes: int, report: Report
+        cls,
+        codecs: Sequence[str],
+        settings: dict[str, list[dict]],
+        n_shapes: int,
+        report: Report,
+        preview: dict | None = None,
     ) -> JobProgress:
-        """The weights of a run of ``codecs`` with these settings on ``n_shapes`` shapes."""
-        plan = []
-        for codec in codecs:
-            for setting in settings.get(codec, []):
-                plan.append(necgs_weights(setting, n_shapes) if codec == "necgs" else peer_weights(n_shapes))
+        """The weights of a run of ``codecs`` with these settings on ``n_shapes`` shapes; ``preview``:
+        the NeCGS setting (a prior's) whose shapes are first shown one by one, fitting the volumes
+        its run then reads from the cache (so their weight moves to the head)."""
+        pairs = [(codec, setting) for codec in codecs for setting in settings.get(codec, [])]
+        plan = [necgs_weights(s, n_shapes) if c == "necgs" else peer_weights(n_shapes) for c, s in pairs]
         tail = REPRESENTATION_S * n_shapes * len(settings.get("necgs", []))
-        return cls(plan, METRICS_S * n_shapes, tail, report)
+        head = 0.0
+        if preview is not None:
+            first = pairs.index(("necgs", preview))
+            head = plan[first]["fit"] + PREVIEW_S * n_shapes
+            plan[first] = {**plan[first], "fit": 0.0}
+        return cls(plan, METRICS_S * n_shapes, tail, report, head)
 
     @property
     def total(self) -> float:
         """Total estimated seconds."""
-        return self.floor + sum(sum(w.values()) for w in self.plan) + self.tail
+        return self.head + self.floor + sum(sum(w.values()) for w in self.plan) + self.tail
+
+    def previewing(self, fraction: float) -> None:
+        """Progress of the first look at each shape (``fraction`` of it done)."""
+        self._advance(self.head * fraction / self.total, "a first look at each shape")
 
     def _done_before(self, event: StageEvent) -> float:
         if event.index < 0:
-            return event.fraction * self.floor
+            return self.head + event.fraction * self.floor
         weights = self.plan[event.index] if event.index < len(self.plan) else {}
-        done = self.floor + sum(sum(w.values()) for w in self.plan[: event.index])
+        done = self.head + self.floor + sum(sum(w.values()) for w in self.plan[: event.index])
         order = [*NECGS_STAGES, "decode", "metrics"] if "train" in weights else ["encode", "decode", "metrics"]
         stage = event.stage if event.stage in weights else event.phase
         if stage not in order:

@@ -8,7 +8,9 @@ compression).
 
 A prior variant (:func:`necgs.webapp.decoders.is_prior`) takes seconds, so when slower work
 follows, it runs first and the run is stored as "partial" (:func:`run_stages`), which the page
-shows at once; the rest then replaces it.
+shows at once; the rest then replaces it. A job given a live feed (:mod:`necgs.webapp.live`)
+also shows each shape against the prior as soon as its volume is ready, and every training's
+loss and one shape decoded with the weights so far while it trains.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from necgs.io.mesh import Mesh
 from necgs.metrics import compare_meshes
 from necgs.priors.installed import find_prior
 from necgs.settings import read_setting
+from necgs.training.watch import watching
 from necgs.webapp.decoders import is_prior
+from necgs.webapp.live import LiveFeed, LiveWatch, VariantFrame, preview_prior
 from necgs.webapp.progress import JobProgress, Report
 
 #: Surface samples per metric in the app's runs: the paper's and the benchmarks' 1e5, so that the metric
@@ -107,6 +111,7 @@ def run_stages(
     cancel: threading.Event | None = None,
     config_extra: dict | None = None,
     owner: str | None = None,
+    live: LiveFeed | None = None,
 ) -> Iterator[RunStage]:
     """Evaluate NeCGS (each variant) and the peers, storing the run as soon as a first part is ready.
 
@@ -126,6 +131,10 @@ def run_stages(
         cancel: Set to stop (within about a second of work); a cancelled job stores nothing.
         config_extra: More to record in the run's configuration (e.g. the ablation factor).
         owner: Who may see the run in the app (:meth:`RunStore.create`).
+        live: Where to show shapes while the job computes: with a prior, each shape from the
+            prior's start feature as soon as its volume is fitted (:func:`preview_prior`, before
+            anything else); while a decoder trains or features are fitted, the loss and one
+            shape decoded so far (:class:`LiveWatch`). The stored run is the same with or without.
 
     Yields:
         A :class:`RunStage` after the prior variants (only when more follows), then the final one.
@@ -141,27 +150,36 @@ def run_stages(
     peers = peer_settings([c for c in codecs if c != "necgs"])
     split = bool(quick) and bool(slow or any(peers.values()))
     order = {"necgs": quick + slow, **peers} if split else {"necgs": variants, **peers}
-    tracker = JobProgress.for_run(codecs, order, len(loaded.meshes), progress or (lambda f, t: None))
+    preview = quick[0] if live is not None and quick else None
+    tracker = JobProgress.for_run(codecs, order, len(loaded.meshes), progress or (lambda f, t: None), preview)
     config = {
         **run_record(name, codecs, variants, len(loaded.meshes), limit=limit, samples=n_samples),
         **(config_extra or {}),
     }
     store = RunStore()
     stop = cancel.is_set if cancel is not None else None
+    watch = None
+    if live is not None:
+        watch = LiveWatch(live, loaded.meshes, {_labels([v])[0]: VariantFrame(*variant_fit(v)) for v in variants})
+        if preview is not None:
+            preview_prior(live, loaded.meshes, preview, stop, tracker.previewing)
 
     def run_part(part_codecs: list[str], settings: dict, offset: int, last: bool) -> tuple[EvaluationResult, dict]:
         def on_stage(event: StageEvent) -> None:
             tracker.on_stage(event if event.index < 0 else replace(event, index=event.index + offset))
+            if watch is not None:
+                watch.on_stage(event)
 
-        result = evaluate(
-            loaded,
-            part_codecs,
-            settings=settings,
-            n_samples=n_samples,
-            cancel=cancel,
-            keep_decoded=True,
-            on_stage=on_stage,
-        )
+        with watching(watch):
+            result = evaluate(
+                loaded,
+                part_codecs,
+                settings=settings,
+                n_samples=n_samples,
+                cancel=cancel,
+                keep_decoded=True,
+                on_stage=on_stage,
+            )
         fitted = add_representation_metrics(
             result, settings.get("necgs", []), n_samples, tracker if last else None, stop
         )

@@ -260,9 +260,7 @@ def test_a_missing_or_broken_prior_is_one_clear_line(monkeypatch, tiny_prior_dir
     assert str(tmp_path) not in str(info.value)
     from necgs.webapp import handlers
 
-    out = list(
-        handlers._job(None, lambda *a, **k: None, handlers._run_work("cad", None, 2, [], "prior: damaged", [{}], None))
-    )
+    out = list(handlers._job(None, handlers._run_work("cad", None, 2, [], "prior: damaged", [{}], None)))
     *_, step = out  # a job may first say that it got the worker
     assert step[0] == {"__type__": "update"}  # an input error keeps what the page showed
     assert "role='alert'" in step[10] and "prior &#x27;damaged&#x27; cannot be read" in step[10]

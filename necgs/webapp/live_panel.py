@@ -1,0 +1,210 @@
+"""The live panel and the progress display, refreshed once a second for each visitor.
+
+The progress display has one writer, this module's tick, and shows the visitor's own state only:
+their job running (its bar, what it does, about how long is left), or waiting (their place, the
+running job's progress and an estimate); with no job of theirs, the first-launch run while it
+computes (or why it failed); else nothing. (Before, the job's Gradio progress and the first-launch
+heartbeat wrote to it in turn: it blinked, alternated between the two, and kept the first-launch
+run's last words after it had ended.)
+
+The live panel shows the visitor's job as it computes (:mod:`necgs.webapp.live`): the loss
+curve of each training, the newest decoded shape (error-coloured, with its CD so far) and a
+table of every shape decoded so far. It appears with the job's first live update and keeps the
+last job's curve and shapes until the next job starts.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from necgs.evaluation.figures import VARIANT_COLORS
+from necgs.webapp.first_launch import INITIAL_RUN
+from necgs.webapp.jobs import JOBS, Ticket
+from necgs.webapp.live import LIVE_SAMPLES, LiveState, feed_of
+from necgs.webapp.messages import problem_html, progress_html
+from necgs.webapp.sessions import request_session
+
+#: How often the page asks for its progress and live updates (seconds).
+TICK_S = 1.0
+#: The loss figure is redrawn at most this often (seconds): a redraw costs the browser more than a tick.
+CURVE_EVERY_S = 2.0
+
+
+@dataclass
+class LivePanel:
+    """The live panel's components and what the page shows of it.
+
+    Attributes:
+        group: The panel (hidden until the visitor's job has something to show).
+        caption: What the job does and what the viewer shows.
+        curve: The loss curves.
+        viewer: The newest decoded shape.
+        table: Every shape decoded so far, with its CD.
+        timer: The once-a-second tick.
+        seen: What the page shows now (so a tick sends only what changed).
+    """
+
+    group: gr.Group
+    caption: gr.HTML
+    curve: gr.Plot
+    viewer: gr.Model3D
+    table: gr.Dataframe
+    timer: gr.Timer
+    seen: gr.State
+
+
+def live_panel() -> LivePanel:
+    """The live panel (hidden), built where it is called."""
+    with gr.Group(visible=False, elem_id="live") as group:
+        caption = gr.HTML("", elem_id="live_caption")
+        with gr.Row(equal_height=True):
+            curve = gr.Plot(label="loss while it trains", elem_id="live_curve", scale=3)
+            viewer = gr.Model3D(
+                label="decoded so far", elem_id="live_shape", height=260, clear_color=[1, 1, 1, 1], scale=2
+            )
+        table = gr.Dataframe(
+            label="shapes decoded so far (CD: a quick estimate; the run's table replaces it)",
+            elem_id="live_table",
+            interactive=False,
+            max_height=200,
+        )
+    return LivePanel(group, caption, curve, viewer, table, gr.Timer(TICK_S), gr.State(None))
+
+
+def wire_live(panel: LivePanel, progress: gr.HTML) -> None:
+    """Every tick: the progress display and the live panel."""
+    panel.timer.tick(
+        on_live_tick,
+        [panel.seen],
+        [progress, panel.group, panel.caption, panel.curve, panel.viewer, panel.table, panel.seen],
+        show_progress="hidden",
+        queue=False,
+    )
+
+
+# ---------------------------------------------------------------------------- the progress display
+def progress_box(session: str) -> str:
+    """The progress display's HTML for ``session`` (see the module's docstring)."""
+    ticket = JOBS.ticket_of(session)
+    if ticket is not None:
+        place, total, running = JOBS.place(ticket)
+        if ticket.started is not None:
+            return progress_html(ticket.fraction, f"your job: {ticket.text}{_left(ticket)}")
+        if place:
+            ahead = f"; the running job: {running.text}{_left(running)}" if running is not None else ""
+            return progress_html(
+                running.fraction if running is not None else 0.0,
+                f"waiting: your job is number {place} of {total} ({place - 1} ahead){ahead}",
+            )
+    bg = INITIAL_RUN
+    if bg.error:
+        return problem_html("The first-launch run failed:", [bg.error])
+    if bg.running:
+        return progress_html(bg.fraction, f"first launch: {bg.text}")
+    return ""
+
+
+def _left(ticket: Ticket) -> str:
+    eta = ticket.eta_s()
+    if eta is None:
+        return ""
+    return f", about {eta:.0f} s left" if eta < 90 else f", about {eta / 60:.0f} min left"
+
+
+# ---------------------------------------------------------------------------- the tick
+def on_live_tick(seen: dict | None, request: gr.Request) -> list:
+    """[progress display, panel visibility, caption, loss figure, viewer, table, seen]: each only
+    where it changed since ``seen``.
+
+    A viewer made visible and given its file in one update never draws, so the first shape
+    goes to the viewer one tick after the panel appears.
+    """
+    session = request_session(request)
+    seen = dict(seen or {"box": None, "key": None, "visible": False, "glb": None, "curves": None, "drawn": 0.0})
+    out = [gr.update() for _ in range(6)]
+    box = progress_box(session)
+    if box != seen["box"]:
+        out[0], seen["box"] = box, box
+    feed = feed_of(session)
+    state = feed.state() if feed is not None else None
+    key = (feed.started, state.version) if state is not None else None
+    if state is None or key == seen["key"] or not (state.curves or state.shapes or state.text):
+        return [*out, seen]
+    if not seen["visible"]:
+        out[1], seen["visible"] = gr.update(visible=True), True
+        return [*out, seen]  # the rest at the next tick, once the panel is drawn
+    seen["key"] = key
+    out[2] = caption_html(state)
+    points = (feed.started, sum(len(c.x) for c in state.curves))
+    if points != seen["curves"] and time.monotonic() - seen["drawn"] >= CURVE_EVERY_S:
+        out[3], seen["curves"], seen["drawn"] = loss_figure(state), points, time.monotonic()
+    latest = state.latest
+    if latest is not None and latest.glb != seen["glb"]:
+        out[4], seen["glb"] = gr.update(value=latest.glb, label=_viewer_title(latest)), latest.glb
+    out[5] = shapes_table(state)
+    return [*out, seen]
+
+
+def caption_html(state: LiveState) -> str:
+    """What the job does now, the shape in the viewer, and when the first shape came."""
+    lines = [f"<b>Live:</b> {html.escape(state.text)}" if state.text else "<b>Live</b>"]
+    if state.latest is not None:
+        lines.append(f"in the viewer: {html.escape(_viewer_title(state.latest))}")
+    if state.first_shape_s is not None:
+        lines.append(
+            f"first decoded shape after {state.first_shape_s:.1f} s; CDs here are quick estimates "
+            f"({LIVE_SAMPLES // 1000}k samples per surface), replaced by the run's table when it is done"
+        )
+    return "<div style='font-size:13px'>" + "<br>".join(lines) + "</div>"
+
+
+def _viewer_title(shape) -> str:
+    quality = f"CD {1e3 * shape.cd:.2f}e-3" if np.isfinite(shape.cd) else "no surface yet"
+    return f"{shape.name}, {shape.what}: {quality}"
+
+
+def loss_figure(state: LiveState) -> go.Figure:
+    """Each variant's loss against its epochs (or feature updates), log scale, in its variant colour."""
+    fig = go.Figure()
+    for curve in state.curves:
+        k = state.order.index(curve.label) if curve.label in state.order else len(state.order)
+        fig.add_trace(
+            go.Scatter(
+                x=curve.x,
+                y=curve.y,
+                mode="lines",
+                name=f"necgs {curve.label} ({curve.unit}s)",
+                line={"color": VARIANT_COLORS[k % len(VARIANT_COLORS)]},
+            )
+        )
+    units = {c.unit for c in state.curves}
+    fig.update_layout(
+        height=260,
+        margin={"l": 50, "r": 10, "t": 30, "b": 40},
+        xaxis_title=" / ".join(sorted(units)) or "epoch",
+        yaxis_title="loss",
+        yaxis_type="log",
+        legend={"orientation": "h", "y": 1.15},
+    )
+    return fig
+
+
+def shapes_table(state: LiveState) -> pd.DataFrame:
+    """One row per shape decoded so far: its newest CD and what decoded it."""
+    rows = [
+        {
+            "shape": s.name,
+            "CD x1e-3 (quick)": round(1e3 * s.cd, 3) if np.isfinite(s.cd) else None,
+            "decoded from": s.what,
+            "after s": round(s.at_s, 1),
+        }
+        for s in state.shapes
+    ]
+    return pd.DataFrame(rows, columns=["shape", "CD x1e-3 (quick)", "decoded from", "after s"])
