@@ -183,13 +183,12 @@ def optimize_volume(
         tsdf = tsdf0.to(device).reshape(-1)[band.nodes]
         raw = torch.zeros((band.nodes.numel(), 3), device=device)
     tsdf, raw = _adam_loop(tsdf.requires_grad_(), raw.requires_grad_(), band, cfg, error, cancel)
-    volume = torch.cat([tsdf0[None], torch.zeros((3, K, K, K))]).reshape(4, -1)
-    with torch.no_grad():
-        if band is None:
-            return torch.cat([tsdf[None], torch.tanh(raw).permute(3, 0, 1, 2)]).float().cpu()
-        nodes = band.nodes.cpu()
-        volume[0, nodes] = tsdf.float().cpu()
-        volume[1:, nodes] = torch.tanh(raw).float().cpu().T
+    if band is None:
+        return torch.cat([tsdf[None], torch.tanh(raw).permute(3, 0, 1, 2)]).float().cpu()
+    volume = torch.cat([tsdf0[None].float(), torch.zeros((3, K, K, K))]).reshape(4, -1)
+    nodes = band.nodes.cpu()
+    volume[0, nodes] = tsdf.float().cpu()
+    volume[1:, nodes] = torch.tanh(raw).float().cpu().T
     return volume.reshape(4, K, K, K)
 
 

@@ -18,10 +18,9 @@ import torch
 
 from necgs.config import validate_resolution
 from necgs.errors import ConfigError, MeshError
+from necgs.geometry.mc_tables import CORNERS
 from necgs.geometry.sdf import signed_distance, unsigned_distance
 
-#: Corner offsets of a cube (any order).
-_CUBE = [(dx, dy, dz) for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)]
 #: Side, in nodes, of the coarse cells that pick the nodes near the surface.
 COARSE = 4
 
@@ -126,13 +125,13 @@ def band_nodes(tsdf: torch.Tensor, margin: int) -> torch.Tensor:
     cube = (slice(0, K - 1), slice(1, K))
     some = torch.zeros((K - 1,) * 3, dtype=torch.bool, device=tsdf.device)
     every = torch.ones_like(some)
-    for corner in _CUBE:
+    for corner in CORNERS.tolist():
         at = inside[cube[corner[0]], cube[corner[1]], cube[corner[2]]]
         some |= at
         every &= at
     mixed = some & ~every
     seeds = tsdf.abs() < 1
-    for corner in _CUBE:
+    for corner in CORNERS.tolist():
         seeds[cube[corner[0]], cube[corner[1]], cube[corner[2]]] |= mixed
     if margin == 0:
         return seeds

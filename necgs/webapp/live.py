@@ -95,6 +95,7 @@ class LiveState:
         shapes: The newest decode of each shape, in the order they first appeared.
         latest: The newest decoded shape (the live viewer's).
         first_shape_s: Seconds from the job's start to its first decoded shape.
+        watch_s: Seconds the job's trainings spent on live decodes (their cost to the job).
     """
 
     version: int
@@ -104,6 +105,7 @@ class LiveState:
     shapes: tuple[LiveShape, ...]
     latest: LiveShape | None
     first_shape_s: float | None
+    watch_s: float = 0.0
 
 
 class LiveFeed:
@@ -126,6 +128,7 @@ class LiveFeed:
         self._first: float | None = None
         self._files: list[Path] = []
         self._vmax: dict[str, float] = {}
+        self._watch_s = 0.0
 
     def seconds(self) -> float:
         """Seconds since the job started."""
@@ -148,6 +151,11 @@ class LiveFeed:
             curve.x.append(int(x))
             curve.y.append(float(loss))
             self._version += 1
+
+    def watched(self, seconds: float) -> None:
+        """Count ``seconds`` a training spent on a live decode."""
+        with self._lock:
+            self._watch_s += seconds
 
     def show(self, decoded: Mesh, original: Mesh, what: str) -> LiveShape:
         """Measure a decoded shape (in the original's frame) against its original and publish it.
@@ -195,6 +203,7 @@ class LiveFeed:
                 tuple(self._shapes.values()),
                 self._latest,
                 self._first,
+                self._watch_s,
             )
 
 
@@ -324,6 +333,7 @@ class LiveWatch:
         self._last = time.monotonic()
         self._spent += self._last - now
         self._decodes += 1
+        self.feed.watched(self._last - now)
 
 
 # ---------------------------------------------------------------------------- one feed per session

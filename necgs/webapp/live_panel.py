@@ -16,8 +16,10 @@ last job's curve and shapes until the next job starts.
 from __future__ import annotations
 
 import html
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -35,6 +37,10 @@ from necgs.webapp.sessions import request_session
 TICK_S = 1.0
 #: The loss figure is redrawn at most this often (seconds): a redraw costs the browser more than a tick.
 CURVE_EVERY_S = 2.0
+#: A new Model3D may drop its first file while its 3D engine starts (seen in headless Chromium on a
+#: loaded machine: it loads the engine, tries WebGPU, falls back to WebGL), so the viewer's first
+#: shape is sent again this many seconds later unless a newer one replaced it.
+RESEND_FIRST_S = 3.0
 
 
 @dataclass
@@ -123,33 +129,49 @@ def on_live_tick(seen: dict | None, request: gr.Request) -> list:
     """[progress display, panel visibility, caption, loss figure, viewer, table, seen]: each only
     where it changed since ``seen``.
 
-    A viewer made visible and given its file in one update never draws, so the first shape
-    goes to the viewer one tick after the panel appears.
+    The panel is made visible first and filled from the next tick; the viewer's first shape is
+    sent a second time :data:`RESEND_FIRST_S` later (:func:`_again`) unless a newer one came.
     """
     session = request_session(request)
-    seen = dict(seen or {"box": None, "key": None, "visible": False, "glb": None, "curves": None, "drawn": 0.0})
+    seen = dict(seen or {"box": None, "key": None, "shown": False, "glb": None, "resend_at": None, "curves": None})
+    seen.setdefault("drawn", 0.0)
     out = [gr.update() for _ in range(6)]
     box = progress_box(session)
     if box != seen["box"]:
         out[0], seen["box"] = box, box
     feed = feed_of(session)
     state = feed.state() if feed is not None else None
-    key = (feed.started, state.version) if state is not None else None
-    if state is None or key == seen["key"] or not (state.curves or state.shapes or state.text):
+    if state is None or not (state.curves or state.shapes or state.text):
         return [*out, seen]
-    if not seen["visible"]:
-        out[1], seen["visible"] = gr.update(visible=True), True
-        return [*out, seen]  # the rest at the next tick, once the panel is drawn
-    seen["key"] = key
-    out[2] = caption_html(state)
+    if not seen["shown"]:
+        out[1], seen["shown"] = gr.update(visible=True), True
+        return [*out, seen]  # the rest once the panel is drawn
+    now = time.monotonic()
+    key = (feed.started, state.version)
     points = (feed.started, sum(len(c.x) for c in state.curves))
-    if points != seen["curves"] and time.monotonic() - seen["drawn"] >= CURVE_EVERY_S:
-        out[3], seen["curves"], seen["drawn"] = loss_figure(state), points, time.monotonic()
+    if key != seen["key"]:
+        out[2], out[5], seen["key"] = caption_html(state), shapes_table(state), key
+    if points != seen["curves"] and now - seen["drawn"] >= CURVE_EVERY_S and points[1] > 0:
+        out[3], seen["curves"], seen["drawn"] = loss_figure(state), points, now
     latest = state.latest
-    if latest is not None and latest.glb != seen["glb"]:
-        out[4], seen["glb"] = gr.update(value=latest.glb, label=_viewer_title(latest)), latest.glb
-    out[5] = shapes_table(state)
+    if latest is not None and latest.glb and latest.glb != seen["glb"]:
+        out[4] = gr.update(value=latest.glb, label=_viewer_title(latest))
+        seen["resend_at"] = now + RESEND_FIRST_S if seen["glb"] is None else None
+        seen["glb"] = latest.glb
+    elif seen["resend_at"] is not None and now >= seen["resend_at"]:
+        out[4], seen["resend_at"] = gr.update(value=_again(seen["glb"])), None
     return [*out, seen]
+
+
+def _again(glb: str) -> str | None:
+    """A copy of a viewer file under a new name (a viewer loads a file again only by another name)."""
+    source = Path(glb)
+    copy = source.with_name(f"again_{source.name}")
+    try:
+        shutil.copyfile(source, copy)
+    except OSError:  # removed meanwhile (a newer shape, or the tab closed): nothing to send again
+        return None
+    return str(copy)
 
 
 def caption_html(state: LiveState) -> str:

@@ -3,6 +3,7 @@ run unchanged), the live panel's tick, and the progress display (one writer, the
 
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -213,6 +214,7 @@ def test_the_tick_shows_the_panel_then_its_content_and_then_only_what_changed(tm
     background(monkeypatch).set()
     live_panel.INITIAL_RUN.thread.join()
     monkeypatch.setattr(live_panel, "request_session", lambda request: "carol")
+    monkeypatch.setattr(live_panel, "RESEND_FIRST_S", 0.0)
     out = live_panel.on_live_tick(None, None)
     assert out[0] == "" and all(u == {"__type__": "update"} for u in out[1:6])
     feed = live.start_feed("carol", tmp_path)
@@ -228,6 +230,9 @@ def test_the_tick_shows_the_panel_then_its_content_and_then_only_what_changed(tm
     out = live_panel.on_live_tick(out[-1], None)
     assert "quick tiny" in out[2] and out[3] is not None and out[4]["value"] == shape.glb
     assert out[5].shape == (1, 4) and out[5]["shape"].tolist() == ["tet"]
+    out = live_panel.on_live_tick(out[-1], None)  # the first shape again, by another name
+    assert out[4]["value"].endswith(f"again_{Path(shape.glb).name}") and Path(out[4]["value"]).is_file()
+    assert all(u == {"__type__": "update"} for u in out[:4] + out[5:6])
     out = live_panel.on_live_tick(out[-1], None)
     assert all(u == {"__type__": "update"} for u in out[:6])  # nothing changed: nothing sent
 
