@@ -11,9 +11,12 @@ the view the visitor left. ``window.necgsCameras()`` reports each viewer's camer
 
 from __future__ import annotations
 
-#: Style the page adds: the advice line small and quiet.
+#: Style the page adds: the advice line small and quiet; the progress display keeps its height
+#: while the once-a-second tick is pending (Gradio drops an HTML's ``min_height`` then, and the
+#: 20 px it gained and lost at every tick made the browser's scroll anchoring move the page).
 PAGE_CSS = """
 #advice, #advice p { font-size: 13px; color: #4b5563; margin: 0; }
+#progress .html-container { min-height: 40px !important; }
 """
 
 #: The script of ``demo.load(None, js=PAGE_JS)``.

@@ -127,9 +127,17 @@ def check_viewers_turn_together(page) -> None:
     assert all(v == pytest.approx(turned["view_necgs"], abs=1e-6) for v in turned.values()), after
 
 
+#: The page's scroll positions over 3 s (the live tick runs every second meanwhile).
+HOLDS_STILL_JS = """() => new Promise(done => {
+  const ys = new Set([window.scrollY]);
+  const id = setInterval(() => ys.add(window.scrollY), 50);
+  setTimeout(() => { clearInterval(id); done([...ys]); }, 3000);
+})"""
+
+
 def check_run_details(page, capfd, shots: Path) -> None:
     """The teaching viewer is drawn at its height, the per-shape table reads, no e-mail links,
-    and choosing a shape does not scroll the page."""
+    and neither the page's tick nor choosing a shape scrolls the page."""
     page.click("#teaching")
     page.wait_for_selector("#view_fitted canvas", timeout=120_000)
     assert box(page, "#view_fitted")["height"] > 100
@@ -140,6 +148,8 @@ def check_run_details(page, capfd, shots: Path) -> None:
     assert not page.evaluate(MAILTO_JS)
     page.locator("#shape").scroll_into_view_if_needed()
     scrolled = page.evaluate("() => window.scrollY")
+    held = page.evaluate(HOLDS_STILL_JS)  # the once-a-second tick must not move what the visitor reads
+    assert held == [scrolled], held
     choose(page, "shape", "cad_001")
     page.wait_for_timeout(1500)
     assert abs(page.evaluate("() => window.scrollY") - scrolled) < 5
