@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from test_app_browser import ARGS, assert_clean, choose, set_number, wait_status
 
+from necgs.webapp.decoders import TRAIN_DECODER
 from necgs.webapp.export import CHROMIUM
 
 pytestmark = pytest.mark.browser
@@ -64,8 +65,10 @@ def test_a_job_is_watched_as_it_computes(app_url, capfd):
 
         # a decoder trained on the set: its loss and one decoded shape, live
         choose(page, "dataset", "cad")
-        choose(page, "width", "tiny")
         set_number(page, "#limit input[type=number]", "2")
+        page.wait_for_function("() => document.querySelector('#advice').innerText.includes('2 shapes')")
+        choose(page, "decoder", TRAIN_DECODER)  # two shapes start from the prior; this test trains
+        choose(page, "width", "tiny")
         set_number(page, "#epochs input", "40")
         page.evaluate(WATCH_JS)
         page.click("#run")
