@@ -24,14 +24,16 @@ WATCH_JS = """() => {
   const samples = window.__progress = [];
   const mark = (key, ok) => { if (ok && !(key in seen)) seen[key] = performance.now(); };
   const text = sel => (document.querySelector(sel) || {}).innerText || '';
-  const before = text('#status');  // the previous job's "done" is not this one's
+  // the status without Gradio's timer line; the previous job's "done" is not this one's
+  const status = () => text('#status').replace(/^[0-9.]+s\\n/, '');
+  const before = status();
   clearInterval(window.__watch);
   window.__watch = setInterval(() => {
     mark('curve', !!document.querySelector('#live_curve .js-plotly-plot .scatterlayer .trace'));
     mark('shape', !!document.querySelector('#live_shape canvas'));
     mark('epoch', text('#live_caption').includes('epoch'));
     mark('start', text('#live_shape').includes('start feature'));
-    mark('done', text('#status').includes('done') && text('#status') !== before);
+    mark('done', status().includes('done') && status() !== before);
     samples.push([performance.now(), text('#progress .html-container')]);  // not Gradio's hidden timer
   }, 100);
 }"""
