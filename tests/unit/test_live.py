@@ -143,6 +143,7 @@ def test_a_priors_shapes_arrive_one_by_one_before_the_run_and_the_run_is_unchang
 
 def test_a_training_shows_its_loss_and_one_shape_decoded_so_far(tmp_path, monkeypatch):
     monkeypatch.setattr(live, "SNAPSHOT_EVERY_S", 0.0)
+    monkeypatch.setattr(live, "SNAPSHOT_SHARE", float("inf"))  # a decode after every epoch, however slow
     setting = setting_dict({"preset": "quick", "width": "tiny", "epochs": 4, "resolution": 16})
     label = setting_label(setting)
     feed = live.LiveFeed(tmp_path / "live")
