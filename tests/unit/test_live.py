@@ -174,6 +174,20 @@ def test_snapshots_are_decoded_at_most_every_few_seconds(tmp_path):
     assert "v: epoch 3/9, loss 0.5000" in feed.state().text
 
 
+def test_a_trainings_last_epoch_is_always_decoded(tmp_path, monkeypatch):
+    monkeypatch.setattr(live, "grid_transform", lambda mesh, fit: None)
+    monkeypatch.setattr(live, "decoded_mesh", lambda volume, transform, name, deform: volume)
+    feed = live.LiveFeed(tmp_path)
+    shown = []
+    monkeypatch.setattr(feed, "show", lambda decoded, original, what: shown.append(what))
+    watch = live.LiveWatch(feed, [SimpleNamespace(name="a")], {"v": live.VariantFrame(None, True)})
+    watch.on_stage(StageEvent(0, "necgs", "v", "encode", "train", 0.0))
+    watch._last = time.monotonic()  # as if it had just decoded: epochs 1-8 wait
+    for epoch in range(1, 10):
+        watch(SimpleNamespace(kind="train", epoch=epoch, epochs=9, loss=0.5, n_shapes=1, decode=lambda i: "v"))
+    assert shown == ["v: epoch 9/9"]
+
+
 # ---------------------------------------------------------------------------- the page's tick
 @pytest.fixture
 def queue(monkeypatch):
