@@ -151,7 +151,8 @@ def on_live_tick(seen: dict | None, request: gr.Request) -> list:
     points = (feed.started, sum(len(c.x) for c in state.curves))
     if key != seen["key"]:
         out[2], out[5], seen["key"] = caption_html(state), shapes_table(state), key
-    if points != seen["curves"] and now - seen["drawn"] >= CURVE_EVERY_S and points[1] > 0:
+    # a new job's empty figure replaces the last job's curve; before any curve, nothing is sent
+    if points != seen["curves"] and now - seen["drawn"] >= CURVE_EVERY_S and (points[1] > 0 or seen["curves"]):
         out[3], seen["curves"], seen["drawn"] = loss_figure(state), points, now
     latest = state.latest
     if latest is not None and latest.glb and latest.glb != seen["glb"]:

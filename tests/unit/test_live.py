@@ -250,6 +250,12 @@ def test_the_tick_shows_the_panel_then_its_content_and_then_only_what_changed(tm
     assert all(u == {"__type__": "update"} for u in out[:4] + out[5:6])
     out = live_panel.on_live_tick(out[-1], None)
     assert all(u == {"__type__": "update"} for u in out[:6])  # nothing changed: nothing sent
+    monkeypatch.setattr(live_panel, "CURVE_EVERY_S", 0.0)
+    time.sleep(0.01)
+    feed = live.start_feed("carol", tmp_path)  # the next job, with no curve yet
+    feed.say("prior tiny: each shape from the prior's start feature")
+    out = live_panel.on_live_tick(out[-1], None)
+    assert out[3] is not None and not isinstance(out[3], dict) and len(out[3].data) == 0  # the old curve goes
 
 
 def test_the_preview_is_weighted_at_the_head_of_the_job():
