@@ -69,7 +69,9 @@ def test_a_job_is_watched_as_it_computes(app_url, capfd):
         # a decoder trained on the set: its loss and one decoded shape, live
         choose(page, "dataset", "cad")
         set_number(page, "#limit input[type=number]", "2")
-        page.wait_for_function("() => document.querySelector('#advice').innerText.includes('2 shapes')", timeout=120_000)
+        page.wait_for_function(
+            "() => document.querySelector('#advice').innerText.includes('2 shapes')", timeout=120_000
+        )
         choose(page, "decoder", TRAIN_DECODER)  # two shapes start from the prior; this test trains
         choose(page, "width", "tiny")
         set_number(page, "#epochs input", "40")
