@@ -125,6 +125,10 @@ def _left(ticket: Ticket) -> str:
 
 
 # ---------------------------------------------------------------------------- the tick
+#: What a page has been sent before its first tick.
+_NOTHING_SEEN = {"box": None, "key": None, "shown": False, "glb": None, "resend_at": None, "curves": None, "drawn": 0.0}
+
+
 def on_live_tick(seen: dict | None, request: gr.Request) -> list:
     """[progress display, panel visibility, caption, loss figure, viewer, table, seen]: each only
     where it changed since ``seen``.
@@ -133,8 +137,7 @@ def on_live_tick(seen: dict | None, request: gr.Request) -> list:
     sent a second time :data:`RESEND_FIRST_S` later (:func:`_again`) unless a newer one came.
     """
     session = request_session(request)
-    seen = dict(seen or {"box": None, "key": None, "shown": False, "glb": None, "resend_at": None, "curves": None})
-    seen.setdefault("drawn", 0.0)
+    seen = dict(seen or _NOTHING_SEEN)
     out = [gr.update() for _ in range(6)]
     box = progress_box(session)
     if box != seen["box"]:
