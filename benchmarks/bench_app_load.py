@@ -41,10 +41,14 @@ from pathlib import Path
 
 import numpy as np
 
+from necgs.webapp.sessions import IDLE_TIMEOUT_S, SWEEP_INTERVAL_S
+
 from _common import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 DECODER = "train a decoder for this set"
+#: The longest a closed session's folder may stay: a lost unload's session is swept once quiet.
+FOLDER_WAIT_S = IDLE_TIMEOUT_S + 2 * SWEEP_INTERVAL_S
 
 
 def free_port() -> int:
@@ -269,7 +273,9 @@ def main() -> None:
     folders_root = tmp / "necgs-sessions" / str(proc.pid)
     left, waited = None, 0.0
     t = time.perf_counter()
-    while up and time.perf_counter() - t < 90:  # unload fires when a heartbeat ends (Gradio checks every 15 s)
+    # Unload fires when a heartbeat ends (Gradio checks every 15 s); a session whose unload was lost
+    # goes when the sweeper finds it quiet: wait for either.
+    while up and time.perf_counter() - t < FOLDER_WAIT_S:
         left = sorted(f.name for f in folders_root.iterdir()) if folders_root.is_dir() else []
         if not left:
             break

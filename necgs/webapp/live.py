@@ -171,7 +171,7 @@ class LiveFeed:
                 path = self.folder / f"live_{self._version}_{slug(original.name)}.glb"
                 vmax = self._vmax.get(original.name)
             try:
-                self.folder.mkdir(parents=True, exist_ok=True)
+                self.folder.mkdir(exist_ok=True)  # not parents: a closed session's folder stays gone
                 written, vmax = error_colored_glb(decoded, original, path, vmax)
                 glb = str(written)
             except OSError:  # the session's folder went away (its tab closed): nothing to show

@@ -7,6 +7,12 @@ closes (``demo.unload``); a page heartbeat touches it while the tab is open, and
 :func:`sweep_stale` ends sessions that have been quiet longer than a timeout, so nothing
 outlives its session by more than a few minutes even if the unload is lost.
 
+An ended session is remembered for :data:`ENDED_MEMORY_S`: work that was still running for it
+(a job's last yield, a viewer being written) gets :class:`SessionClosed` from
+:func:`session_dir` instead of a new folder that nobody would remove until the sweeper saw it
+quiet. A request of the page itself (:func:`touch`, :func:`request_session`) revives it: the tab
+is there after all.
+
 A session sees its own runs, the first-launch run and, where :data:`SHOW_CLI_RUNS_ENV` is set
 (a local page), the runs without an owner (``necgs evaluate``'s): :func:`visible_owners`.
 """
@@ -21,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from necgs.errors import Cancelled
+
 #: A session with no heartbeat or request for this long is removed.
 IDLE_TIMEOUT_S = 180.0
 #: How often the sweeper looks for quiet sessions.
@@ -30,6 +38,12 @@ SHARED_OWNER = "first-launch"
 #: Set to 1 to list and serve the runs of ``necgs evaluate`` (no owner) on the page: for a local
 #: page; off by default, since on a shared server they may hold someone's data.
 SHOW_CLI_RUNS_ENV = "NECGS_SHOW_CLI_RUNS"
+#: How long an ended session is remembered (so late work for it makes no folder).
+ENDED_MEMORY_S = 3600.0
+
+
+class SessionClosed(Cancelled):
+    """Work asked for the folder of a session whose tab has closed: it stops as if cancelled."""
 
 
 @dataclass
@@ -40,6 +54,7 @@ class _Session:
 
 
 _SESSIONS: dict[str, _Session] = {}
+_ENDED: dict[str, float] = {}  # session -> when it ended (time.monotonic)
 _LOCK = threading.Lock()
 
 
@@ -60,8 +75,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _entry(session: str) -> _Session:
+def _entry(session: str, revive: bool = False) -> _Session:
+    """The session's state, with a folder (made if missing), marked as active.
+
+    Raises:
+        SessionClosed: The session has ended and ``revive`` is False.
+    """
     with _LOCK:
+        if session in _ENDED:
+            if not revive:
+                raise SessionClosed(f"session {session[:8]} has closed")
+            del _ENDED[session]
         entry = _SESSIONS.get(session)
         if entry is None or not entry.folder.is_dir():
             folder = Path(tempfile.mkdtemp(prefix="s-", dir=sessions_root()))
@@ -71,7 +95,11 @@ def _entry(session: str) -> _Session:
 
 
 def session_dir(session: str) -> Path:
-    """The session's private folder (created on first use; marks the session as active)."""
+    """The session's private folder (created on first use; marks the session as active).
+
+    Raises:
+        SessionClosed: The session has ended (its tab closed): no folder is made for it.
+    """
     return _entry(session).folder
 
 
@@ -87,8 +115,8 @@ def request_session(request) -> str:
 
 
 def touch(session: str) -> None:
-    """Mark a session as active (the page's heartbeat)."""
-    _entry(session)
+    """Mark a session as active (the page's heartbeat or a request): revives an ended one."""
+    _entry(session, revive=True)
 
 
 def closed(session: str) -> bool:
@@ -96,18 +124,28 @@ def closed(session: str) -> bool:
     without marking it active or making a folder)."""
     with _LOCK:
         entry = _SESSIONS.get(session)
-    return entry is None or not entry.folder.is_dir()
+        ended = session in _ENDED
+    return ended or entry is None or not entry.folder.is_dir()
 
 
 def cancel_event(session: str) -> threading.Event:
-    """The session's cancel flag."""
+    """The session's cancel flag.
+
+    Raises:
+        SessionClosed: The session has ended.
+    """
     return _entry(session).cancel
 
 
 def end_session(session: str) -> None:
-    """Cancel a session's job (it stops within a second of work) and remove its folder and state."""
+    """Cancel a session's job (it stops within a second of work), remove its folder and state,
+    and remember that it ended (late work for it then makes no folder)."""
+    now = time.monotonic()
     with _LOCK:
         entry = _SESSIONS.pop(session, None)
+        _ENDED[session] = now
+        for old in [s for s, t in _ENDED.items() if now - t > ENDED_MEMORY_S]:
+            del _ENDED[old]
     if entry is not None:
         entry.cancel.set()
         shutil.rmtree(entry.folder, ignore_errors=True)

@@ -149,11 +149,11 @@ def _fitted_glb(run: int, shape: str, necgs_key: str, session: str, vmax: float 
     fitted = views.load_run_mesh(run, "fitted", necgs_key, shape)
     if original is None or fitted is None or fitted.n_faces == 0:
         return None
-    out = sessions.session_dir(session) / "view" / f"fitted_{slug(necgs_key)}_{run}_{slug(shape)}.glb"
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        out = sessions.session_dir(session) / "view" / f"fitted_{slug(necgs_key)}_{run}_{slug(shape)}.glb"
+        out.parent.mkdir(exist_ok=True)  # not parents: a closed session's folder is not made again
         return str(error_colored_glb(fitted, original, out, vmax)[0])
-    except FileNotFoundError:
+    except (FileNotFoundError, sessions.SessionClosed):
         if not sessions.closed(session):
             raise
         return None  # the tab closed while its file was written

@@ -28,7 +28,7 @@ from necgs.settings import read_setting
 from necgs.visualize import error_colored_glb, legend_html, plain_glb, render_comparison_png, vertex_errors
 from necgs.webapp.export import plotly_pngs
 from necgs.webapp.first_launch import SHIPPED_RESULTS, shipped_summary
-from necgs.webapp.sessions import closed, session_dir
+from necgs.webapp.sessions import SessionClosed, closed, session_dir
 from necgs.webapp.tables import metrics_table
 
 MAX_VARIANT_VIEWERS = 4
@@ -343,10 +343,10 @@ def viewer_files(
     original = load_run_mesh(run, "original", None, shape)
     if original is None:
         return ViewerFiles(coloured=[None] * len(keys))
-    out = session_dir(session) / "view"
     tag = f"{run}_{slug(shape)}"
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        out = session_dir(session) / "view"
+        out.mkdir(exist_ok=True)  # not parents: a closed session's folder is not made again
         files = ViewerFiles(str(plain_glb(original, out / f"orig_{tag}.glb")), vmax=vmax)
         for key, kind in zip(keys, kinds or ["decoded"] * len(keys)):
             rec = load_run_mesh(run, kind, key, shape) if key else None
@@ -355,7 +355,7 @@ def viewer_files(
                 continue
             path, files.vmax = error_colored_glb(rec, original, out / f"{kind}_{slug(key)}_{tag}.glb", files.vmax)
             files.coloured.append(str(path))
-    except FileNotFoundError:
+    except (FileNotFoundError, SessionClosed):
         if not closed(session):
             raise
         return ViewerFiles(coloured=[None] * len(keys))  # the tab closed while its files were written
@@ -387,7 +387,7 @@ def downloads(
     if run is None:
         return None, None, None
     folder = session_dir(session) / "downloads"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(exist_ok=True)
     tag = f"run{run}" if run != SHIPPED_RUN else "shipped"
     csv = folder / f"necgs_{tag}_metrics.csv"
     summary.drop(columns=["series"], errors="ignore").to_csv(csv, index=False)
@@ -411,7 +411,7 @@ def downloads(
 def figure_pngs(view: RunView, session: str) -> list[str]:
     """The two RD figures as PNG, rendered by Debian chromium (the shipped benchmark's own PNGs when shown)."""
     folder = session_dir(session) / "downloads"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(exist_ok=True)
     tag = f"run{view.run}" if view.run != SHIPPED_RUN else "shipped"
     if view.run == SHIPPED_RUN:
         out = []

@@ -100,6 +100,26 @@ def test_sessions_are_removed_on_close_and_when_stale():
     sessions.end_session("busy")
 
 
+def test_late_work_of_a_closed_session_makes_no_folder_but_the_page_revives_it(monkeypatch):
+    """A job still running when its tab closes must not recreate the folder the unload removed."""
+    from necgs.io.mesh import Mesh
+    from necgs.webapp import live
+
+    folder = sessions.session_dir("late")
+    feed = live.start_feed("late", folder)
+    sessions.end_session("late")
+    with pytest.raises(sessions.SessionClosed, match="has closed"):
+        sessions.session_dir("late")
+    tet = Mesh(np.eye(4)[:, :3], np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]]), "tet")
+    assert feed.show(tet, tet, "epoch 9").glb is None  # the live decode of a closed tab writes nothing
+    monkeypatch.setattr(views, "load_run_mesh", lambda *a: tet)
+    assert views.viewer_files(7, "tet", ["necgs::x"], "late").coloured == [None]
+    assert not folder.exists() and sessions.closed("late") and "late" not in sessions.active_sessions()
+    sessions.touch("late")  # the tab is there after all (a request of the page): a new folder
+    assert sessions.session_dir("late").is_dir() and not sessions.closed("late")
+    sessions.end_session("late")
+
+
 def _summary(rows):
     cols = ["codec", "label", "status", "bytes", "ratio_ply", "cd", "f1_005", "cd_median", "empty_shapes"]
     return pd.DataFrame([dict(zip(cols, r)) for r in rows])

@@ -147,12 +147,12 @@ def test_a_tab_closing_while_its_viewer_files_are_written_is_quiet(monkeypatch):
     monkeypatch.setattr(views, "load_run_mesh", lambda *a: box)
 
     def closing_write(mesh, path):
-        sessions.end_session("closing")  # the tab closes now: its folder goes
+        sessions.end_session("closing-viewer")  # the tab closes now: its folder goes
         raise FileNotFoundError(path)
 
     monkeypatch.setattr(views, "plain_glb", closing_write)
-    files = views.viewer_files(7, "s", ["necgs::x", "draco::q9"], "closing")
-    assert files.original is None and files.coloured == [None, None] and sessions.closed("closing")
+    files = views.viewer_files(7, "s", ["necgs::x", "draco::q9"], "closing-viewer")
+    assert files.original is None and files.coloured == [None, None] and sessions.closed("closing-viewer")
     monkeypatch.setattr(views, "plain_glb", lambda mesh, path: (_ for _ in ()).throw(FileNotFoundError(path)))
     with pytest.raises(FileNotFoundError):  # a session still open: a real error
         views.viewer_files(7, "s", ["necgs::x"], "open")
