@@ -208,7 +208,7 @@ def train_prior(
     fit_cb = (lambda d, n: progress("fit", d, n, "")) if progress else False
     fitted = fit_volumes(meshes, cfg.fit(), progress=fit_cb)
     fit_seconds = time.perf_counter() - t0
-    volumes, suffixes = augment_volumes(fitted.volumes, cfg.augment)
+    volumes, suffixes = augment_volumes(fitted.volumes.dense(), cfg.augment)
     names = [m.name + suffix for suffix in suffixes for m in meshes]
     tcfg = cfg.train(len(volumes))
     ckpt = Path(checkpoint_dir) if checkpoint_dir else cache_dir("checkpoints", f"prior-{Path(output).stem}")
