@@ -68,7 +68,8 @@ class BlockVolume:
     @classmethod
     def from_dense(cls, volume: torch.Tensor | np.ndarray, block: int = BLOCK) -> BlockVolume:
         """Split a dense (4, K, K, K) float32 volume; a block is constant when every TSDF value has the
-        same bits and every deformation value is +0.0, so :meth:`dense` gives the same bits back."""
+        same bits and every deformation value is 0, so :meth:`dense` gives the same bits back (a -0.0
+        deformation in a constant block, as a mirror image makes, comes back as +0.0: the same value)."""
         v = volume.numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
         if v.ndim != 4 or v.shape[0] != 4 or len(set(v.shape[1:])) != 1:
             raise ValueError(f"a TSDF-Def volume is (4, K, K, K), got {tuple(v.shape)}")
@@ -84,7 +85,7 @@ class BlockVolume:
             .reshape(G**3, 4, block**3)
         )
         bits = cells.view(np.uint32)
-        constant = (bits[:, 0] == bits[:, 0, :1]).all(1) & (bits[:, 1:] == 0).all((1, 2))
+        constant = (bits[:, 0] == bits[:, 0, :1]).all(1) & (cells[:, 1:] == 0).all((1, 2))
         stored = np.flatnonzero(~constant)
         slots = np.full(G**3, -1, dtype=np.int32)
         slots[stored] = np.arange(len(stored), dtype=np.int32)

@@ -88,11 +88,14 @@ def test_an_all_constant_volume_stores_no_block(tmp_path):
     assert same_bits(BlockVolume.open(tmp_path / "c.ncgv").dense(), vol)
 
 
-def test_a_negative_zero_deformation_keeps_its_block():
-    vol = torch.cat([torch.ones(1, 16, 16, 16), torch.zeros(3, 16, 16, 16)])
-    vol[2, 3, 3, 3] = -0.0
+def test_a_mirror_image_s_negative_zero_deformations_are_far_field():
+    vol = torch.cat([torch.ones(1, 16, 16, 16), -torch.zeros(3, 16, 16, 16)])
+    vol[0, 3, 3, 3] = -0.0
     blocks = BlockVolume.from_dense(vol)
-    assert blocks.blocks == 1 and same_bits(blocks.dense(), vol)
+    assert blocks.blocks == 1 and torch.equal(blocks.dense(), vol)
+    back = blocks.dense()
+    assert same_bits(back[0], vol[0]) and same_bits(back[:, :8, :8, :8], vol[:, :8, :8, :8])  # the stored block
+    assert same_bits(back[1:, 8:], torch.zeros(3, 8, 16, 16))  # the far blocks' deformations: +0.0
 
 
 def test_a_volume_set_indexes_like_the_dense_tensor():
