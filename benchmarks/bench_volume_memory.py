@@ -21,7 +21,8 @@ N; beyond 8 x distinct the copies repeat (each in its own file, so no page is sh
 
 Usage: python benchmarks/bench_volume_memory.py [--resolution 64] [--shapes 100 300] [--distinct 38]
     [--arms dense blocks] [--today /tmp/necgs-old] [--work /tmp/necgs_volume_memory] [--tag ""]
-Writes benchmarks/results/volume_memory[_tag].json.
+Writes benchmarks/results/volume_memory[_tag].json; a row measured again (arm, N, K) replaces the
+file's earlier one, the others stay.
 """
 
 from __future__ import annotations
@@ -181,11 +182,16 @@ def main() -> None:
                 {**json.loads(out.stdout.strip().splitlines()[-1]), "code": "today" if code != str(ROOT) else "this"}
             )
             print(rows[-1], flush=True)
-    from _common import write_json
+    from _common import RESULTS, write_json
 
-    meta = json.loads((folder / "done.json").read_text())
     name = "volume_memory" + (f"_{args.tag}" if args.tag else "")
-    print(write_json(name, {"args": vars(args), "prepared": meta, "rows": rows}))
+    path, key = RESULTS / f"{name}.json", ("arm", "shapes", "K")
+    earlier = json.loads(path.read_text()) if path.is_file() else {"prepared": {}, "rows": [], "runs": []}
+    new = {tuple(r[k] for k in key) for r in rows}
+    kept = [r for r in earlier["rows"] if tuple(r[k] for k in key) not in new]
+    prepared = {**earlier["prepared"], f"K{args.resolution}": json.loads((folder / "done.json").read_text())}
+    runs = [*earlier["runs"], {k: v for k, v in vars(args).items() if k != "child"}]
+    print(write_json(name, {"runs": runs, "prepared": prepared, "rows": kept + rows}))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,11 @@ more than :func:`adam_travel` over the whole schedule, so the surface cannot rea
 than :func:`band_margin` nodes outside the nodes that are not truncated. The band's fit is the
 dense fit (every K^3 node, the paper's loop, ``dense=True``) to float rounding, at the band's
 cost, and shares its cache (measurements: benchmarks/README.md, "Fitting only near the surface").
+
+The cache holds each volume as blocks (:mod:`necgs.geometry.block_volume`: the band's 8^3 blocks in
+full, every other block one value) and :func:`fit_volumes` maps them from it, so a set's volumes
+cost what their bands cost rather than N x 4 x K^3 floats; a dense ``.npy`` entry from before is
+converted once (the same bits).
 """
 
 from __future__ import annotations

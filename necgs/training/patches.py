@@ -107,10 +107,11 @@ def block_targets(volumes: Volumes, shapes: list[int], blocks: BlockBatch) -> to
 def coarse_targets(volumes: Volumes, resolution: int) -> torch.Tensor:
     """The TSDF channel average-pooled to ``resolution``: (N, 1, Kc, Kc, Kc), one shape at a time."""
     factor = volumes.shape[-1] // resolution
-    rows = [tsdf_of(volumes, i)[None, None] for i in range(len(volumes))]
-    if not rows:
-        return torch.zeros((0, 1, resolution, resolution, resolution))
-    return torch.cat([F.avg_pool3d(r, factor) if factor > 1 else r for r in rows])
+    out = torch.empty((len(volumes), 1, resolution, resolution, resolution))
+    for i in range(len(volumes)):
+        tsdf = tsdf_of(volumes, i)[None, None]
+        out[i] = F.avg_pool3d(tsdf, factor)[0] if factor > 1 else tsdf[0]
+    return out
 
 
 def tsdf_of(volumes: Volumes, i: int) -> torch.Tensor:
