@@ -20,7 +20,7 @@ volume's exact mirror image and quarter turns (``geometry/symmetry.py``, 8 copie
 N; beyond 8 x distinct the copies repeat (each in its own file, so no page is shared).
 
 Usage: python benchmarks/bench_volume_memory.py [--resolution 64] [--shapes 100 300] [--distinct 38]
-    [--arms dense blocks] [--today /tmp/necgs-old] [--work /tmp/necgs_volume_memory] [--tag ""]
+    [--arms dense blocks] [--dense-max 300] [--today /tmp/necgs-old] [--work /tmp/necgs_volume_memory] [--tag ""]
 Writes benchmarks/results/volume_memory[_tag].json; a row measured again (arm, N, K) replaces the
 file's earlier one, the others stay.
 """
@@ -99,7 +99,7 @@ def prepare(args) -> Path:
         for c, copy in enumerate(turned):
             for j in range(copies + c, n, 8 * len(meshes)):
                 BlockVolume.from_dense(copy).save(folder / f"{j:05d}.ncgv")
-                if "dense" in args.arms:
+                if "dense" in args.arms and j < args.dense_max:
                     np.save(folder / f"{j:05d}.npy", copy.numpy(), allow_pickle=False)
         copies += 8
     meta = {"shapes": n, "distinct": len(meshes), "fit_seconds": fit_seconds, "fit": cfg.to_dict()}
@@ -158,6 +158,9 @@ def main() -> None:
     p.add_argument("--distinct", type=int, default=38, help="meshes fitted; the rest are their symmetry copies")
     p.add_argument("--arms", nargs="+", default=["dense", "blocks"], choices=["dense", "blocks"])
     p.add_argument("--epochs", type=int, default=1)
+    p.add_argument(
+        "--dense-max", type=int, default=300, help="the dense arm runs only up to this N (it needs N x 2 x 4K^3 floats)"
+    )
     p.add_argument("--today", help="a checkout of the code before block volumes: the dense arm runs it")
     p.add_argument("--work", default="/tmp/necgs_volume_memory", help="fitting cache and volume files")
     p.add_argument("--tag", default="")
@@ -171,6 +174,8 @@ def main() -> None:
     rows = []
     for n in args.shapes:
         for name in args.arms:
+            if name == "dense" and n > args.dense_max:
+                continue
             env = dict(os.environ)
             code = args.today if name == "dense" and args.today else str(ROOT)
             env["PYTHONPATH"] = os.pathsep.join([code, str(ROOT / "benchmarks")])
