@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -143,7 +144,7 @@ class BlockVolume:
         header = json.dumps({"resolution": self.resolution, "block": self.block, "blocks": self.blocks}).encode()
         start = len(MAGIC) + 4 + len(header)
         header += b" " * (-start % _ALIGN)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # fitting threads too
         with open(tmp, "wb") as fh:
             fh.write(MAGIC + struct.pack("<I", len(header)) + header)
             fh.write(self.far.astype("<f4").tobytes())
