@@ -286,7 +286,8 @@ class VariantFrame:
 
 class LiveWatch:
     """A :mod:`necgs.training.watch` watcher for one job: each variant's loss curve, and one shape
-    decoded with the weights so far at most every :data:`SNAPSHOT_EVERY_S` seconds.
+    decoded with the weights so far at most every :data:`SNAPSHOT_EVERY_S` seconds, and always
+    after a training's last epoch (a training of seconds shows its result, not its first epoch's).
 
     The runner's stage events (:meth:`on_stage`) say which NeCGS variant is computing, and so
     which curve a snapshot extends and which frame its decodes take. A set-trained decoder
@@ -321,7 +322,9 @@ class LiveWatch:
         self.feed.add_loss(label, unit, snap.epoch, snap.loss)
         self.feed.say(f"{label}: {unit} {snap.epoch}/{snap.epochs}, loss {snap.loss:.4f}")
         now = time.monotonic()
-        if now - self._last < max(SNAPSHOT_EVERY_S, self._spent / SNAPSHOT_SHARE / max(self._decodes, 1)):
+        last = snap.kind == "train" and snap.epoch == snap.epochs
+        wait = max(SNAPSHOT_EVERY_S, self._spent / SNAPSHOT_SHARE / max(self._decodes, 1))
+        if now - self._last < wait and not last:
             return
         i = 0 if snap.kind == "train" else self._decodes % snap.n_shapes
         frame = self.frames[label]

@@ -125,6 +125,10 @@ def _left(ticket: Ticket) -> str:
 
 
 # ---------------------------------------------------------------------------- the tick
+#: What a page has been sent before its first tick.
+_NOTHING_SEEN = {"box": None, "key": None, "shown": False, "glb": None, "resend_at": None, "curves": None, "drawn": 0.0}
+
+
 def on_live_tick(seen: dict | None, request: gr.Request) -> list:
     """[progress display, panel visibility, caption, loss figure, viewer, table, seen]: each only
     where it changed since ``seen``.
@@ -133,8 +137,7 @@ def on_live_tick(seen: dict | None, request: gr.Request) -> list:
     sent a second time :data:`RESEND_FIRST_S` later (:func:`_again`) unless a newer one came.
     """
     session = request_session(request)
-    seen = dict(seen or {"box": None, "key": None, "shown": False, "glb": None, "resend_at": None, "curves": None})
-    seen.setdefault("drawn", 0.0)
+    seen = dict(seen or _NOTHING_SEEN)
     out = [gr.update() for _ in range(6)]
     box = progress_box(session)
     if box != seen["box"]:
@@ -151,7 +154,8 @@ def on_live_tick(seen: dict | None, request: gr.Request) -> list:
     points = (feed.started, sum(len(c.x) for c in state.curves))
     if key != seen["key"]:
         out[2], out[5], seen["key"] = caption_html(state), shapes_table(state), key
-    if points != seen["curves"] and now - seen["drawn"] >= CURVE_EVERY_S and points[1] > 0:
+    # a new job's empty figure replaces the last job's curve; before any curve, nothing is sent
+    if points != seen["curves"] and now - seen["drawn"] >= CURVE_EVERY_S and (points[1] > 0 or seen["curves"]):
         out[3], seen["curves"], seen["drawn"] = loss_figure(state), points, now
     latest = state.latest
     if latest is not None and latest.glb and latest.glb != seen["glb"]:

@@ -267,7 +267,8 @@ def test_the_page_as_a_person_uses_it(app_url, tmp_path: Path, capfd):
         statuses = page.evaluate("() => window.__statuses")
         first = next((k for k, t in enumerate(statuses) if "necgs prior tiny ready after" in t), None)
         assert first is not None and "pending" in statuses[first], statuses
-        assert not any("done" in t for t in statuses[:first]), statuses
+        # the previous run's "done" may stay under Gradio's timer until the job's first update
+        assert not any(f"Run {run_id + 2} done" in t for t in statuses[:first]), statuses
         legend = " | ".join(
             page.evaluate("() => [...document.querySelectorAll('#rd_cd .legendtext')].map(e => e.textContent)")
         )

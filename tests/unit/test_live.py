@@ -143,6 +143,7 @@ def test_a_priors_shapes_arrive_one_by_one_before_the_run_and_the_run_is_unchang
 
 def test_a_training_shows_its_loss_and_one_shape_decoded_so_far(tmp_path, monkeypatch):
     monkeypatch.setattr(live, "SNAPSHOT_EVERY_S", 0.0)
+    monkeypatch.setattr(live, "SNAPSHOT_SHARE", float("inf"))  # a decode after every epoch, however slow
     setting = setting_dict({"preset": "quick", "width": "tiny", "epochs": 4, "resolution": 16})
     label = setting_label(setting)
     feed = live.LiveFeed(tmp_path / "live")
@@ -171,6 +172,20 @@ def test_snapshots_are_decoded_at_most_every_few_seconds(tmp_path):
         watch(SimpleNamespace(**{**vars(snap), "epoch": epoch}))
     assert feed.state().curves[0].x == [1, 2, 3] and decodes == []
     assert "v: epoch 3/9, loss 0.5000" in feed.state().text
+
+
+def test_a_trainings_last_epoch_is_always_decoded(tmp_path, monkeypatch):
+    monkeypatch.setattr(live, "grid_transform", lambda mesh, fit: None)
+    monkeypatch.setattr(live, "decoded_mesh", lambda volume, transform, name, deform: volume)
+    feed = live.LiveFeed(tmp_path)
+    shown = []
+    monkeypatch.setattr(feed, "show", lambda decoded, original, what: shown.append(what))
+    watch = live.LiveWatch(feed, [SimpleNamespace(name="a")], {"v": live.VariantFrame(None, True)})
+    watch.on_stage(StageEvent(0, "necgs", "v", "encode", "train", 0.0))
+    watch._last = time.monotonic()  # as if it had just decoded: epochs 1-8 wait
+    for epoch in range(1, 10):
+        watch(SimpleNamespace(kind="train", epoch=epoch, epochs=9, loss=0.5, n_shapes=1, decode=lambda i: "v"))
+    assert shown == ["v: epoch 9/9"]
 
 
 # ---------------------------------------------------------------------------- the page's tick
@@ -235,6 +250,12 @@ def test_the_tick_shows_the_panel_then_its_content_and_then_only_what_changed(tm
     assert all(u == {"__type__": "update"} for u in out[:4] + out[5:6])
     out = live_panel.on_live_tick(out[-1], None)
     assert all(u == {"__type__": "update"} for u in out[:6])  # nothing changed: nothing sent
+    monkeypatch.setattr(live_panel, "CURVE_EVERY_S", 0.0)
+    time.sleep(0.01)
+    feed = live.start_feed("carol", tmp_path)  # the next job, with no curve yet
+    feed.say("prior tiny: each shape from the prior's start feature")
+    out = live_panel.on_live_tick(out[-1], None)
+    assert out[3] is not None and not isinstance(out[3], dict) and len(out[3].data) == 0  # the old curve goes
 
 
 def test_the_preview_is_weighted_at_the_head_of_the_job():
