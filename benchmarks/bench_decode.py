@@ -103,7 +103,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg = preset(args.preset, device="cpu", resolution=args.resolution)
-    volumes = fit_volumes(evenly_spaced(args.dataset, args.shapes).meshes, cfg.fit, progress=False).volumes
+    volumes = fit_volumes(evenly_spaced(args.dataset, args.shapes).meshes, cfg.fit, progress=False).volumes.dense()
     if args.trained_steps:
         rows = trained_rows(args, cfg, volumes)
         name = f"decode_{args.preset}_k{cfg.fit.resolution}_trained{args.tag}"

@@ -87,7 +87,7 @@ def main() -> None:
     ).validate()
     rows = []
     for K in args.resolutions:
-        volumes = fit_volumes(loaded.meshes, FitConfig(resolution=K, backend="none"), progress=False).volumes
+        volumes = fit_volumes(loaded.meshes, FitConfig(resolution=K, backend="none"), progress=False).volumes.dense()
         rows.append(measure(volumes, args.width, tcfg, args.repeats))
         print(rows[-1], flush=True)
     write_json("train_step", {"args": vars(args), "threads": torch.get_num_threads(), "rows": rows})

@@ -103,7 +103,7 @@ class QuantDeepSdfCodec(Codec):
         )
         if progress:
             progress("train", 0.0)
-        mlp, codes = _train(fitted.volumes, latent, width, int(setting.get("steps", 1500)), bits, 0, cancel)
+        mlp, codes = _train(fitted.volumes.dense(), latent, width, int(setting.get("steps", 1500)), bits, 0, cancel)
         sections, specs = [], {}
         for name, t in [*mlp.named_parameters(), ("codes", codes)]:
             spec = symmetric_spec(t, bits, True)

@@ -11,12 +11,12 @@ import time
 from dataclasses import replace
 
 import numpy as np
-import torch
 
 from necgs.coding.codec_archive import shape_record, write_prior_archive
 from necgs.compression.steps import CompressResult, StageProgress, emit
 from necgs.config import NecgsConfig, PriorFitConfig
 from necgs.errors import StopCheck
+from necgs.geometry.block_volume import Volumes
 from necgs.geometry.fit import fit_volumes
 from necgs.io.loading import LoadedSet
 from necgs.model.decoder import Decoder
@@ -89,7 +89,7 @@ def compress_with_prior(
 
 def fit_to_prior(
     prior: Prior,
-    volumes: torch.Tensor,
+    volumes: Volumes,
     fit: PriorFitConfig,
     device: str,
     progress: StageProgress | None,
@@ -99,7 +99,7 @@ def fit_to_prior(
 
     Args:
         prior: The pretrained decoder.
-        volumes: (M, 4, K, K, K) volumes of the new shapes, in the prior's frame.
+        volumes: (M, 4, K, K, K) volumes of the new shapes, in the prior's frame (dense or as blocks).
         fit: Fitting budget and fine-tuning settings.
         device: "auto", "cpu" or "cuda".
         progress: Stage callback (stage "train": feature visits, then fine-tuning steps).

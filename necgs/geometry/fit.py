@@ -14,13 +14,18 @@ more than :func:`adam_travel` over the whole schedule, so the surface cannot rea
 than :func:`band_margin` nodes outside the nodes that are not truncated. The band's fit is the
 dense fit (every K^3 node, the paper's loop, ``dense=True``) to float rounding, at the band's
 cost, and shares its cache (measurements: benchmarks/README.md, "Fitting only near the surface").
+
+The cache holds each volume as blocks (:mod:`necgs.geometry.block_volume`: the band's 8^3 blocks in
+full, every other block one value) and :func:`fit_volumes` maps them from it, so a set's volumes
+cost what their bands cost rather than N x 4 x K^3 floats; a dense ``.npy`` entry from before is
+converted once (the same bits).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import os
+import resource
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -35,6 +40,7 @@ from tqdm.auto import tqdm
 from necgs.config import FitConfig
 from necgs.device import resolve_device
 from necgs.errors import StopCheck, stop_if_asked
+from necgs.geometry.block_volume import BlockVolume, VolumeSet
 from necgs.geometry.dmc import Band, band_marching_cubes, deformable_marching_cubes
 from necgs.geometry.render_loss import rendering_error
 from necgs.geometry.tsdf import band_nodes, tsdf_volume, voxel_size
@@ -255,13 +261,15 @@ class FittedSet:
     """Fitted volumes of a set of meshes.
 
     Attributes:
-        volumes: (N, 4, K, K, K) float32.
+        volumes: (N, 4, K, K, K) as blocks: the band's blocks mapped from the cache (in memory
+            when fitted without it), every other block one value
+            (:class:`necgs.geometry.block_volume.VolumeSet`; ``volumes[i]`` is a dense volume).
         transforms: Original -> grid frame, one per shape.
         names: Shape names.
         seconds: Fitting time of each shape (0 for a cache hit).
     """
 
-    volumes: torch.Tensor
+    volumes: VolumeSet
     transforms: list[Transform]
     names: list[str]
     seconds: list[float] = field(default_factory=list)
@@ -275,15 +283,52 @@ def mesh_digest(mesh: Mesh) -> str:
     return h.hexdigest()
 
 
+#: The cache's file of a volume (:mod:`necgs.geometry.block_volume`); ``.npy`` was the dense form before it.
+CACHE_SUFFIX = ".ncgv"
+
+
 def _cache_path(mesh: Mesh, cfg: FitConfig) -> Path:
-    return cache_dir("volumes", cfg.cache_key()) / f"{mesh_digest(mesh)}.npy"
+    return cache_dir("volumes", cfg.cache_key()) / f"{mesh_digest(mesh)}{CACHE_SUFFIX}"
 
 
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, array, allow_pickle=False)
-    os.replace(tmp, path)
+def _cached(path: Path) -> BlockVolume | None:
+    """The cached volume at ``path``, converting a dense ``.npy`` entry written before the block form
+    (the same bits; the old file is removed); None when there is none or it is damaged (removed)."""
+    if path.is_file():
+        try:
+            return BlockVolume.open(path)
+        except (ValueError, OSError):
+            path.unlink(missing_ok=True)  # a damaged cache entry is refitted
+    dense = path.with_suffix(".npy")
+    if not dense.is_file():
+        return None
+    try:
+        BlockVolume.from_dense(np.load(dense, mmap_mode="r", allow_pickle=False)).save(path)
+        volume = BlockVolume.open(path)
+    except (ValueError, OSError):
+        path.unlink(missing_ok=True)
+        volume = None
+    dense.unlink(missing_ok=True)
+    return volume
+
+
+def stored_volume(
+    mesh: Mesh, cfg: FitConfig, cache: bool = True, cancel: StopCheck | None = None
+) -> tuple[BlockVolume, Transform, float]:
+    """:func:`fitted_volume` as blocks: with ``cache``, the band's blocks are mapped from the cache's
+    file rather than held in memory."""
+    stop_if_asked(cancel)
+    transform = grid_transform(mesh, cfg)
+    path = _cache_path(mesh, cfg)
+    if cache and (volume := _cached(path)) is not None:
+        return volume, transform, 0.0
+    start = time.perf_counter()
+    volume = BlockVolume.from_dense(fit_volume(transform.apply(mesh.vertices), mesh.faces, cfg, cancel))
+    seconds = time.perf_counter() - start
+    if cache:
+        volume.save(path)
+        volume = BlockVolume.open(path)
+    return volume, transform, seconds
 
 
 def fitted_volume(
@@ -291,20 +336,8 @@ def fitted_volume(
 ) -> tuple[torch.Tensor, Transform, float]:
     """Volume (4,K,K,K), grid transform and seconds spent for one mesh (cached on disk; ``cancel``
     as in :func:`fit_volume`, also asked before the mesh is started)."""
-    stop_if_asked(cancel)
-    transform = grid_transform(mesh, cfg)
-    path = _cache_path(mesh, cfg)
-    if cache and path.is_file():
-        try:
-            return torch.from_numpy(np.load(path, allow_pickle=False)), transform, 0.0
-        except (ValueError, OSError):
-            path.unlink(missing_ok=True)  # a damaged cache entry is refitted
-    start = time.perf_counter()
-    volume = fit_volume(transform.apply(mesh.vertices), mesh.faces, cfg, cancel)
-    seconds = time.perf_counter() - start
-    if cache:
-        _atomic_save(path, volume.numpy())
-    return volume, transform, seconds
+    volume, transform, seconds = stored_volume(mesh, cfg, cache, cancel)
+    return volume.dense(), transform, seconds
 
 
 ProgressFn = Callable[[int, int], None]
@@ -344,6 +377,8 @@ def fit_volumes(
     """
     cfg.validate()
     mine = [i for i in range(len(meshes)) if i % world_size == rank]
+    if cache:
+        _allow_open_files(len(mine))
     if workers is None:
         workers = 2 if world_size == 1 and resolve_device(cfg.device).type == "cpu" else 1
     bar = None
@@ -360,7 +395,7 @@ def fit_volumes(
 
     if workers > 1 and len(mine) > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(fitted_volume, meshes[i], cfg, cache, cancel): i for i in mine}
+            futures = {pool.submit(stored_volume, meshes[i], cfg, cache, cancel): i for i in mine}
             try:
                 for future in as_completed(futures):
                     done_one(futures[future], future.result())
@@ -369,12 +404,20 @@ def fit_volumes(
                 raise
     else:
         for i in mine:
-            done_one(i, fitted_volume(meshes[i], cfg, cache, cancel))
+            done_one(i, stored_volume(meshes[i], cfg, cache, cancel))
     if bar is not None:
         bar.close()
     volumes = [results[i][0] for i in mine]
     transforms = [results[i][1] for i in mine]
     seconds = [results[i][2] for i in mine]
-    K = cfg.resolution
-    stacked = torch.stack(volumes) if volumes else torch.zeros((0, 4, K, K, K))
-    return FittedSet(stacked, transforms, [meshes[i].name for i in mine], seconds)
+    return FittedSet(VolumeSet(volumes, cfg.resolution), transforms, [meshes[i].name for i in mine], seconds)
+
+
+def _allow_open_files(volumes: int) -> None:
+    """Raise this process's soft limit of open files (up to the hard one) so ``volumes`` mapped cache
+    files fit beside what else it opens: every mapping keeps a descriptor of its file."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = volumes + 1024
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from necgs.errors import ConfigError
+from necgs.geometry.block_volume import BlockVolume, VolumeSet
 
 #: ``PriorConfig.augment`` values: the copies each training shape is used in.
 AUGMENTATIONS = {
@@ -81,3 +82,25 @@ def augment_volumes(volumes: torch.Tensor, mode: str) -> tuple[torch.Tensor, lis
                 copies.append(turned)
                 suffixes.append(f"{suffix}/turn{k}")
     return torch.cat(copies), suffixes
+
+
+def augment_volume_set(volumes: VolumeSet, mode: str) -> tuple[VolumeSet, list[str]]:
+    """:func:`augment_volumes` of a set held as blocks, one shape at a time, into blocks in memory.
+
+    The same volumes in the same order (a far block's -0.0 deformation, which a mirror image
+    makes, as +0.0) without ever holding the set's copies densely: 8 copies of 1,000 shapes at
+    K = 64 would be 32 GB.
+
+    Args:
+        volumes: The set's N volumes.
+        mode: "none", "mirror" or "turns".
+
+    Returns:
+        The N * copies volumes and each copy's suffix, as :func:`augment_volumes` gives them.
+    """
+    K = volumes.resolution
+    suffixes = augment_volumes(torch.zeros((0, 4, K, K, K)), mode)[1]
+    rows = [
+        [BlockVolume.from_dense(c) for c in augment_volumes(volumes[i][None], mode)[0]] for i in range(len(volumes))
+    ]
+    return VolumeSet([row[k] for k in range(len(suffixes)) for row in rows], K), suffixes

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import torch
 
+from necgs.geometry.block_volume import Volumes
 from necgs.model.decoder import Decoder
 from necgs.priors.prior import Prior
 from necgs.training.patches import coarse_targets
 
 
 @torch.no_grad()
-def start_features(prior: Prior, volumes: torch.Tensor, decoder: Decoder | None = None) -> torch.Tensor:
+def start_features(prior: Prior, volumes: Volumes, decoder: Decoder | None = None) -> torch.Tensor:
     """Start features for new shapes: the prior's encoder's, or else the nearest training feature.
 
     Args:
         prior: The prior.
-        volumes: (M, 4, K, K, K) volumes of the new shapes.
+        volumes: (M, 4, K, K, K) volumes of the new shapes (dense or as blocks).
         decoder: The prior's decoder, when the caller has built it already.
 
     Returns:
@@ -28,7 +29,7 @@ def start_features(prior: Prior, volumes: torch.Tensor, decoder: Decoder | None 
 
 
 @torch.no_grad()
-def nearest_features(prior: Prior, volumes: torch.Tensor, decoder: Decoder | None = None) -> torch.Tensor:
+def nearest_features(prior: Prior, volumes: Volumes, decoder: Decoder | None = None) -> torch.Tensor:
     """Start features for new shapes: each takes the training feature whose coarse decode is closest.
 
     The coarse head (resolution K/4) of the training features is compared by L1 with each new
@@ -36,7 +37,7 @@ def nearest_features(prior: Prior, volumes: torch.Tensor, decoder: Decoder | Non
 
     Args:
         prior: The prior.
-        volumes: (M, 4, K, K, K) volumes of the new shapes.
+        volumes: (M, 4, K, K, K) volumes of the new shapes (dense or as blocks).
         decoder: The prior's decoder, when the caller has built it already.
 
     Returns:

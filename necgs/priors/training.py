@@ -17,7 +17,7 @@ from necgs.coding.sections import feature_model
 from necgs.config import BAND_LOSS, FitConfig, TrainConfig
 from necgs.errors import ConfigError, NecgsError
 from necgs.geometry.fit import fit_volumes
-from necgs.geometry.symmetry import augment_volumes, check_augmentation
+from necgs.geometry.symmetry import augment_volume_set, check_augmentation
 from necgs.io.datasets import resolve_dataset
 from necgs.io.loading import load_meshes
 from necgs.model.decoder import DecoderConfig, decoder_config
@@ -208,7 +208,7 @@ def train_prior(
     fit_cb = (lambda d, n: progress("fit", d, n, "")) if progress else False
     fitted = fit_volumes(meshes, cfg.fit(), progress=fit_cb)
     fit_seconds = time.perf_counter() - t0
-    volumes, suffixes = augment_volumes(fitted.volumes, cfg.augment)
+    volumes, suffixes = augment_volume_set(fitted.volumes, cfg.augment)
     names = [m.name + suffix for suffix in suffixes for m in meshes]
     tcfg = cfg.train(len(volumes))
     ckpt = Path(checkpoint_dir) if checkpoint_dir else cache_dir("checkpoints", f"prior-{Path(output).stem}")

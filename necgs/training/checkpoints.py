@@ -20,11 +20,12 @@ from pathlib import Path
 import torch
 
 from necgs.config import TrainConfig
+from necgs.geometry.block_volume import Volumes, VolumeSet
 from necgs.model.decoder import DecoderConfig
 
 
 def run_digest(
-    volumes: torch.Tensor,
+    volumes: Volumes,
     dcfg: DecoderConfig,
     tcfg: TrainConfig,
     init: dict[str, torch.Tensor] | None = None,
@@ -33,7 +34,8 @@ def run_digest(
     """What a checkpoint must match to be resumed: the settings (not the device), the volumes and any init.
 
     Args:
-        volumes: (N, 4, K, K, K) the volumes this process trains on (a rank's share under DDP).
+        volumes: (N, 4, K, K, K) the volumes this process trains on (a rank's share under DDP), dense
+            or as blocks: the digest is of the dense bytes, one shape at a time, so both give the same.
         dcfg: The decoder architecture.
         tcfg: The training settings.
         init: Decoder parameters training started from (fine-tuning a prior).
@@ -45,7 +47,8 @@ def run_digest(
     if encoder is not None:  # an auto-encoder's checkpoint is never resumed as an auto-decoder's
         settings["encoder"] = encoder
     h.update(json.dumps([dcfg.to_dict(), settings], sort_keys=True).encode())
-    h.update(volumes.numpy().tobytes())
+    for volume in volumes if isinstance(volumes, VolumeSet) else (volumes,):
+        h.update(volume.numpy().tobytes())
     for name in sorted(init or {}):
         h.update(name.encode() + init[name].detach().cpu().numpy().tobytes())
     return h.hexdigest()[:20]

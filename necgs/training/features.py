@@ -14,10 +14,11 @@ import torch
 from necgs.config import TrainConfig
 from necgs.device import resolve_device
 from necgs.errors import StopCheck, stop_if_asked
+from necgs.geometry.block_volume import Volumes
 from necgs.model.decoder import Decoder
 from necgs.model.quant import QuantizedTensor, quantize, to_symbols
 from necgs.optim import Adam
-from necgs.training.patches import coarse_targets
+from necgs.training.patches import coarse_targets, tsdf_of
 
 #: progress(epoch_done, epochs, mean_loss, eta_seconds)
 from necgs.training.train import StepObjective, TrainedCodec, TrainProgress, lr_at
@@ -26,7 +27,7 @@ from necgs.training.watch import Snapshot, Watch, current_watch, watching
 
 def fit_features(
     codec: TrainedCodec,
-    volumes: torch.Tensor,
+    volumes: Volumes,
     tcfg: TrainConfig,
     progress: TrainProgress | bool = False,
     init: torch.Tensor | None = None,
@@ -40,7 +41,7 @@ def fit_features(
 
     Args:
         codec: The trained codec (its decoder is frozen).
-        volumes: (M, 4, K, K, K) volumes of the new shapes.
+        volumes: (M, 4, K, K, K) volumes of the new shapes (dense or as blocks).
         tcfg: Training settings (epochs, lr, loss weights).
         progress: As in :func:`train_autodecoder`.
         init: (M, C, K', K', K') starting features; default: the mean of the codec's features.
@@ -115,7 +116,7 @@ def shapes_without_surface_in(codec: TrainedCodec, device: str | torch.device = 
 
 
 def repair_empty_shapes(
-    codec: TrainedCodec, volumes: torch.Tensor, tcfg: TrainConfig, visits: int = 200, starts: int = 4
+    codec: TrainedCodec, volumes: Volumes, tcfg: TrainConfig, visits: int = 200, starts: int = 4
 ) -> tuple[TrainedCodec, list[int]]:
     """Refit the features of shapes that decode to no surface, against the frozen decoder.
 
@@ -129,7 +130,7 @@ def repair_empty_shapes(
 
     Args:
         codec: The trained codec.
-        volumes: (N, 4, K, K, K) its shapes' volumes.
+        volumes: (N, 4, K, K, K) its shapes' volumes (dense or as blocks).
         tcfg: The training settings (loss, blocks, lr).
         visits: Feature updates per start.
         starts: Starting features tried per shape.
@@ -160,13 +161,13 @@ def repair_empty_shapes(
 
 
 @torch.no_grad()
-def band_errors(decoder: Decoder, features: torch.Tensor, volumes: torch.Tensor) -> tuple[np.ndarray, list[int]]:
+def band_errors(decoder: Decoder, features: torch.Tensor, volumes: Volumes) -> tuple[np.ndarray, list[int]]:
     """Per shape, the mean absolute TSDF error of the decode on the band |TSDF| < 1, from one decode.
 
     Args:
         decoder: The decoder (inference).
         features: (N, C, K', K', K') features.
-        volumes: (N, 4, K, K, K) target volumes.
+        volumes: (N, 4, K, K, K) target volumes (dense or as blocks).
 
     Returns:
         (N,) errors in TSDF units (what tells a shape the prior knows from one it does not),
@@ -175,7 +176,7 @@ def band_errors(decoder: Decoder, features: torch.Tensor, volumes: torch.Tensor)
     out, empty = [], []
     for i in range(features.shape[0]):
         pred = decoder(features[i : i + 1])[0, 0]
-        target = volumes[i, 0]
+        target = tsdf_of(volumes, i)
         band = target.abs() < 1
         out.append(float((pred - target)[band].abs().mean()) if band.any() else 0.0)
         if not has_surface(pred):

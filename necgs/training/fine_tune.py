@@ -20,6 +20,7 @@ from necgs.coding.bit_estimate import rate_term
 from necgs.config import TrainConfig
 from necgs.device import resolve_device
 from necgs.errors import StopCheck, stop_if_asked
+from necgs.geometry.block_volume import Volumes
 from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.quant import QuantizedTensor, QuantSpec, quantize, to_symbols
 from necgs.optim import Adam
@@ -98,7 +99,7 @@ def apply_delta(decoder: Decoder, delta: dict[str, QuantizedTensor]) -> Decoder:
 
 def fine_tune_decoder(
     codec: TrainedCodec,
-    volumes: torch.Tensor,
+    volumes: Volumes,
     features: QuantizedTensor,
     tcfg: TrainConfig,
     steps: int,
@@ -115,7 +116,7 @@ def fine_tune_decoder(
 
     Args:
         codec: The frozen decoder (a prior's) and the features' grid.
-        volumes: (M, 4, K, K, K) the shapes' TSDF-Def volumes.
+        volumes: (M, 4, K, K, K) the shapes' TSDF-Def volumes (dense or as blocks).
         features: (M, C, K', K', K') their starting features (on the codec's feature grid).
         tcfg: Loss, blocks per shape, shapes per step and the features' learning rate.
         steps: Optimizer steps.

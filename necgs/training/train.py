@@ -32,6 +32,7 @@ from necgs.coding.bit_estimate import rate_term
 from necgs.config import TrainConfig
 from necgs.device import resolve_device
 from necgs.errors import ConfigError, stop_if_asked
+from necgs.geometry.block_volume import Volumes
 from necgs.model.blocks import best_crop_level
 from necgs.model.decoder import Decoder, DecoderConfig
 from necgs.model.encoder import VolumeEncoder
@@ -104,12 +105,12 @@ class StepObjective:
     """The loss of one training step, dense or on blocks (shared by training and ``add``).
 
     Args:
-        volumes: (N, 4, K, K, K) target volumes (CPU).
+        volumes: (N, 4, K, K, K) target volumes (CPU), dense or as blocks (the same steps either way).
         dcfg: The decoder architecture.
         tcfg: The training settings (mode, blocks, loss weights).
     """
 
-    def __init__(self, volumes: torch.Tensor, dcfg: DecoderConfig, tcfg: TrainConfig) -> None:
+    def __init__(self, volumes: Volumes, dcfg: DecoderConfig, tcfg: TrainConfig) -> None:
         self.volumes, self.tcfg = volumes, tcfg
         self.coarse = dcfg.coarse_head and tcfg.coarse_weight > 0
         self.coarse_targets = coarse_targets(volumes, dcfg.coarse_resolution) if self.coarse else None
@@ -159,7 +160,7 @@ class StepObjective:
 
 
 def train_autodecoder(
-    volumes: torch.Tensor,
+    volumes: Volumes,
     dcfg: DecoderConfig,
     tcfg: TrainConfig,
     *,
@@ -174,7 +175,9 @@ def train_autodecoder(
     """Train features and decoder on the volumes with quantization-aware training, in this process.
 
     Args:
-        volumes: (N, 4, K, K, K) float32 TSDF-Def volumes (CPU), all of the set.
+        volumes: (N, 4, K, K, K) float32 TSDF-Def volumes (CPU), all of the set: a tensor, or a
+            :class:`necgs.geometry.block_volume.VolumeSet` (the band's blocks, e.g. mapped from the
+            fitting cache), which trains the same steps to the bit without holding N x K^3 values.
         dcfg: Decoder architecture (its resolution must be K).
         tcfg: Training settings.
         checkpoint_dir: Where checkpoints go; an existing matching checkpoint is resumed.
@@ -200,7 +203,7 @@ def train_autodecoder(
 
 
 def train_shard(
-    volumes: torch.Tensor,
+    volumes: Volumes,
     dcfg: DecoderConfig,
     tcfg: TrainConfig,
     *,
@@ -220,7 +223,7 @@ def train_shard(
 
     Args:
         volumes: (n_r, 4, K, K, K) this rank's share of the set: the shapes i with
-            i % world == rank, in order (:func:`necgs.training.sharding.shard_of`).
+            i % world == rank, in order (:func:`necgs.training.sharding.shard_of`); dense or as blocks.
         dcfg, tcfg, checkpoint_dir, progress, cancel, autoencoder: As in :func:`train_autodecoder`.
 
     Returns:
@@ -250,10 +253,10 @@ def train_shard(
     return None if full is None else run.codec(full)
 
 
-def _check_volumes(volumes: torch.Tensor, dcfg: DecoderConfig, tcfg: TrainConfig) -> None:
+def _check_volumes(volumes: Volumes, dcfg: DecoderConfig, tcfg: TrainConfig) -> None:
     dcfg.validate()
     tcfg.validate()
-    if volumes.dim() != 5 or volumes.shape[1] != 4 or volumes.shape[-1] != dcfg.resolution:
+    if len(volumes.shape) != 5 or volumes.shape[1] != 4 or volumes.shape[-1] != dcfg.resolution:
         raise ConfigError(f"volumes must be (N, 4, {dcfg.resolution}^3), got {tuple(volumes.shape)}")
 
 
@@ -261,7 +264,7 @@ class _Run:
     """One training of a decoder and the features of this process's shapes (all of them in one process).
 
     Args:
-        volumes: (n_r, 4, K, K, K) the volumes of this process's shapes.
+        volumes: (n_r, 4, K, K, K) the volumes of this process's shapes (dense or as blocks).
         dcfg, tcfg: Architecture and settings.
         n: The set's number of shapes.
         rank, world: This process's rank and the number of ranks (0, 1 in one process).
@@ -270,7 +273,7 @@ class _Run:
 
     def __init__(
         self,
-        volumes: torch.Tensor,
+        volumes: Volumes,
         dcfg: DecoderConfig,
         tcfg: TrainConfig,
         n: int,

@@ -82,7 +82,7 @@ def test_the_prior_ships_its_encoder_and_starts_new_shapes_from_it(tiny, tmp_pat
     assert again.encoder_input == TINY.encoder_input == 16 and set(again.encoder) == set(tiny.encoder)
     for name, q in tiny.encoder.items():
         assert (again.encoder[name].symbols == q.symbols).all()
-    volumes = fit_volumes(held_out(2), tiny.fit, progress=False).volumes
+    volumes = fit_volumes(held_out(2), tiny.fit, progress=False).volumes.dense()
     start = start_features(again, volumes)
     assert start.shape == (2, *tiny.features.shape[1:])
     with torch.no_grad():

@@ -61,3 +61,17 @@ def test_augmentation_copies_every_shape_and_names_the_copies():
     assert torch.equal(out[2 * suffixes.index("/mirror/turn1")], quarter_turn_y(mirror_x(vols))[0])
     with pytest.raises(ConfigError, match="augmentation must be one of"):
         augment_volumes(vols, "spin")
+
+
+@pytest.mark.parametrize("mode", ["none", "mirror", "turns"])
+def test_a_set_held_as_blocks_gets_the_same_copies_in_the_same_order(mode):
+    from necgs.geometry.block_volume import VolumeSet
+    from necgs.geometry.symmetry import augment_volume_set
+
+    vols = torch.cat([lopsided_volume(), quarter_turn_y(lopsided_volume()) * 0.5])
+    vols[:, 1:, :8] = 0.0  # a slab of far blocks with no deformation: a mirror image's are -0.0
+    vols[:, 0, :8] = 1.0
+    dense, names = augment_volumes(vols, mode)
+    blocks, block_names = augment_volume_set(VolumeSet.from_dense(vols), mode)
+    assert block_names == names and torch.equal(blocks.dense(), dense)
+    assert blocks.blocks == len(blocks) * 18  # the slab's 9 of 27 blocks stay one value in every copy
