@@ -16,6 +16,18 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (for files and runs a process left behind:
+    a server's session folders, an archive being written, a run still computing)."""
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 def cache_dir(*parts: str) -> Path:
     """Return (and create) a folder under the cache root."""
     root = Path(os.environ.get("NECGS_CACHE_DIR", Path.home() / ".cache" / "necgs"))

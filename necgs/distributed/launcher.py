@@ -33,7 +33,7 @@ from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 from necgs.config import NecgsConfig
 from necgs.distributed.roll import NodeRoll, Nodes, first_line
 from necgs.errors import NecgsError
-from necgs.paths import cache_dir
+from necgs.paths import cache_dir, process_alive
 
 
 def launch_compress(
@@ -200,15 +200,5 @@ def _remove_unfinished(output: Path) -> None:
     """Remove unfinished archive files (``.<name>.<pid>.partial``) whose writer is no longer running."""
     for partial in output.parent.glob(f".{output.name}.*.partial"):
         pid = partial.name[len(output.name) + 2 : -len(".partial")]
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             partial.unlink(missing_ok=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0 only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True

@@ -3,7 +3,8 @@
 Under one root (default: the cache root, ``NECGS_CACHE_DIR``):
 
 - ``results.sqlite``: per run its id, creation time, data set, settings (JSON), status
-  ("done", or "partial" while more of it is computing) and owner (the app's session that made
+  ("done", or "partial" while more of it is computing, with the process computing it: a partial
+  run whose process is gone is discarded by :meth:`RunStore.discard_orphaned`) and owner (the app's session that made
   it, or its first-launch run; none for ``necgs evaluate`` and the benchmarks, and for every run
   of a store written before owners were recorded), with its summary rows and per-shape rows
   (JSON, so columns a caller adds are kept);
@@ -35,7 +36,7 @@ from necgs.errors import NecgsError
 from necgs.evaluation.runner import SUMMARY_COLUMNS, EvaluationResult
 from necgs.io.loading import save_mesh
 from necgs.io.mesh import Mesh
-from necgs.paths import cache_dir
+from necgs.paths import cache_dir, process_alive
 
 #: The kinds of mesh folders a run keeps (besides ``original``), as named in its index.
 MESH_KINDS = ("decoded", "fitted")
@@ -113,6 +114,8 @@ class RunStore:
             columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
             if "owner" not in columns:  # a store written before owners were recorded: its runs have none
                 db.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
+            if "pid" not in columns:  # the process computing a partial run (none in older stores)
+                db.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
 
     @property
     def db_path(self) -> Path:
@@ -126,11 +129,13 @@ class RunStore:
     def create(self, result: EvaluationResult, config: dict, status: str = "done", owner: str | None = None) -> int:
         """Store a new run's settings and results; returns its id (``status`` "partial" while more
         of it is computing: :meth:`save_results` then replaces them; ``owner``: who may see it in
-        the app, None for the command line's runs)."""
+        the app, None for the command line's runs). A partial run records this process, so that
+        :meth:`discard_orphaned` can tell it from one whose process died."""
+        pid = os.getpid() if status == "partial" else None
         with self._connect() as db:
             cur = db.execute(
-                "INSERT INTO runs (created, dataset, config, status, owner) VALUES (?, ?, ?, ?, ?)",
-                (time.time(), result.dataset, json.dumps(config), status, owner),
+                "INSERT INTO runs (created, dataset, config, status, owner, pid) VALUES (?, ?, ?, ?, ?, ?)",
+                (time.time(), result.dataset, json.dumps(config), status, owner, pid),
             )
             run = int(cur.lastrowid)
             _insert_rows(db, run, result)
@@ -228,6 +233,20 @@ class RunStore:
         summary = pd.DataFrame(rows)  # the standard columns first, then any a caller added
         summary = summary.reindex(columns=[*SUMMARY_COLUMNS, *(c for c in summary if c not in SUMMARY_COLUMNS)])
         return summary, pd.DataFrame(shapes)
+
+    def discard_orphaned(self) -> list[int]:
+        """Discard the partial runs whose process is gone (a server stopped mid-job): they would
+        show a run's first part as if it were all of it.
+
+        Returns:
+            The ids discarded.
+        """
+        with self._connect() as db:
+            rows = db.execute("SELECT id, pid FROM runs WHERE status = 'partial'").fetchall()
+        orphans = [int(run) for run, pid in rows if pid is None or not process_alive(int(pid))]
+        for run in orphans:
+            self.discard(run)
+        return orphans
 
     def discard(self, run: int) -> None:
         """Remove a run: its rows and its folder (e.g. a partial run whose job did not finish)."""

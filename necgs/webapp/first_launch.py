@@ -65,6 +65,7 @@ def cached_initial_run() -> int | None:
     for row in store.runs(DEFAULT_DATASET, owners=[SHARED_OWNER, None]).itertuples():
         same = all(row.config.get(k) == v for k, v in INITIAL_CONFIG.items())
         same = same and row.config.get("samples") == METRIC_SAMPLES
+        same = same and row.status == "done"
         if same and _priors_of(row.config.get("necgs") or []) == priors and store.has_files(int(row.id)):
             if row.owner is None:
                 store.set_owner(int(row.id), SHARED_OWNER)

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from necgs.errors import Cancelled
+from necgs.evaluation.runs import RunStore
+from necgs.paths import process_alive
 
 #: A session with no heartbeat or request for this long is removed.
 IDLE_TIMEOUT_S = 180.0
@@ -63,16 +65,6 @@ def sessions_root() -> Path:
     root = Path(tempfile.gettempdir()) / "necgs-sessions" / str(os.getpid())
     root.mkdir(parents=True, exist_ok=True)
     return root
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _entry(session: str, revive: bool = False) -> _Session:
@@ -169,7 +161,8 @@ def active_sessions() -> list[str]:
 
 
 def sweep_stale(max_idle_s: float = IDLE_TIMEOUT_S) -> list[str]:
-    """Remove sessions quiet for longer than ``max_idle_s``, and orphaned folders of servers that are gone.
+    """Remove sessions quiet for longer than ``max_idle_s``, and what servers that are gone left:
+    their session folders and their partial runs (:meth:`RunStore.discard_orphaned`).
 
     Returns:
         The ids of the sessions removed.
@@ -185,13 +178,15 @@ def sweep_stale(max_idle_s: float = IDLE_TIMEOUT_S) -> list[str]:
         if folder not in known and time.time() - folder.stat().st_mtime > max_idle_s:
             shutil.rmtree(folder, ignore_errors=True)
     for other in root.parent.iterdir():  # left by a server that was killed
-        if other.name.isdigit() and not _pid_alive(int(other.name)):
+        if other.name.isdigit() and not process_alive(int(other.name)):
             shutil.rmtree(other, ignore_errors=True)
+    RunStore().discard_orphaned()
     return stale
 
 
 def start_sweeper(interval_s: float = SWEEP_INTERVAL_S, max_idle_s: float = IDLE_TIMEOUT_S) -> threading.Thread:
-    """A daemon thread calling :func:`sweep_stale` every ``interval_s`` seconds."""
+    """Sweep once now (before the first page is served), then in a daemon thread every ``interval_s`` seconds."""
+    sweep_stale(max_idle_s)
 
     def loop() -> None:
         while True:

@@ -144,3 +144,24 @@ def test_the_run_store_keeps_settings_results_and_files_under_one_id(tmp_path):
     assert store.mesh_file(run, "decoded", "draco::q8", "t0") is None
     store.discard(run)
     assert not store.exists(run) and not store.folder(run).exists() and store.latest() is None
+
+
+def test_a_partial_run_whose_process_died_is_discarded_but_a_live_one_is_kept(tmp_path):
+    """A server stopped mid-job leaves a run's first part stored as "partial": it must not be shown later."""
+    import sqlite3
+    import subprocess
+
+    import pandas as pd
+
+    from necgs.evaluation.runner import EvaluationResult
+
+    store = RunStore(tmp_path / "store")
+    rows = pd.DataFrame([{"codec": "necgs", "label": "a", "status": "pending"}])
+    part = EvaluationResult("cad", rows, pd.DataFrame())
+    live, dead, done = (store.create(part, {}, status=s) for s in ("partial", "partial", "done"))
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that no longer runs
+    with sqlite3.connect(store.db_path) as db:
+        db.execute("UPDATE runs SET pid = ? WHERE id = ?", (gone.pid, dead))
+    assert store.discard_orphaned() == [dead]
+    assert store.exists(live) and store.exists(done) and not store.exists(dead)
