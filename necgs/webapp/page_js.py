@@ -1,4 +1,5 @@
-"""The page's own script, run once on load: a little style, and the 3D viewers turning together.
+"""The page's own script, run once on load: a little style, Enter committing a number box, and
+the 3D viewers turning together.
 
 Gradio's Model3D draws with a Babylon.js viewer per canvas and keeps its camera to itself. Every
 Babylon engine registers in Babylon's ``EngineStore``, a module the page has already loaded (its
@@ -28,6 +29,12 @@ PAGE_JS = (
     + PAGE_CSS
     + """`;
   document.head.appendChild(style);
+
+  // Enter in a number box commits it as leaving the box does: Gradio sends a slider's "input"
+  // event (the visitor's change, which updates the decoder advice) on blur, not on Enter.
+  document.addEventListener('keydown', e => {
+    if (e.key === 'Enter' && e.target.matches && e.target.matches('input[type=number]')) e.target.blur();
+  }, true);
 
   const viewerOf = canvas => canvas && canvas.closest('.necgs-viewer');
   // the viewer a visitor turns now (until a moment after the last pointer or wheel event: the
