@@ -382,10 +382,15 @@ def about_panel() -> None:
 
 def viewer_panel() -> ViewerPanel:
     """The pickers and viewers, below."""
+    # A picker's value may be one of the run shown a moment ago (a viewer refresh queued behind a
+    # run's end while the visitor shows another run): Gradio would refuse it with a red "Error"
+    # toast, so the pickers accept any value; the viewer handlers show nothing for a name the
+    # shown run lacks.
+    picker = {"allow_custom_value": True}
     with gr.Row():
-        shape = gr.Dropdown([], label="shape", elem_id="shape")
-        necgs_variant = gr.Dropdown([], label="NeCGS setting", elem_id="necgs_variant")
-        other_variant = gr.Dropdown([], label="baseline (default: nearest in bytes)", elem_id="other_variant")
+        shape = gr.Dropdown([], label="shape", elem_id="shape", **picker)
+        necgs_variant = gr.Dropdown([], label="NeCGS setting", elem_id="necgs_variant", **picker)
+        other_variant = gr.Dropdown([], label="baseline (default: nearest in bytes)", elem_id="other_variant", **picker)
     with gr.Row():
         original = gr.Model3D(label="original", elem_id="view_original", **VIEWER)
         necgs = gr.Model3D(label="NeCGS", elem_id="view_necgs", **VIEWER)

@@ -175,6 +175,19 @@ def test_a_tiny_run_fills_every_view(run):
     assert not root.exists()
 
 
+def test_a_stale_picker_value_shows_nothing_and_raises_no_error(run):
+    """A viewer refresh queued behind a run's end may carry the shape of the run shown before."""
+    from necgs.webapp import viewer_handlers
+
+    demo = build_demo()
+    shape = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "shape")
+    assert shape.preprocess("cad_000") == "cad_000"  # no "not in the list of choices" error toast
+    out = viewer_handlers.on_view(run, "gone_shape", "necgs::quick tiny", None, None)
+    assert out[0]["value"] is None and out[1]["value"] is None
+    teach = viewer_handlers.on_teach(run, "gone_shape", "necgs::quick tiny", None, None)
+    assert "no fitted volume of gone_shape" in teach[-1]
+
+
 def test_a_benchmark_run_stored_in_the_old_schema_gets_a_clean_label():
     """Benchmark runs once stored their script arguments ("codecs": "necgs,draco", no shape count)."""
     from necgs.evaluation.runner import EvaluationResult
