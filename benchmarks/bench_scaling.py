@@ -20,6 +20,9 @@ Each row (K, N) is a real compression, each stage in a fresh process whose peak 
    each against its copy's mesh (``--samples`` points per surface; empty decodes counted, CD over
    the others, F1 of an empty one 0).
 
+Seconds are wall-clock, each beside the process's CPU seconds (all its threads): on the shared cores
+the wall time stretches with the other jobs' load, the CPU time much less.
+
 Rows go to benchmarks/results/scaling.json as each finishes; a row already there is skipped
 unless ``--redo``, and a stage already done (its JSON in the work folder) is not run again, so an
 interrupted run resumes (training from its last epoch's checkpoint). The figure
@@ -127,17 +130,18 @@ def compress_stage(folder: Path, row_dir: Path, n: int, K: int, args) -> dict:
     load_seconds = time.perf_counter() - t
     epochs, steps = steps_plan(n, args.steps, cfg.train.batch_size)
     cfg = replace(cfg, train=replace(cfg.train, epochs=epochs, checkpoint_every=1))
-    ticks: list[float] = []
+    ticks: list[tuple[float, float]] = []
 
-    def tick() -> bool:  # asked before every training step: its start time
-        ticks.append(time.perf_counter())
+    def tick() -> bool:  # asked before every training step: its start, wall and CPU time
+        ticks.append((time.perf_counter(), time.process_time()))
         return False
 
     start = time.perf_counter()
     codec = train_autodecoder(
         volumes, cfg.decoder(), cfg.train, checkpoint_dir=row_dir / "checkpoints", progress=False, cancel=tick
     )
-    end = t = time.perf_counter()
+    end, end_cpu = time.perf_counter(), time.process_time()
+    t = end
     records = [
         shape_record(mesh, transform, source_bytes[copy_of(j, args.distinct)[0]], batch=0)
         for (mesh, transform), j in zip(copies, picks)
@@ -152,9 +156,10 @@ def compress_stage(folder: Path, row_dir: Path, n: int, K: int, args) -> dict:
         "steps_run": run,
         "resumed_from_epoch": codec.resumed_from,
         "load_seconds": load_seconds,
-        "setup_seconds": (ticks[0] - start) if ticks else None,
+        "setup_seconds": (ticks[0][0] - start) if ticks else None,
         "train_seconds": end - start,
-        "seconds_per_step": (end - ticks[0]) / run if run else None,
+        "seconds_per_step": (end - ticks[0][0]) / run if run else None,
+        "cpu_seconds_per_step": (end_cpu - ticks[0][1]) / run if run else None,
         "code_seconds": code_seconds,
         "final_loss": codec.losses[-1],
         "archive_bytes": size,
@@ -175,16 +180,17 @@ def decode_stage(folder: Path, row_dir: Path, n: int, K: int, args) -> dict:
     copies = copy_meshes(distinct_meshes(args.distinct)[0], picks, args.distinct, fit_cfg)
     device = torch.device("cpu")
     seconds, metrics, empty = [], [], []
-    metric_seconds = 0.0
+    metric_seconds, cpu = 0.0, 0.0
     with open_archive(row_dir / "archive.ncgs") as arc:
         if len(arc.shapes) != n:
             raise SystemExit(f"{row_dir / 'archive.ncgs'} holds {len(arc.shapes)} shapes, the row {n}")
         decoder = arc.decoder(device)
         for i in range(n):  # every shape, from the archive alone; compared, then dropped
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             with torch.no_grad():
                 mesh = decode_shape(arc, decoder, i, device, sparse=True)
             seconds.append(time.perf_counter() - t)
+            cpu += time.process_time() - c
             if mesh.n_faces == 0:
                 empty.append(mesh.name)
             t = time.perf_counter()
@@ -208,6 +214,7 @@ def decode_stage(folder: Path, row_dir: Path, n: int, K: int, args) -> dict:
         "empty_names": empty[:20],
         "decode_seconds_per_shape": float(np.mean(seconds)),
         "decode_seconds_max": float(np.max(seconds)),
+        "decode_cpu_seconds_per_shape": cpu / n,
         "decode_peak_rss_mb": _status_kb("VmHWM:") / 1024,
         "decode_peak_anon_mb": peaks["peak_anon_mb"],
         "metric_samples": args.samples,
@@ -235,13 +242,14 @@ def run_stage(stage: str, folder: Path, row_dir: Path, n: int, K: int, args) -> 
     cmd = [sys.executable, __file__, "--distinct", str(args.distinct), "--steps", str(args.steps)]
     cmd += ["--samples", str(args.samples), "--threads", str(args.threads), "--work", str(args.work)]
     t = time.perf_counter()
-    done = subprocess.run(
-        [*cmd, "--child", stage, str(folder), str(row_dir), str(n), str(K)], env=env, text=True, capture_output=True
-    )
-    if done.returncode:
-        sys.stderr.write(done.stderr[-4000:])
+    with open(row_dir / f"{stage}.log", "w") as log:  # not a pipe: the stage outlives a launcher that dies
+        done = subprocess.run(
+            [*cmd, "--child", stage, str(folder), str(row_dir), str(n), str(K)], env=env, stdout=log, stderr=log
+        )
+    if done.returncode or not out.is_file():
+        sys.stderr.write((row_dir / f"{stage}.log").read_text()[-4000:])
         raise SystemExit(f"row K={K} N={n}: the {stage} stage failed (exit {done.returncode})")
-    result = {**json.loads(done.stdout.strip().splitlines()[-1]), f"{stage}_wall_seconds": time.perf_counter() - t}
+    result = {**json.loads(out.read_text()), f"{stage}_wall_seconds": time.perf_counter() - t}
     out.write_text(json.dumps(result, indent=1))
     return result
 
@@ -309,7 +317,10 @@ def main() -> None:
     if args.child:
         stage, folder, row_dir, n, K = args.child
         run = compress_stage if stage == "compress" else decode_stage
-        print(json.dumps(run(Path(folder), Path(row_dir), int(n), int(K), args)))
+        out = Path(row_dir) / f"{stage}.json"
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(run(Path(folder), Path(row_dir), int(n), int(K), args), indent=1))
+        tmp.replace(out)  # the stage is done even if its launcher died meanwhile
         return
     if args.distinct < len(SETS):
         p.error(f"--distinct must be at least {len(SETS)} (one mesh of each set), got {args.distinct}")
@@ -344,6 +355,7 @@ def main() -> None:
             "N": n,
             "distinct": args.distinct,
             "fit_seconds_per_shape": fit["fit_seconds"] / fit["distinct"],
+            "fit_cpu_seconds_per_shape": fit["fit_cpu_seconds"] / fit["distinct"] if "fit_cpu_seconds" in fit else None,
             "copies": "derived from the fitted volumes (symmetry.py), not fitted",
             **compressed,
             **decoded,
