@@ -9,10 +9,12 @@ train on these copies to see surface patches in more orientations than its data 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from necgs.errors import ConfigError
 from necgs.geometry.block_volume import BlockVolume, VolumeSet
+from necgs.io.mesh import Mesh, Transform
 
 #: ``PriorConfig.augment`` values: the copies each training shape is used in.
 AUGMENTATIONS = {
@@ -104,3 +106,49 @@ def augment_volume_set(volumes: VolumeSet, mode: str) -> tuple[VolumeSet, list[s
         [BlockVolume.from_dense(c) for c in augment_volumes(volumes[i][None], mode)[0]] for i in range(len(volumes))
     ]
     return VolumeSet([row[k] for k in range(len(suffixes)) for row in rows], K), suffixes
+
+
+def copy_points(points: np.ndarray, suffix: str) -> np.ndarray:
+    """Grid-frame points moved as :func:`augment_volumes` moves a volume to its copy ``suffix``.
+
+    Args:
+        points: (P, 3) points in the grid frame.
+        suffix: A copy's suffix as :func:`augment_volumes` names it ("", "/mirror", "/turn2",
+            "/mirror/turn1", ...): the mirror image first, then the quarter turns.
+
+    Returns:
+        (P, 3) float64 the moved points.
+
+    Raises:
+        ConfigError: A suffix no augmentation makes.
+    """
+    out = np.array(points, dtype=np.float64)
+    for i, part in enumerate(suffix.split("/")[1:]):
+        if part == "mirror" and i == 0:
+            out[:, 0] = -out[:, 0]
+        elif part in ("turn1", "turn2", "turn3"):
+            for _ in range(int(part[-1])):
+                out = np.stack((out[:, 2], out[:, 1], -out[:, 0]), axis=1)
+        else:
+            raise ConfigError(f"copy suffix {suffix!r} is not one of the augmentations' (e.g. '/mirror/turn1')")
+    return out
+
+
+def copy_mesh(mesh: Mesh, transform: Transform, suffix: str) -> Mesh:
+    """The original-frame mesh whose decoded copy ``suffix`` is (what a copy's decode is compared with).
+
+    The copy's volume decodes to the grid-frame surface moved by :func:`copy_points`; the mesh
+    returned is that surface taken back through ``transform`` (a mirror image's faces reversed, so
+    they stay oriented outward), named ``mesh.name + suffix``.
+
+    Args:
+        mesh: The original mesh, in its own frame.
+        transform: Its original -> grid frame transform (the one its volume was fitted in).
+        suffix: The copy's suffix (see :func:`copy_points`).
+
+    Returns:
+        The moved mesh, in the original's frame.
+    """
+    moved = transform.invert(copy_points(transform.apply(mesh.vertices), suffix))
+    faces = mesh.faces[:, ::-1].copy() if "/mirror" in suffix else mesh.faces
+    return Mesh(moved, faces, mesh.name + suffix)

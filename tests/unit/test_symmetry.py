@@ -75,3 +75,35 @@ def test_a_set_held_as_blocks_gets_the_same_copies_in_the_same_order(mode):
     blocks, block_names = augment_volume_set(VolumeSet.from_dense(vols), mode)
     assert block_names == names and torch.equal(blocks.dense(), dense)
     assert blocks.blocks == len(blocks) * 18  # the slab's 9 of 27 blocks stay one value in every copy
+
+
+def orientation(mesh) -> float:
+    """Share of faces whose normal points away from the centroid, minus one half: the winding's sign."""
+    import numpy as np
+
+    tri = mesh.vertices[mesh.faces]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    return float(((normal * (tri.mean(1) - mesh.vertices.mean(0))).sum(1) > 0).mean() - 0.5)
+
+
+def test_a_copys_mesh_is_the_decoded_copy_in_the_originals_frame():
+    import numpy as np
+
+    from necgs.geometry.symmetry import copy_mesh
+    from necgs.io.mesh import Mesh, Transform
+
+    vol = lopsided_volume()
+    v, f = volume_to_mesh(vol[0])
+    transform = Transform((1.0, -2.0, 0.5), 0.25)  # original -> grid frame
+    original = Mesh(transform.invert(v.double().numpy()), f.numpy(), "shape")
+    copies, suffixes = augment_volumes(vol, "turns")
+    for copy, suffix in zip(copies, suffixes):
+        cv, cf = volume_to_mesh(copy)
+        moved = copy_mesh(original, transform, suffix)
+        assert moved.name == "shape" + suffix and len(moved.faces) == len(cf)
+        assert max_gap(torch.from_numpy(transform.apply(moved.vertices)), cv) < 1e-5
+        if suffix:
+            assert max_gap(torch.from_numpy(moved.vertices), torch.from_numpy(original.vertices)) > 0.4
+        assert np.sign(orientation(moved)) == np.sign(orientation(original))  # a mirror image's faces reversed
+    with pytest.raises(ConfigError, match="copy suffix"):
+        copy_mesh(original, transform, "/spin")
