@@ -31,12 +31,27 @@ def _open3d():
 
 
 def poisson_mesh(points: np.ndarray, depth: int = 8, trim_quantile: float = 0.02, name: str = "") -> Mesh:
-    """Screened Poisson surface of a point cloud (normals estimated and oriented here)."""
+    """Screened Poisson surface of a point cloud (normals estimated and oriented here).
+
+    A cloud that has no surface to give (all points in one plane, as a coarse octree leaves of a
+    flat part) yields an empty mesh, which the metrics count as an empty shape, rather than an
+    error that would lose the codec's whole setting.
+
+    Args:
+        points: (P, 3) points.
+    """
     o3d = _open3d()
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, dtype=np.float64)))
-    extent = float(np.ptp(points, axis=0).max())
+    extent = float(np.ptp(points, axis=0).max()) if len(points) else 0.0
+    if len(points) < 4 or extent == 0.0:
+        return Mesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), name)
     pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=0.05 * extent, max_nn=30))
-    pcd.orient_normals_consistent_tangent_plane(12)
+    try:
+        pcd.orient_normals_consistent_tangent_plane(12)
+    except RuntimeError as exc:
+        if not str(exc).startswith("QH"):  # only Qhull's refusal of a degenerate (flat) cloud
+            raise
+        return Mesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), name)
     center = points.mean(0)
     normals = np.asarray(pcd.normals)
     if np.mean(np.einsum("ij,ij->i", points - center, normals)) < 0:  # point outward overall

@@ -141,3 +141,18 @@ def test_quantdeepsdf_round_trip():
     assert len(blobs) == 1
     decoded = codec.decode(blobs, setting)
     assert compare_meshes(decoded[0], mesh, N).cd < 0.08  # an untrained or broken MLP gives no surface (inf)
+
+
+def test_a_flat_decoded_cloud_gives_an_empty_shape_not_a_lost_setting():
+    """A coarse octree of a flat part decodes to coplanar points: Qhull refuses to orient their
+    normals, and that shape (not the codec's whole setting) comes back empty."""
+    import numpy as np
+
+    from necgs.baselines.pointcloud import poisson_mesh
+
+    grid = np.stack(np.meshgrid(np.linspace(0, 1, 20), np.linspace(0, 1, 20), indexing="ij"), -1).reshape(-1, 2)
+    flat = poisson_mesh(np.c_[grid, np.zeros(len(grid))], name="plate")
+    assert flat.n_faces == 0 and flat.name == "plate"
+    assert poisson_mesh(np.zeros((2, 3))).n_faces == 0  # too few points
+    sphere = np.random.default_rng(0).normal(size=(500, 3))
+    assert poisson_mesh(sphere / np.linalg.norm(sphere, axis=1, keepdims=True)).n_faces > 100
