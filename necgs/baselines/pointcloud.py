@@ -44,14 +44,14 @@ def poisson_mesh(points: np.ndarray, depth: int = 8, trim_quantile: float = 0.02
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, dtype=np.float64)))
     extent = float(np.ptp(points, axis=0).max()) if len(points) else 0.0
     if len(points) < 4 or extent == 0.0:
-        return Mesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), name)
+        return Mesh.empty(name)
     pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=0.05 * extent, max_nn=30))
     try:
         pcd.orient_normals_consistent_tangent_plane(12)
     except RuntimeError as exc:
         if not str(exc).startswith("QH"):  # only Qhull's refusal of a degenerate (flat) cloud
             raise
-        return Mesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), name)
+        return Mesh.empty(name)
     center = points.mean(0)
     normals = np.asarray(pcd.normals)
     if np.mean(np.einsum("ij,ij->i", points - center, normals)) < 0:  # point outward overall

@@ -29,6 +29,11 @@ class Mesh:
         self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float64).reshape(-1, 3)
         self.faces = np.ascontiguousarray(self.faces, dtype=np.int64).reshape(-1, 3)
 
+    @classmethod
+    def empty(cls, name: str = "") -> Mesh:
+        """A mesh with no vertex and no face (a decode that gave no surface)."""
+        return cls(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), name)
+
     @property
     def n_vertices(self) -> int:
         """Number of vertices."""

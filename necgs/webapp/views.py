@@ -308,7 +308,7 @@ def load_run_mesh(run: int, kind: str, key: str | None, shape: str) -> Mesh | No
     if path is None:
         return None
     loaded = load_meshes([path])
-    return loaded.meshes[0] if loaded.meshes else Mesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), shape)
+    return loaded.meshes[0] if loaded.meshes else Mesh.empty(shape)
 
 
 @dataclass
