@@ -126,7 +126,16 @@ def _left(ticket: Ticket) -> str:
 
 # ---------------------------------------------------------------------------- the tick
 #: What a page has been sent before its first tick.
-_NOTHING_SEEN = {"box": None, "key": None, "shown": False, "glb": None, "resend_at": None, "curves": None, "drawn": 0.0}
+_NOTHING_SEEN = {
+    "box": None,
+    "key": None,
+    "shown": False,
+    "glb": None,
+    "glb_job": None,
+    "resend_at": None,
+    "curves": None,
+    "drawn": 0.0,
+}
 
 
 def on_live_tick(seen: dict | None, request: gr.Request) -> list:
@@ -161,7 +170,9 @@ def on_live_tick(seen: dict | None, request: gr.Request) -> list:
     if latest is not None and latest.glb and latest.glb != seen["glb"]:
         out[4] = gr.update(value=latest.glb, label=_viewer_title(latest))
         seen["resend_at"] = now + RESEND_FIRST_S if seen["glb"] is None else None
-        seen["glb"] = latest.glb
+        seen["glb"], seen["glb_job"] = latest.glb, feed.started
+    elif seen["glb"] is not None and seen["glb_job"] != feed.started:  # a new job, no shape yet: the last job's goes
+        out[4], seen["glb"], seen["resend_at"] = gr.update(value=None, label="decoded so far"), None, None
     elif seen["resend_at"] is not None and now >= seen["resend_at"]:
         out[4], seen["resend_at"] = gr.update(value=_again(seen["glb"])), None
     return [*out, seen]

@@ -256,6 +256,7 @@ def test_the_tick_shows_the_panel_then_its_content_and_then_only_what_changed(tm
     feed.say("prior tiny: each shape from the prior's start feature")
     out = live_panel.on_live_tick(out[-1], None)
     assert out[3] is not None and not isinstance(out[3], dict) and len(out[3].data) == 0  # the old curve goes
+    assert out[4] == {"__type__": "update", "value": None, "label": "decoded so far"}  # and the old shape
 
 
 def test_the_preview_is_weighted_at_the_head_of_the_job():
