@@ -4,7 +4,8 @@ Each named setting trains the same evenly spaced shapes from scratch for the sam
 steps (one torch thread), then every shape is decoded densely and scored against its mesh.
 The settings are TrainConfig overrides on top of patch training at lr 5e-3; the keys
 ``feature_channels`` and ``feature_resolution`` set the embedded feature's size instead
-(default 8 x 4^3). Each row also has the coded decoder and feature bytes, so settings that
+(default 8 x 4^3), ``tied_modules`` ties the decoder's first upsampling modules and ``width``
+replaces ``--width``. Each row also has the coded decoder and feature bytes, so settings that
 change the size can be compared at equal bytes.
 
 Usage:
@@ -41,7 +42,8 @@ from necgs.training.train import train_autodecoder
 from _common import RESULTS, evenly_spaced, machine
 from bench_convergence import decode_metrics
 
-FEATURE_KEYS = ("feature_channels", "feature_resolution")
+FEATURE_KEYS = ("feature_channels", "feature_resolution", "tied_modules")
+DECODER_KEYS = (*FEATURE_KEYS, "width")
 
 
 def coded_bytes(codec) -> dict:
@@ -75,7 +77,8 @@ def run_setting(loaded, fitted, K: int, width, steps: int, overrides: dict, samp
     """Train one setting for ``steps`` steps and score its decoded shapes (``swaps``: and :func:`channel_swaps`)."""
     n = len(loaded.meshes)
     feature = {"feature_channels": 8, **{k: overrides[k] for k in FEATURE_KEYS if k in overrides}}
-    train = {k: v for k, v in overrides.items() if k not in FEATURE_KEYS}
+    train = {k: v for k, v in overrides.items() if k not in DECODER_KEYS}
+    width = overrides.get("width", width)
     tcfg = replace(TrainConfig(mode="patch", device="cpu", checkpoint_every=0), **train)
     per_epoch = math.ceil(n / tcfg.batch_size)
     tcfg = replace(tcfg, epochs=max(steps // per_epoch, 1)).validate()

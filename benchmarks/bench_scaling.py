@@ -341,7 +341,7 @@ def main() -> None:
         )
         meta = json.loads((folder / "done.json").read_text())
         result["prepared"].setdefault(f"K{K}", meta)  # the first preparation is the one that fitted
-        row_dir = Path(args.work) / f"K{K}_N{n}"
+        row_dir = Path(args.work) / (f"K{K}_N{n}" + (f"_{args.tag}" if args.tag else ""))
         if args.redo and row_dir.exists():
             shutil.rmtree(row_dir)
         row_dir.mkdir(parents=True, exist_ok=True)

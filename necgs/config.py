@@ -343,6 +343,8 @@ class NecgsConfig(Tree):
         deform: Use the deformation channels (False: the TSDF-only ablation).
         autoencoder: Features from an encoder of the volumes (the Fig. 8a ablation).
         coder: Entropy coder: "auto" (smallest per section), "rans", "huffman", "raw" or "laplace".
+        tied_modules: The first N upsampling modules share one set of weights
+            (:class:`necgs.model.decoder.DecoderConfig`; 0: none, the paper's decoder).
     """
 
     fit: FitConfig = field(default_factory=FitConfig)
@@ -353,12 +355,19 @@ class NecgsConfig(Tree):
     deform: bool = True
     autoencoder: bool = False
     coder: str = "auto"
+    tied_modules: int = 0
 
     def decoder(self) -> DecoderConfig:
         """The decoder architecture these settings describe."""
         from necgs.model.decoder import decoder_config  # torch: kept off the CLI's start (its flags come from here)
 
-        return decoder_config(self.fit.resolution, self.width, self.feature_channels, self.feature_resolution)
+        return decoder_config(
+            self.fit.resolution,
+            self.width,
+            self.feature_channels,
+            self.feature_resolution,
+            tied_modules=self.tied_modules,
+        )
 
     def validate(self) -> NecgsConfig:
         """Check every part before any work starts; raises :class:`ConfigError`."""

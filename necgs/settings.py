@@ -170,6 +170,14 @@ KNOBS: tuple[Knob, ...] = (
         label="K{}",
     ),
     Knob(
+        "tied_modules",
+        ("config.tied_modules",),
+        _integer,
+        "the first N upsampling modules of the decoder share one set of weights (0: none; fewer decoder bytes)",
+        2,
+        label="tied{}",
+    ),
+    Knob(
         "weight_bits",
         ("config.train.weight_bits",),
         _integer,

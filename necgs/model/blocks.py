@@ -71,6 +71,9 @@ def decode_sparse(
     """Decode one shape, running the fine levels only on blocks near the coarse surface.
 
     Blocks far from the surface get the coarse sign as their TSDF (+-1) and no deformation.
+    Where the blocks found hold no surface (a coarse head left "outside everywhere" by a short
+    training, while the fine levels already decode a surface elsewhere), the shape is decoded
+    densely instead of coming out empty: sparse decoding only ever saves time.
 
     Args:
         decoder: A decoder with a coarse head (dequantized weights, inference).
@@ -114,6 +117,8 @@ def decode_sparse(
             dec = decoder.run_blocks(x, blocks, p, conv)
             for b, (i, j, k) in enumerate(o.tolist()):
                 out[0, :, i : i + size, j : j + size, k : k + size] = dec[b]
+        if not out[0, 0].min() < 0 < out[0, 0].max():
+            return decoder(features)
     return out
 
 

@@ -58,6 +58,11 @@ class DecoderConfig:
             (L + 1 values, L = log2(K / K')).
         coarse_head: Whether the decoder has the coarse TSDF head (archives before
             format 1.2 have none and always decode densely).
+        tied_modules: The first ``tied_modules`` upsampling modules are one module applied
+            that many times (0 or 1: every module its own weights). The modules are alike in
+            shape and each holds about a quarter of the weights at K = 64, so tying them takes
+            that share off the archive for each module folded in; needs equal widths over the
+            tied levels (issue #30, "fewer decoder bytes").
     """
 
     resolution: int = 64
@@ -65,6 +70,17 @@ class DecoderConfig:
     feature_channels: int = 16
     widths: tuple[int, ...] = width_schedule(16, 4)
     coarse_head: bool = False
+    tied_modules: int = 0
+
+    def module_slot(self, level: int) -> int:
+        """Index in ``Decoder.ups`` of the module that runs upsampling level ``level`` (0-based)."""
+        tied = self.tied_modules if self.tied_modules > 1 else 0
+        return 0 if level < tied else level - max(tied - 1, 0)
+
+    @property
+    def distinct_modules(self) -> int:
+        """How many upsampling modules hold their own weights."""
+        return self.module_slot(self.modules - 1) + 1
 
     @property
     def modules(self) -> int:
@@ -96,6 +112,10 @@ class DecoderConfig:
             raise ConfigError(f"need {self.modules + 1} widths for K={K}, K'={Kp}, got {len(self.widths)}")
         if any(not 1 <= w <= 1024 for w in self.widths):
             raise ConfigError(f"decoder widths must be in [1, 1024], got {self.widths}")
+        if not 0 <= self.tied_modules <= self.modules:
+            raise ConfigError(f"tied modules must be in [0, {self.modules}] at K={K}, K'={Kp}: {self.tied_modules}")
+        if len(set(self.widths[: self.tied_modules + 1])) > 1:
+            raise ConfigError(f"tied modules need equal widths over their levels, got {self.widths}")
         return self
 
     def to_dict(self) -> dict:
@@ -106,6 +126,7 @@ class DecoderConfig:
             "feature_channels": self.feature_channels,
             "widths": list(self.widths),
             "coarse_head": self.coarse_head,
+            **({"tied_modules": self.tied_modules} if self.tied_modules > 1 else {}),
         }
 
     @classmethod
@@ -117,6 +138,7 @@ class DecoderConfig:
             int(data["feature_channels"]),
             tuple(int(w) for w in data["widths"]),
             bool(data.get("coarse_head", False)),
+            int(data.get("tied_modules", 0)),
         ).validate()
 
 
@@ -126,6 +148,7 @@ def decoder_config(
     feature_channels: int = 16,
     feature_resolution: int = 4,
     coarse_head: bool = True,
+    tied_modules: int = 0,
 ) -> DecoderConfig:
     """Build a :class:`DecoderConfig` from a named size, a base width or explicit widths."""
     modules = int(round(math.log2(max(resolution // max(feature_resolution, 1), 1))))
@@ -144,7 +167,9 @@ def decoder_config(
         widths = width_schedule(width, modules)
     else:
         widths = tuple(int(w) for w in width)
-    return DecoderConfig(resolution, feature_resolution, feature_channels, tuple(widths), coarse_head).validate()
+    return DecoderConfig(
+        resolution, feature_resolution, feature_channels, tuple(widths), coarse_head, tied_modules
+    ).validate()
 
 
 def pixel_shuffle_3d(x: torch.Tensor, scale: int = 2) -> torch.Tensor:
@@ -214,7 +239,8 @@ class Decoder(nn.Module):
         self.cfg = cfg
         w = cfg.widths
         self.head = nn.Conv3d(cfg.feature_channels, w[0], 3, padding=1)
-        self.ups = nn.ModuleList(nn.Conv3d(w[i], w[i + 1] * 8, 3, padding=1) for i in range(cfg.modules))
+        firsts = [min(i for i in range(cfg.modules) if cfg.module_slot(i) == m) for m in range(cfg.distinct_modules)]
+        self.ups = nn.ModuleList(nn.Conv3d(w[i], w[i + 1] * 8, 3, padding=1) for i in firsts)
         self.tail = nn.Conv3d(w[-1], 4, 3, padding=1)
         if cfg.coarse_head:
             self.coarse = nn.Conv3d(w[cfg.coarse_level], 1, 3, padding=1)
@@ -264,8 +290,7 @@ class Decoder(nn.Module):
         x = conv(features, p["head.weight"], p["head.bias"])
         kept = [x] if keep_coarse and self.cfg.coarse_level == 0 else []
         for i in range(stop):
-            x = conv(x, p[f"ups.{i}.weight"], p[f"ups.{i}.bias"])
-            x = F.gelu(pixel_shuffle_3d(x, 2))
+            x = self.upsample(x, p, conv, i)
             if keep_coarse and i + 1 == self.cfg.coarse_level:
                 kept.append(x)
         return kept + [x]
@@ -287,11 +312,15 @@ class Decoder(nn.Module):
         L, c = self.cfg.modules, blocks.crop_level
         x = crop_windows(x, blocks.shape_index, blocks.origins // 2 ** (L - c), blocks.size // 2 ** (L - c), halo=2)
         for i in range(c, L):
-            x = conv(x, p[f"ups.{i}.weight"], p[f"ups.{i}.bias"], 0)
-            x = F.gelu(pixel_shuffle_3d(x, 2))
+            x = self.upsample(x, p, conv, i, padding=0)
             scale = 2 ** (L - i - 1)
             x = x * outside_mask(blocks.origins // scale - 2, x.shape[-1], self.cfg.level_resolution(i + 1)).to(x.dtype)
         return conv(x[..., 1:-1, 1:-1, 1:-1], p["tail.weight"], p["tail.bias"], 0)
+
+    def upsample(self, x: torch.Tensor, p: dict[str, torch.Tensor], conv, level: int, padding: int = 1) -> torch.Tensor:
+        """Upsampling level ``level``: (B, w_l, r, r, r) -> (B, w_{l+1}, 2r, 2r, 2r) (2r - 4 when valid)."""
+        slot = self.cfg.module_slot(level)
+        return F.gelu(pixel_shuffle_3d(conv(x, p[f"ups.{slot}.weight"], p[f"ups.{slot}.bias"], padding), 2))
 
     def effective_params(self, specs: dict[str, QuantSpec] | None) -> dict[str, torch.Tensor]:
         """Every parameter by name, quantized on ``specs`` when given (QAT)."""

@@ -16,10 +16,10 @@ from necgs.model.decoder import BlockBatch, Decoder, decoder_config
 from necgs.training.patches import BlockSampler, block_targets, coarse_targets
 
 
-@pytest.mark.parametrize("K, size", [(32, 8), (32, 16), (64, 16), (64, 8)])
-def test_block_decoded_alone_equals_the_dense_decode(K, size):
+@pytest.mark.parametrize("K, size, tied", [(32, 8, 0), (32, 16, 0), (64, 16, 0), (64, 8, 0), (64, 8, 3)])
+def test_block_decoded_alone_equals_the_dense_decode(K, size, tied):
     torch.manual_seed(K + size)
-    dec = Decoder(decoder_config(K, 6, feature_channels=4))
+    dec = Decoder(decoder_config(K, 6, feature_channels=4, tied_modules=tied))
     features = torch.randn(3, 4, 4, 4, 4)
     specs = dec.quant_specs(6, True)  # the quantization-aware forward of training
     dense, coarse = dec(features, specs, with_coarse=True)
@@ -102,3 +102,14 @@ def test_sparse_decode_keeps_the_surface_and_fills_the_far_field_by_sign(monkeyp
     far = ~active.repeat_interleave(16, 0).repeat_interleave(16, 1).repeat_interleave(16, 2)
     assert sparse[0, 0][far].eq(1).all() and sparse[0, 1:][:, far].eq(0).all()  # outside the sphere: +1
     assert decode_volume(dec, features, sparse=False).equal(dense)
+
+
+def test_a_coarse_head_that_sees_no_surface_falls_back_to_the_dense_decode(monkeypatch):
+    torch.manual_seed(1)
+    dec = Decoder(decoder_config(64, 4, feature_channels=4)).eval()
+    outside = torch.full((1, 1, 16, 16, 16), 0.9)  # a short training's coarse head: "outside everywhere"
+    monkeypatch.setattr(dec, "coarse_prediction", lambda levels, p, conv: outside)
+    features = torch.randn(1, 4, 4, 4, 4)
+    with torch.no_grad():
+        dense = dec(features)
+    assert torch.allclose(decode_sparse(dec, features, size=16), dense, atol=1e-6)

@@ -1,5 +1,7 @@
 """Format 1.2 mesh-set archives written from synthetic codecs (no training): layout, estimate vs bytes."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -21,8 +23,8 @@ def laplace_symbols(shape, scale, bits=6):
     return np.clip(np.round(rng.laplace(0, scale, n)), -half, half).astype(np.int64) + half
 
 
-def codec(extra: dict | None = None, n_shapes=5, scale=1.5) -> TrainedCodec:
-    dcfg = CFG.decoder()
+def codec(extra: dict | None = None, n_shapes=5, scale=1.5, cfg: NecgsConfig = CFG) -> TrainedCodec:
+    dcfg = cfg.decoder()
     weights = {
         name: QuantizedTensor(laplace_symbols(t.shape, scale), QuantSpec(6, -0.5, 0.5), tuple(t.shape))
         for name, t in Decoder(dcfg).named_parameters()
@@ -65,6 +67,20 @@ def test_any_named_tensors_round_trip_bit_exactly(tmp_path):
         feats = np.stack([arc.feature_symbols(i) for i in range(5)])
         assert np.array_equal(feats.reshape(-1), c.features.symbols)
         assert [s["name"] for s in arc.shapes] == [f"set/s{i:03d}" for i in range(5)]
+
+
+def test_a_tied_decoder_is_stored_once_and_rebuilt_from_the_archive(tmp_path):
+    tied_cfg = replace(CFG, tied_modules=2)
+    sizes = {}
+    for name, cfg in (("plain", CFG), ("tied", tied_cfg)):
+        c = codec(cfg=cfg)
+        sizes[name] = write_codec_archive(tmp_path / f"{name}.ncgs", cfg.to_dict(), c, shapes(5))
+        with open_archive(tmp_path / f"{name}.ncgs") as arc:
+            assert arc.decoder_cfg == cfg.decoder()
+            decoder = arc.decoder()
+            assert decoder.param_count() == sum(q.symbols.size for q in c.weights.values())
+    assert len(Decoder(tied_cfg.decoder()).ups) == 1
+    assert sizes["tied"] < sizes["plain"]
 
 
 def test_estimate_is_reported_beside_real_bytes_and_agrees(tmp_path):

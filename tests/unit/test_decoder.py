@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from necgs.errors import ConfigError
-from necgs.model.decoder import Decoder, decoder_config, pixel_shuffle_3d
+from necgs.model.decoder import Decoder, DecoderConfig, decoder_config, pixel_shuffle_3d
 
 
 def test_pixel_shuffle_places_each_channel_at_its_sub_voxel():
@@ -40,3 +40,37 @@ def test_inference_decode_matches_training_forward_and_ignores_batch_size():
     assert trained.requires_grad and not batched.requires_grad
     assert torch.equal(alone[0], batched[1])  # one shape decodes exactly as within its set
     assert torch.allclose(batched, trained.detach(), atol=1e-5)
+
+
+@pytest.mark.parametrize("tied, distinct", [(0, 4), (1, 4), (2, 3), (4, 1)])
+def test_tied_modules_run_one_set_of_weights_at_every_tied_level(tied, distinct):
+    torch.manual_seed(tied)
+    cfg = decoder_config(64, 6, feature_channels=4, tied_modules=tied)
+    dec = Decoder(cfg)
+    assert len(dec.ups) == cfg.distinct_modules == distinct
+    untied = Decoder(decoder_config(64, 6, feature_channels=4))
+    per_module = sum(t.numel() for t in untied.ups[0].parameters())
+    assert dec.param_count() == untied.param_count() - (4 - distinct) * per_module
+    # the same decode by hand: module ups[slot] at every level it is tied to
+    state = {k: v for k, v in dec.state_dict().items() if not k.startswith("ups.")}
+    for level in range(4):
+        slot = cfg.module_slot(level)
+        state[f"ups.{level}.weight"], state[f"ups.{level}.bias"] = dec.ups[slot].weight, dec.ups[slot].bias
+    untied.load_state_dict(state)
+    features = torch.randn(2, 4, 4, 4, 4)
+    with torch.no_grad():
+        assert torch.allclose(dec(features), untied(features), atol=1e-6)
+
+
+def test_tied_modules_are_described_for_the_archive_and_old_descriptions_read_untied():
+    cfg = decoder_config(64, 6, feature_channels=4, tied_modules=3)
+    assert DecoderConfig.from_dict(cfg.to_dict()) == cfg
+    plain = decoder_config(64, 6, feature_channels=4)
+    assert "tied_modules" not in plain.to_dict()  # an untied decoder is described as before
+    assert DecoderConfig.from_dict(plain.to_dict()).tied_modules == 0
+
+
+@pytest.mark.parametrize("width, tied", [(6, 5), (6, -1), ((6, 6, 8, 8, 8), 3)])
+def test_impossible_ties_raise_config_error(width, tied):
+    with pytest.raises(ConfigError, match="tied modules"):
+        decoder_config(64, width, feature_channels=4, tied_modules=tied)
