@@ -256,6 +256,10 @@ class TrainConfig(Tree):
         band_fraction: Share of the blocks drawn from positions touching the band
             |TSDF| < tau; the rest come from the far field.
         coarse_weight: Weight of the coarse head's L1 loss against the average-pooled TSDF.
+        lambda_surface: Weight of the surface term: the two-way distance (voxels) between the
+            DMC surfaces of each decoded block and its target
+            (:func:`necgs.training.losses.surface_loss`); 0 leaves it out (Eq. 3 alone, the
+            reference arm).
     """
 
     epochs: int = 60
@@ -284,6 +288,7 @@ class TrainConfig(Tree):
     blocks_per_shape: int = 16
     band_fraction: float = 0.85
     coarse_weight: float = 1.0
+    lambda_surface: float = 0.0
 
     def validate(self) -> TrainConfig:
         """Raise :class:`ConfigError` on any out-of-range setting; returns self."""
@@ -324,6 +329,8 @@ class TrainConfig(Tree):
             raise ConfigError(f"band fraction must be in [0, 1], got {self.band_fraction}")
         if self.coarse_weight < 0:
             raise ConfigError(f"coarse weight must be non-negative, got {self.coarse_weight}")
+        if not 0 <= self.lambda_surface <= 1000:
+            raise ConfigError(f"lambda_surface must be in [0, 1000], got {self.lambda_surface}")
         return self
 
 

@@ -203,6 +203,15 @@ KNOBS: tuple[Knob, ...] = (
         label="λ{}",
     ),
     Knob(
+        "lambda_surface",
+        ("config.train.lambda_surface",),
+        _number,
+        "weight of the surface term in training: the distance between the DMC surfaces of the decoded and "
+        "fitted blocks (default 0: Eq. 3 alone)",
+        0.5,
+        label="surf{}",
+    ),
+    Knob(
         "train_mode",
         ("config.train.mode",),
         _text,

@@ -39,7 +39,7 @@ from necgs.model.encoder import VolumeEncoder
 from necgs.model.quant import LearnedRange, QuantizedTensor, QuantSpec, quantize, symmetric_spec, to_symbols
 from necgs.training import sharding
 from necgs.training.checkpoints import load_checkpoint, run_digest, save_checkpoint, saved_epochs
-from necgs.training.losses import LossWeights, volume_loss
+from necgs.training.losses import LossWeights, surface_loss, volume_loss
 from necgs.training.patches import BlockSampler, block_targets, coarse_targets
 from necgs.training.watch import Snapshot, Watch, current_watch
 
@@ -153,7 +153,10 @@ class StepObjective:
         weights = self.weights
         if self.tcfg.ssim_fade > 0:
             weights = replace(weights, lambda2=weights.lambda2 * max(0.0, 1.0 - progress / self.tcfg.ssim_fade))
-        loss = volume_loss(pred, target.to(device), weights, generator)
+        target = target.to(device)
+        loss = volume_loss(pred, target, weights, generator)
+        if self.tcfg.lambda_surface > 0:
+            loss = loss + self.tcfg.lambda_surface * surface_loss(pred, target)
         if coarse is not None:
             loss = loss + self.tcfg.coarse_weight * (coarse - self.coarse_targets[idx].to(device)).abs().mean()
         return loss

@@ -1,8 +1,9 @@
 """The regression loss (Eq. 3), its 3D SSIM, and the near-surface SSIM cube."""
 
+import pytest
 import torch
 
-from necgs.training.losses import LossWeights, random_cube, ssim3d, volume_loss
+from necgs.training.losses import LossWeights, random_cube, ssim3d, surface_loss, volume_loss
 
 
 def sphere_volume(K: int = 32, r: float = 0.5, shift: float = 0.0) -> torch.Tensor:
@@ -54,3 +55,21 @@ def test_deform_weight_scales_only_the_deformation_channels():
         half = float(volume_loss(wrong_deform, t, LossWeights(use_ssim=ssim, deform_weight=0.5)))
         assert abs(half - 0.5 * float(volume_loss(wrong_deform, t, paper))) < 1e-5
         assert abs(float(volume_loss(wrong_tsdf, t, tsdf_only)) - float(volume_loss(wrong_tsdf, t, paper))) < 1e-5
+
+
+def _ball_blocks(radius: float) -> torch.Tensor:
+    """Three 8^3 TSDF blocks of a ball of ``radius`` (grid frame [-1, 1])."""
+    return sphere_volume(8, radius).repeat(3, 1, 1, 1, 1)
+
+
+def test_surface_loss_measures_how_far_the_surfaces_lie_in_voxels_and_pulls_them_together():
+    target = _ball_blocks(0.5)
+    assert surface_loss(target, target).item() == pytest.approx(0.0, abs=1e-3)
+    near, far = surface_loss(_ball_blocks(0.55), target), surface_loss(_ball_blocks(0.7), target)
+    # radii 0.05 and 0.2 apart in the grid frame are 0.175 and 0.7 voxels at side 8 (each way)
+    assert 0.1 < near.item() < 0.6 and 1.0 < far.item() < 2.0
+    pred = _ball_blocks(0.7).requires_grad_()
+    surface_loss(pred, target).backward()
+    moved = (pred - 0.05 * pred.grad.sign()).detach()  # a step against the gradient
+    assert surface_loss(moved, target) < far
+    assert surface_loss(_ball_blocks(2.0), target).item() == 0.0  # no decoded surface: nothing to pull

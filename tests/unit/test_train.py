@@ -25,11 +25,19 @@ def sign_accuracy(codec, volumes) -> float:
     return float(((pred[:, 0] > 0) == (volumes[:, 0] > 0)).float().mean())
 
 
-@pytest.mark.parametrize("mode", ["patch", "dense"])
-def test_both_modes_learn_the_spheres(mode):
+@pytest.mark.parametrize("mode, surface", [("patch", 0.0), ("dense", 0.0), ("patch", 1.0)])
+def test_both_modes_learn_the_spheres(mode, surface):
     vols = spheres(16, [0.4, 0.55, 0.7])
     tcfg = TrainConfig(
-        epochs=60, lr=1e-2, batch_size=3, checkpoint_every=0, device="cpu", mode=mode, block_size=8, blocks_per_shape=4
+        epochs=60,
+        lr=1e-2,
+        batch_size=3,
+        checkpoint_every=0,
+        device="cpu",
+        mode=mode,
+        block_size=8,
+        blocks_per_shape=4,
+        lambda_surface=surface,
     )
     codec = train_autodecoder(vols, decoder_config(16, 6, feature_channels=4), tcfg, progress=False)
     assert codec.losses[-1] < 0.5 * codec.losses[0]
