@@ -18,7 +18,8 @@ Usage:
     python benchmarks/bench_patch_settings.py --width 10 --fit-iterations 50 --fit-samples 10000 \
         --setting band '{"lambda1": 100, "tau": 0.5, "lambda2": 2}'
 
-Appends one JSON line per setting to benchmarks/results/patch_settings.jsonl.
+Appends one JSON line per setting to benchmarks/results/patch_settings.jsonl (``--out NAME``:
+NAME.jsonl instead, with the figure NAME.html of every row in it: CD and F1 against the coded bytes).
 """
 
 from __future__ import annotations
@@ -98,6 +99,40 @@ def run_setting(loaded, fitted, K: int, width, steps: int, overrides: dict, samp
     }
 
 
+def figure(rows: list[dict], path) -> None:
+    """CD and F1@0.005 of each setting against its coded bytes (decoder + features), one point per row."""
+    import plotly.express as px  # heavy: only for the figure
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("CD mean (x1e-3)", "F1@0.005"))
+    palette = px.colors.qualitative.Plotly
+    for n, r in enumerate(rows):
+        x = [r["weights_bytes"] + r["feature_bytes"]]
+        colour = palette[n % len(palette)]
+        hover = f"{r['name']}: {r['overrides']}, {r['train_s'] / 60:.1f} min"
+        for col, y in ((1, r["cd_mean"] * 1e3), (2, r["f1_005"])):
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=[y],
+                    mode="markers+text",
+                    text=[r["name"]],
+                    textposition="top center",
+                    name=r["name"],
+                    hovertext=[hover],
+                    showlegend=col == 1,
+                    legendgroup=r["name"],
+                    marker={"color": colour},
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title="decoder + feature bytes")
+    fig.update_layout(template="plotly_white", title=f"{path.stem}: each setting on the same shapes and steps")
+    fig.write_html(path, include_plotlyjs="cdn")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="humans_ama")
@@ -110,6 +145,9 @@ def main() -> None:
     p.add_argument("--fit-samples", type=int, default=20_000, help="surface samples per fitting iteration")
     p.add_argument("--channel-swaps", action="store_true", help="also score decoded/fitted channel swaps")
     p.add_argument("--setting", nargs=2, action="append", metavar=("NAME", "JSON"), required=True)
+    p.add_argument(
+        "--out", default="", help="write NAME.jsonl and its figure NAME.html instead of patch_settings.jsonl"
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     loaded = evenly_spaced(args.dataset, args.shapes)
@@ -131,8 +169,11 @@ def main() -> None:
             "machine": machine(),
         }
         print(json.dumps(row), flush=True)
-        with open(RESULTS / "patch_settings.jsonl", "a") as f:
+        path = RESULTS / f"{args.out or 'patch_settings'}.jsonl"
+        with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")
+        if args.out:
+            figure([json.loads(line) for line in path.read_text().splitlines()], path.with_suffix(".html"))
 
 
 if __name__ == "__main__":
