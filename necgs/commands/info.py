@@ -28,7 +28,8 @@ def run(args) -> int:
         )
     print(
         f"  decoder  K={d['decoder']['resolution']} widths={d['decoder']['widths']} "
-        f"({d['decoder_parameters']} parameters): {where}"
+        + (f"first {d['decoder']['tied_modules']} modules tied " if d["decoder"].get("tied_modules") else "")
+        + f"({d['decoder_parameters']} parameters): {where}"
     )
     print(
         f"  features {d['feature_bytes']} bytes + models {d['feature_model_bytes']} bytes; "

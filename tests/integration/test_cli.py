@@ -61,7 +61,7 @@ def test_user_mistakes_are_one_line_errors(args, needle):
 
 
 def test_compress_info_decompress_view_round_trip(tmp_path, shared_data):
-    """The CLI end to end on two real CAD parts with the quick preset and few epochs."""
+    """The CLI end to end on two real CAD parts with the quick preset, few epochs and a tied decoder."""
     src = tmp_path / "in"
     src.mkdir()
     for name in ("featuretype.STL", "angle_block.STL"):
@@ -85,6 +85,8 @@ def test_compress_info_decompress_view_round_trip(tmp_path, shared_data):
         "--weight-bits",
         "7",
         "--no-ssim",
+        "--tied-modules",
+        "2",
     )
     assert r.returncode == 0, r.stderr[-400:]
     from necgs.compression import open_archive
@@ -92,7 +94,7 @@ def test_compress_info_decompress_view_round_trip(tmp_path, shared_data):
     assert open_archive(archive).metadata["config"]["train"]["use_ssim"] is False  # quick's default is on
     info = run_cli("info", str(archive))
     assert info.returncode == 0 and "vs binary PLY" in info.stdout and "K=16 " in info.stdout
-    assert "v1.2," in info.stdout
+    assert "v1.2," in info.stdout and "first 2 modules tied" in info.stdout  # one module at both levels
     out = tmp_path / "out"
     d = run_cli("decompress", str(archive), "-o", str(out), "--format", "obj")
     assert d.returncode == 0 and len(list(out.glob("*.obj"))) == len(list(src.iterdir()))
