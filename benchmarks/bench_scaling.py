@@ -15,7 +15,7 @@ Each row (K, N) is a real compression, each stage in a fresh process whose peak 
    ``quick``'s patch training for a fixed step budget (``--steps``: the epochs that come nearest,
    at least one), the features and decoder entropy-coded into a ``.ncgs`` archive by the writer
    ``compress`` uses. The empty-shape repair of one-process ``compress`` is not run (as in the
-   multi-node path) unless ``--repair``: empty shapes are counted instead.
+   multi-node path): empty shapes are counted instead.
 2. decode: every shape decoded from the archive alone (seconds per shape), then CD, NC and F1 of
    each against its copy's mesh (``--samples`` points per surface; empty decodes counted, CD over
    the others, F1 of an empty one 0).
@@ -29,7 +29,7 @@ interrupted run resumes (training from its last epoch's checkpoint). The figure
 scaling.html plots seconds and memory against N.
 
 Usage: python benchmarks/bench_scaling.py [--rows 64:100 64:300 128:100 128:300 128:1000 64:1000]
-    [--steps 250] [--distinct 38] [--samples 20000] [--work ~/.cache/necgs_bench/scaling] [--tag ""] [--redo] [--repair]
+    [--steps 250] [--distinct 38] [--samples 20000] [--work ~/.cache/necgs_bench/scaling] [--tag ""] [--redo]
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ from necgs.geometry.fit import grid_transform
 from necgs.geometry.symmetry import augment_volumes, copy_mesh
 from necgs.metrics import compare_meshes
 from necgs.settings import preset
-from necgs.training.features import repair_empty_shapes
 from necgs.training.train import train_autodecoder
 
 from _common import RESULTS, evenly_spaced, machine
@@ -142,11 +141,7 @@ def compress_stage(folder: Path, row_dir: Path, n: int, K: int, args) -> dict:
         volumes, cfg.decoder(), cfg.train, checkpoint_dir=row_dir / "checkpoints", progress=False, cancel=tick
     )
     end, end_cpu = time.perf_counter(), time.process_time()
-    repair = {}
-    if args.repair:
-        codec, repaired = repair_empty_shapes(codec, volumes, cfg.train)
-        repair = {"repaired": len(repaired), "repair_seconds": time.perf_counter() - end}
-    t = time.perf_counter()
+    t = end
     records = [
         shape_record(mesh, transform, source_bytes[copy_of(j, args.distinct)[0]], batch=0)
         for (mesh, transform), j in zip(copies, picks)
@@ -173,7 +168,6 @@ def compress_stage(folder: Path, row_dir: Path, n: int, K: int, args) -> dict:
         "compress_peak_rss_mb": _status_kb("VmHWM:") / 1024,
         "compress_peak_anon_mb": peaks["peak_anon_mb"],
         "compress_peak_file_mb": peaks["peak_file_mb"],
-        **repair,
     }
 
 
@@ -247,7 +241,6 @@ def run_stage(stage: str, folder: Path, row_dir: Path, n: int, K: int, args) -> 
     }
     cmd = [sys.executable, __file__, "--distinct", str(args.distinct), "--steps", str(args.steps)]
     cmd += ["--samples", str(args.samples), "--threads", str(args.threads), "--work", str(args.work)]
-    cmd += ["--repair"] if args.repair else []
     t = time.perf_counter()
     with open(row_dir / f"{stage}.log", "w") as log:  # not a pipe: the stage outlives a launcher that dies
         done = subprocess.run(
@@ -319,11 +312,6 @@ def main() -> None:
     p.add_argument("--work", default=str(Path.home() / ".cache" / "necgs_bench" / "scaling"))
     p.add_argument("--tag", default="", help="write scaling_TAG.json / .html (a trial run) instead")
     p.add_argument("--redo", action="store_true", help="run the given rows again (their stages too)")
-    p.add_argument(
-        "--repair",
-        action="store_true",
-        help="after training, refit the features of shapes that decode empty, as one-process compress does",
-    )
     p.add_argument("--child", nargs=5, metavar=("STAGE", "FOLDER", "ROW_DIR", "N", "K"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
