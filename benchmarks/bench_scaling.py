@@ -15,7 +15,7 @@ Each row (K, N) is a real compression, each stage in a fresh process whose peak 
    ``quick``'s patch training for a fixed step budget (``--steps``: the epochs that come nearest,
    at least one), the features and decoder entropy-coded into a ``.ncgs`` archive by the writer
    ``compress`` uses. The empty-shape repair of one-process ``compress`` is not run (as in the
-   multi-node path): empty shapes are counted instead.
+   multi-node path): empty shapes are counted instead (``bench_repair.py`` runs it on a finished row).
 2. decode: every shape decoded from the archive alone (seconds per shape), then CD, NC and F1 of
    each against its copy's mesh (``--samples`` points per surface; empty decodes counted, CD over
    the others, F1 of an empty one 0).
