@@ -74,8 +74,7 @@ class DecoderConfig:
 
     def module_slot(self, level: int) -> int:
         """Index in ``Decoder.ups`` of the module that runs upsampling level ``level`` (0-based)."""
-        tied = self.tied_modules if self.tied_modules > 1 else 0
-        return 0 if level < tied else level - max(tied - 1, 0)
+        return max(level - max(self.tied_modules - 1, 0), 0)
 
     @property
     def distinct_modules(self) -> int:
@@ -239,7 +238,7 @@ class Decoder(nn.Module):
         self.cfg = cfg
         w = cfg.widths
         self.head = nn.Conv3d(cfg.feature_channels, w[0], 3, padding=1)
-        firsts = [min(i for i in range(cfg.modules) if cfg.module_slot(i) == m) for m in range(cfg.distinct_modules)]
+        firsts = [i for i in range(cfg.modules) if i == 0 or cfg.module_slot(i) > cfg.module_slot(i - 1)]
         self.ups = nn.ModuleList(nn.Conv3d(w[i], w[i + 1] * 8, 3, padding=1) for i in firsts)
         self.tail = nn.Conv3d(w[-1], 4, 3, padding=1)
         if cfg.coarse_head:
