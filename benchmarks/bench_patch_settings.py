@@ -162,7 +162,7 @@ def main() -> None:
             "dataset": args.dataset,
             "shapes": args.shapes,
             "K": args.K,
-            "width": args.width,
+            "width": overrides.get("width", args.width),  # the width this row trained
             "fit": {"iterations": args.fit_iterations, "samples": args.fit_samples},
             "overrides": overrides,
             **run_setting(loaded, fitted, args.K, width, args.steps, overrides, args.samples, args.channel_swaps),

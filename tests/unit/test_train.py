@@ -164,3 +164,29 @@ def test_the_repair_keeps_the_start_that_decodes_to_a_surface_with_the_lowest_ba
     targets = target.expand(6, -1, -1, -1, -1)
     identity = lambda f: f  # noqa: E731  (the "decoder" returns the feature as the volume)
     assert best_starts(identity, fits, targets, 3) == [2, 5]  # shape 2: none has a surface, lowest error
+
+
+@pytest.mark.parametrize("shift, empty", [(-0.05, []), (1.0, [0, 1])])
+def test_the_surface_check_at_k128_decodes_sparse_and_answers_as_the_dense_decode(monkeypatch, shift, empty):
+    """At K = 128 the check decodes block-sparse, as the archive does; a coarse head that sees no
+    surface sends it to the dense decode, so a shape with a surface is never reported empty."""
+    from necgs.model.quant import QuantizedTensor, QuantSpec, to_symbols
+    from necgs.training.features import shapes_without_surface_in
+    from necgs.training.train import TrainedCodec
+
+    torch.manual_seed(0)
+    dcfg = decoder_config(128, 4, feature_channels=4)
+    model = Decoder(dcfg)
+    with torch.no_grad():
+        model.tail.bias[0] += shift  # an untrained decoder's TSDF sits in [0.02, 0.08]: -0.05 puts 0 inside
+    spec = QuantSpec(10, -2, 2)
+    weights = {
+        n: QuantizedTensor(to_symbols(p.detach(), spec), spec, tuple(p.shape)) for n, p in model.named_parameters()
+    }
+    kp = dcfg.feature_resolution
+    fshape = (2, 4, kp, kp, kp)
+    features = QuantizedTensor(to_symbols(torch.randn(fshape), QuantSpec(6, -1, 1)), QuantSpec(6, -1, 1), fshape)
+    codec = TrainedCodec(dcfg, weights, features)
+    outside = torch.full((1, 1, *3 * [dcfg.coarse_resolution]), 0.9)
+    monkeypatch.setattr(Decoder, "coarse_prediction", lambda self, levels, p, conv: outside)  # finds no block
+    assert shapes_without_surface_in(codec) == empty
