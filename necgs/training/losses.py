@@ -18,8 +18,6 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from necgs.geometry.dmc import deformable_marching_cubes, volume_offsets
-
 _C1, _C2 = 0.01**2, 0.03**2
 
 
@@ -115,15 +113,24 @@ def volume_loss(
     return loss
 
 
+#: Most (block, decoded vertex, target vertex) distances one chunk of the surface term holds.
+_SURFACE_CHUNK = 1 << 24
+
+
 def surface_loss(pred: torch.Tensor, target: torch.Tensor, deform: bool = True) -> torch.Tensor:
     """Symmetric point-to-surface distance between the DMC surfaces of decoded and target blocks.
 
     Eq. 3 weighs every voxel of the band alike, yet the metric only sees where the surface comes
-    out: each block's surface is extracted with the differentiable DMC
-    (:func:`necgs.geometry.dmc.deformable_marching_cubes`) from the decoded TSDF and deformation,
-    and its vertices are pulled onto the target block's surface vertices (a Chamfer distance in
-    voxel units, both ways), so the gradient reaches the TSDF values and offsets that place the
+    out: each block's surface vertices are those the differentiable DMC
+    (:func:`necgs.geometry.dmc.deformable_marching_cubes`) places from the decoded TSDF and
+    deformation, and they are pulled onto the target block's surface vertices (a Chamfer distance
+    in voxel units, both ways), so the gradient reaches the TSDF values and offsets that place the
     surface. Blocks where either surface is empty add nothing (the L1 terms handle them).
+
+    The DMC's vertices are exactly the crossing points of the grid edges whose ends straddle 0
+    (each such edge borders cubes that all use it), so they are found for all blocks at once
+    (:func:`edge_crossings`) instead of running the DMC block by block: the same loss and
+    gradient (a unit test compares them) at about a quarter of the time.
 
     Args:
         pred: (nb, 4, P, P, P) decoded blocks (or volumes).
@@ -134,18 +141,65 @@ def surface_loss(pred: torch.Tensor, target: torch.Tensor, deform: bool = True) 
         A scalar: the mean over the blocks with both surfaces of their two-way mean distance
         (0, with a gradient of zeros, where no block has both).
     """
-    side = pred.shape[-1]
-    voxels = (side - 1) / 2.0  # grid frame [-1, 1] -> voxel units
-    terms = []
-    for p, t in zip(pred, target.detach()):
-        ref, _ = deformable_marching_cubes(t[0], volume_offsets(t) if deform else None)
-        if not len(ref):
-            continue
-        got, _ = deformable_marching_cubes(p[0], volume_offsets(p) if deform else None)
-        if not len(got):
-            continue
-        dist = torch.cdist(got * voxels, ref * voxels)  # (Vp, Vt)
-        terms.append(dist.min(1).values.mean() + dist.min(0).values.mean())
-    if not terms:
+    nb = pred.shape[0]
+    got, got_valid = _by_block(*edge_crossings(pred, deform), nb)
+    ref, ref_valid = _by_block(*edge_crossings(target.detach(), deform), nb)
+    both = got_valid.any(1) & ref_valid.any(1)
+    if not both.any():
         return pred.sum() * 0.0
-    return torch.stack(terms).mean()
+    got, got_valid, ref, ref_valid = got[both], got_valid[both], ref[both], ref_valid[both]
+    chunk = max(_SURFACE_CHUNK // (got.shape[1] * ref.shape[1]), 1)
+    terms = []
+    for k in range(0, got.shape[0], chunk):
+        g, gv, r, rv = got[k : k + chunk], got_valid[k : k + chunk], ref[k : k + chunk], ref_valid[k : k + chunk]
+        dist = torch.cdist(g, r, compute_mode="donot_use_mm_for_euclid_dist")  # (b, Vp, Vt), exact near 0
+        far = torch.finfo(dist.dtype).max
+        to_ref = dist.masked_fill(~rv[:, None, :], far).min(2).values  # (b, Vp)
+        to_got = dist.masked_fill(~gv[:, :, None], far).min(1).values  # (b, Vt)
+        terms.append((to_ref * gv).sum(1) / gv.sum(1) + (to_got * rv).sum(1) / rv.sum(1))
+    return torch.cat(terms).mean()
+
+
+def edge_crossings(blocks: torch.Tensor, deform: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The DMC vertices of every block: where each grid edge whose ends straddle 0 crosses it.
+
+    Args:
+        blocks: (nb, 4, P, P, P) TSDF-Def blocks (TSDF channel first, then the deformations in
+            half-voxel units, as :func:`necgs.geometry.dmc.volume_offsets` reads them).
+        deform: Displace the grid nodes by the deformation channels.
+
+    Returns:
+        The block of each vertex (E,) int64 and the vertices (E, 3) in voxel units of the block
+        (node (i, j, k) at (i, j, k) before its displacement), differentiable w.r.t. ``blocks``.
+    """
+    tsdf = blocks[:, 0]
+    nb, side = tsdf.shape[0], tsdf.shape[-1]
+    axis = torch.arange(side, dtype=tsdf.dtype, device=tsdf.device)
+    nodes = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).expand(nb, -1, -1, -1, -1)
+    if deform:
+        nodes = nodes + 0.5 * blocks[:, 1:4].clamp(-1.0, 1.0).permute(0, 2, 3, 4, 1)
+    inside = tsdf.detach() < 0
+    owners, vertices = [], []
+    for dim in (1, 2, 3):
+        lower = (slice(None),) * dim + (slice(0, side - 1),)
+        upper = (slice(None),) * dim + (slice(1, side),)
+        crossing = inside[lower] != inside[upper]  # (nb, ...) edges along this axis
+        s_a, s_b = tsdf[lower][crossing], tsdf[upper][crossing]
+        p_a, p_b = nodes[lower][crossing], nodes[upper][crossing]
+        t = (-s_a / (s_b - s_a)).clamp(0.0, 1.0)
+        vertices.append(p_a + t[:, None] * (p_b - p_a))
+        owners.append(crossing.nonzero()[:, 0])
+    return torch.cat(owners), torch.cat(vertices)
+
+
+def _by_block(owner: torch.Tensor, vertices: torch.Tensor, nb: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vertices grouped by block and padded: (nb, Vmax, 3) and which of them are real (nb, Vmax)."""
+    counts = torch.bincount(owner, minlength=nb)
+    order = torch.argsort(owner, stable=True)
+    owner, vertices = owner[order], vertices[order]
+    slot = torch.arange(len(owner), device=owner.device) - (torch.cumsum(counts, 0) - counts)[owner]
+    most = max(int(counts.max()), 1) if len(owner) else 1
+    padded = vertices.new_zeros((nb, most, 3)).index_put((owner, slot), vertices)
+    valid = torch.zeros((nb, most), dtype=torch.bool, device=owner.device)
+    valid[owner, slot] = True
+    return padded, valid

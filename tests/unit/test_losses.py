@@ -73,3 +73,35 @@ def test_surface_loss_measures_how_far_the_surfaces_lie_in_voxels_and_pulls_them
     moved = (pred - 0.05 * pred.grad.sign()).detach()  # a step against the gradient
     assert surface_loss(moved, target) < far
     assert surface_loss(_ball_blocks(2.0), target).item() == 0.0  # no decoded surface: nothing to pull
+
+
+def _dmc_surface_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The surface term as its definition reads: the DMC of each block, a Chamfer distance in voxels."""
+    from necgs.geometry.dmc import deformable_marching_cubes, volume_offsets
+
+    voxels = (pred.shape[-1] - 1) / 2.0
+    terms = []
+    for p, t in zip(pred, target):
+        ref, _ = deformable_marching_cubes(t[0], volume_offsets(t))
+        got, _ = deformable_marching_cubes(p[0], volume_offsets(p))
+        if len(ref) and len(got):
+            dist = torch.cdist(got * voxels, ref * voxels)
+            terms.append(dist.min(1).values.mean() + dist.min(0).values.mean())
+    return torch.stack(terms).mean()
+
+
+def test_surface_loss_gives_the_dmc_chamfer_and_its_gradient_for_all_blocks_at_once(monkeypatch):
+    import necgs.training.losses as losses
+
+    torch.manual_seed(0)
+    target = 0.5 * torch.randn(12, 4, 8, 8, 8)  # deformed planes with noise, one block without surface
+    target[:, 0] = torch.linspace(-1, 1, 8)[:, None, None] + 0.3 * torch.randn(12, 1, 1, 1) + 0.2 * target[:, 0]
+    target[5, 0] = 1.0
+    pred = (target + 0.3 * torch.randn_like(target)).requires_grad_()
+    reference = pred.detach().clone().requires_grad_()
+    monkeypatch.setattr(losses, "_SURFACE_CHUNK", 8 * 64 * 64)  # several chunks
+    loss, expected = surface_loss(pred, target), _dmc_surface_loss(reference, target)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()
+    expected.backward()
+    assert torch.allclose(pred.grad, reference.grad, atol=1e-5) and pred.grad.abs().max() > 1e-3
