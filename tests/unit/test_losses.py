@@ -75,33 +75,43 @@ def test_surface_loss_measures_how_far_the_surfaces_lie_in_voxels_and_pulls_them
     assert surface_loss(_ball_blocks(2.0), target).item() == 0.0  # no decoded surface: nothing to pull
 
 
-def _dmc_surface_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The surface term as its definition reads: the DMC of each block, a Chamfer distance in voxels."""
+
+def _sorted(vertices: torch.Tensor) -> torch.Tensor:
+    """Vertices in lexicographic order of their (detached) coordinates."""
+    key = vertices.detach().double()
+    order = torch.argsort(key[:, 0] * 1e8 + key[:, 1] * 1e4 + key[:, 2])
+    return vertices[order]
+
+
+def test_edge_crossings_are_the_dmc_vertices_of_every_block_with_their_gradient():
     from necgs.geometry.dmc import deformable_marching_cubes, volume_offsets
-
-    voxels = (pred.shape[-1] - 1) / 2.0
-    terms = []
-    for p, t in zip(pred, target):
-        ref, _ = deformable_marching_cubes(t[0], volume_offsets(t))
-        got, _ = deformable_marching_cubes(p[0], volume_offsets(p))
-        if len(ref) and len(got):
-            dist = torch.cdist(got * voxels, ref * voxels)
-            terms.append(dist.min(1).values.mean() + dist.min(0).values.mean())
-    return torch.stack(terms).mean()
-
-
-def test_surface_loss_gives_the_dmc_chamfer_and_its_gradient_for_all_blocks_at_once(monkeypatch):
-    import necgs.training.losses as losses
+    from necgs.training.losses import edge_crossings
 
     torch.manual_seed(0)
-    target = 0.5 * torch.randn(12, 4, 8, 8, 8)  # deformed planes with noise, one block without surface
-    target[:, 0] = torch.linspace(-1, 1, 8)[:, None, None] + 0.3 * torch.randn(12, 1, 1, 1) + 0.2 * target[:, 0]
-    target[5, 0] = 1.0
-    pred = (target + 0.3 * torch.randn_like(target)).requires_grad_()
-    reference = pred.detach().clone().requires_grad_()
-    monkeypatch.setattr(losses, "_SURFACE_CHUNK", 8 * 64 * 64)  # several chunks
-    loss, expected = surface_loss(pred, target), _dmc_surface_loss(reference, target)
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-    loss.backward()
-    expected.backward()
-    assert torch.allclose(pred.grad, reference.grad, atol=1e-5) and pred.grad.abs().max() > 1e-3
+    blocks = 0.5 * torch.randn(6, 4, 8, 8, 8)  # deformed planes with noise, one block without surface
+    blocks[:, 0] = torch.linspace(-1, 1, 8)[:, None, None] + 0.3 * torch.randn(6, 1, 1, 1) + 0.2 * blocks[:, 0]
+    blocks[2, 0] = 1.0
+    ours, theirs = blocks.clone().requires_grad_(), blocks.clone().requires_grad_()
+    owner, vertices = edge_crossings(ours)
+    weights = []
+    for b in range(len(blocks)):
+        dmc, _ = deformable_marching_cubes(theirs[b, 0], volume_offsets(theirs[b]))
+        dmc = _sorted(dmc * 3.5)  # grid frame [-1, 1] -> voxels of side 8, node 0 at -3.5
+        mine = _sorted(vertices[owner == b] - 3.5)
+        assert mine.shape == dmc.shape and (b == 2) == (len(dmc) == 0)
+        assert torch.allclose(mine, dmc, atol=1e-5)
+        w = torch.randn(dmc.shape)
+        weights.append(((mine * w).sum(), (dmc * w).sum()))
+    sum(m for m, _ in weights).backward()
+    sum(d for _, d in weights).backward()
+    assert torch.allclose(ours.grad, theirs.grad, atol=1e-5) and ours.grad.abs().max() > 1e-2
+
+
+def test_surface_loss_is_the_same_in_chunks(monkeypatch):
+    import necgs.training.losses as losses
+
+    target = _ball_blocks(0.5)
+    pred = _ball_blocks(0.6) + 0.05 * torch.randn(3, 4, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+    whole = surface_loss(pred, target)
+    monkeypatch.setattr(losses, "_SURFACE_CHUNK", 1)  # one block per chunk
+    assert surface_loss(pred, target).item() == pytest.approx(whole.item(), rel=1e-6)
