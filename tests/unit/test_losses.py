@@ -75,7 +75,6 @@ def test_surface_loss_measures_how_far_the_surfaces_lie_in_voxels_and_pulls_them
     assert surface_loss(_ball_blocks(2.0), target).item() == 0.0  # no decoded surface: nothing to pull
 
 
-
 def _sorted(vertices: torch.Tensor) -> torch.Tensor:
     """Vertices in lexicographic order of their (detached) coordinates."""
     key = vertices.detach().double()
