@@ -125,7 +125,7 @@ def shapes_without_surface(
 
     Runs the decoder only (no marching cubes), as :func:`decompress` runs it: block-sparse where
     the decoder decodes sparse (a sparse decode with no surface falls back to the dense one, so
-    the answer is the dense decode's, at a tenth of its cost at K = 128).
+    the answer is the dense decode's, at an eighth of its cost at K = 128).
     """
     dev = resolve_device(device)
     empty = []

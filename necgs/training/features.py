@@ -114,7 +114,7 @@ def shapes_without_surface_in(codec: TrainedCodec, device: str | torch.device = 
 
     Each shape is decoded as the archive's decode does it (:func:`necgs.model.blocks.decode_volume`:
     block-sparse from K = 128 on, falling back to dense where the sparse decode is empty), so the
-    check costs a tenth of a dense decode per shape at K = 128 (0.25 s against 2.1 s on one core).
+    check costs an eighth of a dense decode per shape at K = 128 (0.25 s against 2.1 s on one core).
     """
     decoder = codec.decoder(device)
     features = codec.features.value()

@@ -130,7 +130,7 @@ def surface_loss(pred: torch.Tensor, target: torch.Tensor, deform: bool = True) 
     The DMC's vertices are exactly the crossing points of the grid edges whose ends straddle 0
     (each such edge borders cubes that all use it), so they are found for all blocks at once
     (:func:`edge_crossings`) instead of running the DMC block by block: the same loss and
-    gradient (a unit test compares them) at about a quarter of the time.
+    gradient (a unit test compares them) at 2.4-4x less time (benchmarks/results/surface_term.json).
 
     Args:
         pred: (nb, 4, P, P, P) decoded blocks (or volumes).
