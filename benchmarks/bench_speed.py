@@ -2,8 +2,8 @@
 (target: at most 3 minutes on 2 CPU cores, fitting included) and decoding per shape.
 
 Usage: python benchmarks/bench_speed.py [--dataset humans_ama] [--shapes 16] [--preset quick] [--width W]
-    [--threads 2]
-Writes benchmarks/results/speed_<preset>_<shapes>[_w<W>].json. The K = 64 targets (88 shapes in 30 min,
+    [--tied-modules N] [--threads 2]
+Writes benchmarks/results/speed_<preset>_<shapes>[_w<W>][_tied<N>].json. The K = 64 targets (88 shapes in 30 min,
 decoding in 100 ms per shape): ``--preset standard --shapes 88 --width 6``.
 """
 
@@ -33,11 +33,12 @@ def main() -> None:
     p.add_argument("--shapes", type=int, default=16)
     p.add_argument("--preset", default="quick")
     p.add_argument("--width")
+    p.add_argument("--tied-modules", type=int, help="tie the decoder's first N upsampling modules (issue #30)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     loaded = evenly_spaced(args.dataset, args.shapes)
-    cfg = preset(args.preset, width=parse_width(args.width), device="cpu")
+    cfg = preset(args.preset, width=parse_width(args.width), tied_modules=args.tied_modules, device="cpu")
     with tempfile.TemporaryDirectory(prefix="necgs-speed-") as tmp:
         os.environ["NECGS_CACHE_DIR"] = tmp  # cold cache: fitting is part of the measured time
         archive = Path(tmp) / "set.ncgs"
@@ -62,7 +63,8 @@ def main() -> None:
         "ratio_ply": rate.ratio_ply,
         **metrics.to_dict(),
     }
-    print(write_json(f"speed_{args.preset}_{args.shapes}" + (f"_w{args.width}" if args.width else ""), payload))
+    name = f"speed_{args.preset}_{args.shapes}" + (f"_w{args.width}" if args.width else "")
+    print(write_json(name + (f"_tied{args.tied_modules}" if args.tied_modules else ""), payload))
     print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in payload.items()})
 
 
