@@ -5,9 +5,10 @@ from real fitted volumes (`standard`'s K = 64 fit of AMA bodies), perturbs them 
 trained decoder would (Gaussian noise on the TSDF and deformation channels), and times the
 forward and backward pass of :func:`necgs.training.losses.surface_loss` (every block's edge
 crossings at once) against the term as first built: the differentiable DMC of each block, one
-at a time (written out here as the reference, which ``tests/unit/test_losses.py`` also checks
-the library against). Eq. 3 (:func:`necgs.training.losses.volume_loss`) is timed beside them
-for scale. The median of the repeats is reported.
+at a time (written out here as the reference; ``tests/unit/test_losses.py`` checks that the
+edge crossings are the DMC's vertices, gradient included). Eq. 3
+(:func:`necgs.training.losses.volume_loss`) is timed beside them for scale. The median of the
+repeats is reported.
 
 Usage: python benchmarks/bench_surface_term.py [--shapes 8] [--noise 0.05 0.2] [--repeats 7]
 Writes benchmarks/results/surface_term.json.

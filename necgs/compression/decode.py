@@ -20,7 +20,7 @@ from necgs.model.blocks import decode_volume
 from necgs.model.decoder import Decoder
 from necgs.priors.installed import PriorSpec, check_prior, find_prior, find_prior_by_id
 from necgs.priors.prior import Prior
-from necgs.training.features import has_surface
+from necgs.training.features import decodes_to_surface
 from necgs.training.fine_tune import apply_delta
 from necgs.training.train import build_decoder
 
@@ -132,8 +132,7 @@ def shapes_without_surface(
     with open_archive(archive, prior=prior) as arc:
         decoder = arc.decoder(dev)
         for i, record in enumerate(arc.shapes):
-            tsdf = decode_volume(decoder, arc.feature(i)[None].to(dev))[0, 0]
-            if not has_surface(tsdf):
+            if not decodes_to_surface(decoder, arc.feature(i).to(dev)):
                 empty.append(str(record.get("name", i)))
     return empty
 
