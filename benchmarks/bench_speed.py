@@ -2,8 +2,8 @@
 (target: at most 3 minutes on 2 CPU cores, fitting included) and decoding per shape.
 
 Usage: python benchmarks/bench_speed.py [--dataset humans_ama] [--shapes 16] [--preset quick] [--width W]
-    [--tied-modules N] [--threads 2]
-Writes benchmarks/results/speed_<preset>_<shapes>[_w<W>][_tied<N>].json. The K = 64 targets (88 shapes in 30 min,
+    [--tied-modules N] [--epochs E] [--threads 2]
+Writes benchmarks/results/speed_<preset>_<shapes>[_w<W>][_tied<N>][_e<E>].json. The K = 64 targets (88 shapes in 30 min,
 decoding in 100 ms per shape): ``--preset standard --shapes 88 --width 6``.
 """
 
@@ -34,11 +34,14 @@ def main() -> None:
     p.add_argument("--preset", default="quick")
     p.add_argument("--width")
     p.add_argument("--tied-modules", type=int, help="tie the decoder's first N upsampling modules (issue #30)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     loaded = evenly_spaced(args.dataset, args.shapes)
-    cfg = preset(args.preset, width=parse_width(args.width), tied_modules=args.tied_modules, device="cpu")
+    cfg = preset(
+        args.preset, width=parse_width(args.width), tied_modules=args.tied_modules, epochs=args.epochs, device="cpu"
+    )
     with tempfile.TemporaryDirectory(prefix="necgs-speed-") as tmp:
         os.environ["NECGS_CACHE_DIR"] = tmp  # cold cache: fitting is part of the measured time
         archive = Path(tmp) / "set.ncgs"
@@ -64,7 +67,8 @@ def main() -> None:
         **metrics.to_dict(),
     }
     name = f"speed_{args.preset}_{args.shapes}" + (f"_w{args.width}" if args.width else "")
-    print(write_json(name + (f"_tied{args.tied_modules}" if args.tied_modules else ""), payload))
+    name += (f"_tied{args.tied_modules}" if args.tied_modules else "") + (f"_e{args.epochs}" if args.epochs else "")
+    print(write_json(name, payload))
     print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in payload.items()})
 
 

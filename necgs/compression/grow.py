@@ -75,6 +75,7 @@ def add_shapes(
         train_cfg if epochs is None else replace(train_cfg, epochs=epochs),
         init=start_features(used_prior, fitted.volumes, codec_old.decoder()) if used_prior is not None else None,
         progress=(lambda e, n, loss, eta: emit(progress, "train", e, n, f"loss {loss:.4f}")) if progress else False,
+        deform=arc.deform,
     )
     seconds["train"] = time.perf_counter() - t
     records = [

@@ -118,10 +118,11 @@ class _TrainRun:
             progress=train_cb,
             cancel=self.cancel,
             autoencoder=cfg.autoencoder,
+            deform=cfg.deform,
         )
         notes = []
         if not cfg.autoencoder:
-            codec, repaired = repair_empty_shapes(codec, self.fitted.volumes, cfg.train)
+            codec, repaired = repair_empty_shapes(codec, self.fitted.volumes, cfg.train, deform=cfg.deform)
             if repaired:
                 names = [self.loaded.meshes[i].name for i in repaired]
                 notes.append(

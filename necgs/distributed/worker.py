@@ -99,6 +99,7 @@ def compress_shard(source: str, output: str, cfg: NecgsConfig, place: Place, che
         checkpoint_dir=checkpoint_dir,
         progress=rank == 0,
         autoencoder=cfg.autoencoder,
+        deform=cfg.deform,
     )
     if codec is not None:
         transforms = [grid_transform(m, cfg.fit) for m in loaded.meshes]

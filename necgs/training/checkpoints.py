@@ -30,6 +30,7 @@ def run_digest(
     tcfg: TrainConfig,
     init: dict[str, torch.Tensor] | None = None,
     encoder: dict | None = None,
+    deform: bool = True,
 ) -> str:
     """What a checkpoint must match to be resumed: the settings (not the device), the volumes and any init.
 
@@ -40,12 +41,16 @@ def run_digest(
         tcfg: The training settings.
         init: Decoder parameters training started from (fine-tuning a prior).
         encoder: The volume encoder's settings, when trained as an auto-encoder.
+        deform: Whether the surface term places the surface with the deformation channels; it
+            changes the loss only when that term is on, and only then enters the digest.
     """
     h = hashlib.sha256()
     settings = asdict(tcfg)
     settings.pop("device")
     if encoder is not None:  # an auto-encoder's checkpoint is never resumed as an auto-decoder's
         settings["encoder"] = encoder
+    if not deform and tcfg.lambda_surface > 0:
+        settings["deform"] = False
     h.update(json.dumps([dcfg.to_dict(), settings], sort_keys=True).encode())
     for volume in volumes if isinstance(volumes, VolumeSet) else (volumes,):
         h.update(volume.numpy().tobytes())

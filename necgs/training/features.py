@@ -34,6 +34,7 @@ def fit_features(
     init: torch.Tensor | None = None,
     cancel: StopCheck | None = None,
     watch: Watch | None = None,
+    deform: bool = True,
 ) -> QuantizedTensor:
     """Optimize features of NEW shapes against the frozen quantized decoder.
 
@@ -49,6 +50,8 @@ def fit_features(
         cancel: Called before every step; True stops with :class:`necgs.errors.Cancelled`.
         watch: Called after every epoch (visit) with a :class:`necgs.training.watch.Snapshot`;
             None: the one installed by :func:`necgs.training.watch.watching`, if any.
+        deform: Whether the archive decodes with the deformation channels (as in
+            :func:`necgs.training.train.train_autodecoder`).
 
     Returns:
         The new shapes' quantized features, shape (M, C, K', K', K').
@@ -68,7 +71,7 @@ def fit_features(
     opt = Adam([{"params": [features], "lr": tcfg.lr * tcfg.feature_lr_scale}])
     steps = max(math.ceil(m / tcfg.batch_size), 1)
     total = steps * tcfg.epochs
-    objective = StepObjective(volumes, cfg, tcfg)
+    objective = StepObjective(volumes, cfg, tcfg, deform)
     watch = watch or current_watch()
     t0 = time.perf_counter()
     for epoch in range(tcfg.epochs):
@@ -124,7 +127,12 @@ def shapes_without_surface_in(codec: TrainedCodec, device: str | torch.device = 
 
 
 def repair_empty_shapes(
-    codec: TrainedCodec, volumes: Volumes, tcfg: TrainConfig, visits: int = 200, starts: int = 4
+    codec: TrainedCodec,
+    volumes: Volumes,
+    tcfg: TrainConfig,
+    visits: int = 200,
+    starts: int = 4,
+    deform: bool = True,
 ) -> tuple[TrainedCodec, list[int]]:
     """Refit the features of shapes that decode to no surface, against the frozen decoder.
 
@@ -142,6 +150,7 @@ def repair_empty_shapes(
         tcfg: The training settings (loss, blocks, lr).
         visits: Feature updates per start.
         starts: Starting features tried per shape.
+        deform: As in :func:`fit_features`.
 
     Returns:
         The codec with the repaired features, and the indices that were repaired (they may
@@ -159,7 +168,9 @@ def repair_empty_shapes(
     start = codec.features.value()[[good[int(j)] for j in nearest.flatten()]]
     targets = as_volume_set(volumes).subset([i for i in empty for _ in range(k)])  # shared blocks, no copies
     with watching(None):  # a watcher follows the set's shapes, not these extra starts
-        fits = fit_features(codec, targets, replace(tcfg, epochs=visits, checkpoint_every=0), init=start)
+        fits = fit_features(
+            codec, targets, replace(tcfg, epochs=visits, checkpoint_every=0), init=start, deform=deform
+        )
     chosen = best_starts(codec.decoder(device), fits.value().to(device), targets, k)
     per = int(np.prod(codec.features.shape[1:]))
     symbols = codec.features.symbols.copy().reshape(-1, per)

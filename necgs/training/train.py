@@ -108,10 +108,13 @@ class StepObjective:
         volumes: (N, 4, K, K, K) target volumes (CPU), dense or as blocks (the same steps either way).
         dcfg: The decoder architecture.
         tcfg: The training settings (mode, blocks, loss weights).
+        deform: Whether decoding moves the surface by the deformation channels
+            (:attr:`necgs.config.NecgsConfig.deform`); the surface term places the surface the
+            same way, so with it off (the TSDF-only ablation) the predicted offsets do not count.
     """
 
-    def __init__(self, volumes: Volumes, dcfg: DecoderConfig, tcfg: TrainConfig) -> None:
-        self.volumes, self.tcfg = volumes, tcfg
+    def __init__(self, volumes: Volumes, dcfg: DecoderConfig, tcfg: TrainConfig, deform: bool = True) -> None:
+        self.volumes, self.tcfg, self.deform = volumes, tcfg, deform
         self.coarse = dcfg.coarse_head and tcfg.coarse_weight > 0
         self.coarse_targets = coarse_targets(volumes, dcfg.coarse_resolution) if self.coarse else None
         self.weights = LossWeights(
@@ -156,7 +159,7 @@ class StepObjective:
         target = target.to(device)
         loss = volume_loss(pred, target, weights, generator)
         if self.tcfg.lambda_surface > 0:
-            loss = loss + self.tcfg.lambda_surface * surface_loss(pred, target)
+            loss = loss + self.tcfg.lambda_surface * surface_loss(pred, target, self.deform)
         if coarse is not None:
             loss = loss + self.tcfg.coarse_weight * (coarse - self.coarse_targets[idx].to(device)).abs().mean()
         return loss
@@ -174,6 +177,7 @@ def train_autodecoder(
     encoder_input: int | None = None,
     init_decoder: dict[str, torch.Tensor] | None = None,
     watch: Watch | None = None,
+    deform: bool = True,
 ) -> TrainedCodec:
     """Train features and decoder on the volumes with quantization-aware training, in this process.
 
@@ -195,12 +199,14 @@ def train_autodecoder(
         watch: Called after every epoch with a :class:`necgs.training.watch.Snapshot` (a live
             display); None: the one installed by :func:`necgs.training.watch.watching`, if any.
             Not called under DDP (:func:`train_shard`).
+        deform: Whether the archive decodes with the deformation channels (the surface term
+            places the surface as decoding will; :class:`StepObjective`).
 
     Returns:
         The quantized :class:`TrainedCodec`.
     """
     _check_volumes(volumes, dcfg, tcfg)
-    run = _Run(volumes, dcfg, tcfg, volumes.shape[0], 0, 1, autoencoder, encoder_input, init_decoder)
+    run = _Run(volumes, dcfg, tcfg, volumes.shape[0], 0, 1, autoencoder, encoder_input, init_decoder, deform)
     run.train(checkpoint_dir, progress, cancel, watch or current_watch())
     return run.codec(run.features.detach().cpu())
 
@@ -214,6 +220,7 @@ def train_shard(
     progress: TrainProgress | bool = True,
     cancel: Callable[[], bool] | None = None,
     autoencoder: bool = False,
+    deform: bool = True,
 ) -> TrainedCodec | None:
     """:func:`train_autodecoder` for one rank of a distributed run: this rank trains its own shapes.
 
@@ -227,7 +234,7 @@ def train_shard(
     Args:
         volumes: (n_r, 4, K, K, K) this rank's share of the set: the shapes i with
             i % world == rank, in order (:func:`necgs.training.sharding.shard_of`); dense or as blocks.
-        dcfg, tcfg, checkpoint_dir, progress, cancel, autoencoder: As in :func:`train_autodecoder`.
+        dcfg, tcfg, checkpoint_dir, progress, cancel, autoencoder, deform: As in :func:`train_autodecoder`.
 
     Returns:
         The codec of the whole set (every rank's features gathered) on rank 0; None on the other ranks.
@@ -242,6 +249,7 @@ def train_shard(
             progress=progress,
             cancel=cancel,
             autoencoder=autoencoder,
+            deform=deform,
         )
     _check_volumes(volumes, dcfg, tcfg)
     n = sharding.total_count(volumes.shape[0])
@@ -250,7 +258,7 @@ def train_shard(
             f"rank {rank} of {world} holds {volumes.shape[0]} volumes; its share of {n} shapes is "
             f"{len(sharding.shard_of(n, rank, world))} (every rank needs at least one)"
         )
-    run = _Run(volumes, dcfg, tcfg, n, rank, world, autoencoder)
+    run = _Run(volumes, dcfg, tcfg, n, rank, world, autoencoder, deform=deform)
     run.train(checkpoint_dir, progress, cancel)
     full = sharding.gather_rows(run.features.detach(), n)
     return None if full is None else run.codec(full)
@@ -271,7 +279,7 @@ class _Run:
         dcfg, tcfg: Architecture and settings.
         n: The set's number of shapes.
         rank, world: This process's rank and the number of ranks (0, 1 in one process).
-        autoencoder, encoder_input, init_decoder: As in :func:`train_autodecoder`.
+        autoencoder, encoder_input, init_decoder, deform: As in :func:`train_autodecoder`.
     """
 
     def __init__(
@@ -285,8 +293,10 @@ class _Run:
         autoencoder: bool = False,
         encoder_input: int | None = None,
         init_decoder: dict[str, torch.Tensor] | None = None,
+        deform: bool = True,
     ) -> None:
         self.volumes, self.dcfg, self.tcfg, self.n, self.rank, self.world = volumes, dcfg, tcfg, n, rank, world
+        self.deform = deform
         self.device = resolve_device(tcfg.device)
         torch.manual_seed(tcfg.seed)
         self.decoder = Decoder(dcfg).to(self.device)
@@ -312,7 +322,7 @@ class _Run:
             groups.append({"params": list(self.ranges.values())})
         self.opt = torch.optim.Adam(groups, lr=tcfg.lr)
         encoder_key = {"input_resolution": encoder_input} if self.encoder is not None else None
-        self.digest = run_digest(volumes, dcfg, tcfg, init_decoder, encoder_key)
+        self.digest = run_digest(volumes, dcfg, tcfg, init_decoder, encoder_key, deform)
         self.tag, self.keep = (f".rank{rank}of{world}", 2) if world > 1 else ("", 1)
         self.losses: list[float] = []
         self.seconds = 0.0
@@ -368,7 +378,7 @@ class _Run:
         steps_per_epoch = max(math.ceil(math.ceil(n / world) / tcfg.batch_size), 1)
         total = steps_per_epoch * tcfg.epochs
         bar = _progress_bar(progress, tcfg.epochs, start_epoch, self.rank)
-        objective = StepObjective(self.volumes, self.dcfg, tcfg)
+        objective = StepObjective(self.volumes, self.dcfg, tcfg, self.deform)
         t0 = time.perf_counter()
         for epoch in range(start_epoch, tcfg.epochs):
             order = torch.randperm(m, generator=torch.Generator().manual_seed(tcfg.seed * 100_003 + epoch))

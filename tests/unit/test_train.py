@@ -155,6 +155,31 @@ def test_ssim_fade_lowers_the_ssim_weight_to_zero_over_its_share_of_the_steps(mo
     assert loss(0.0) > loss(0.0, use_ssim=False)
 
 
+def test_the_surface_term_places_the_surface_as_decoding_will():
+    """With deformation off (the TSDF-only ablation) the archive decodes without offsets, so the
+    surface term must not count the offsets the decoder predicts; with it on, it must."""
+    from necgs.training.losses import surface_loss
+
+    vols = spheres(16, [0.4, 0.6])
+    dcfg = decoder_config(16, 4, feature_channels=4)
+    tcfg = TrainConfig(  # Eq. 3 on the TSDF alone (deform_weight 0): only the surface term sees the offsets
+        mode="dense", lambda1=0.0, use_ssim=False, deform_weight=0.0, lambda_surface=1.0, coarse_weight=0
+    )
+    offsets = torch.zeros_like(vols)
+    offsets[:, 1:] = 0.4  # predicted deformation the targets do not have
+
+    def decoded(features, specs, blocks=None, with_coarse=False):
+        return vols + offsets  # a stand-in decoder: the targets with offsets
+
+    def loss(deform: bool) -> float:
+        objective = StepObjective(vols, dcfg, tcfg, deform=deform)
+        return float(objective(decoded, torch.zeros(2, 4, 4, 4, 4), None, [0, 1], torch.Generator()))
+
+    assert loss(False) == pytest.approx(0.0, abs=1e-6)  # the TSDF is exact: no surface error
+    assert loss(True) == pytest.approx(float(surface_loss(vols + offsets, vols, deform=True)))
+    assert loss(True) > 0.1  # the offsets move the decoded surface
+
+
 def test_the_repair_keeps_the_start_that_decodes_to_a_surface_with_the_lowest_band_error():
     from necgs.training.features import best_starts
 
