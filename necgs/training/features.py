@@ -168,9 +168,7 @@ def repair_empty_shapes(
     start = codec.features.value()[[good[int(j)] for j in nearest.flatten()]]
     targets = as_volume_set(volumes).subset([i for i in empty for _ in range(k)])  # shared blocks, no copies
     with watching(None):  # a watcher follows the set's shapes, not these extra starts
-        fits = fit_features(
-            codec, targets, replace(tcfg, epochs=visits, checkpoint_every=0), init=start, deform=deform
-        )
+        fits = fit_features(codec, targets, replace(tcfg, epochs=visits, checkpoint_every=0), init=start, deform=deform)
     chosen = best_starts(codec.decoder(device), fits.value().to(device), targets, k)
     per = int(np.prod(codec.features.shape[1:]))
     symbols = codec.features.symbols.copy().reshape(-1, per)
