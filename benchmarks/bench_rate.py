@@ -78,6 +78,7 @@ def measure(loaded, setting: dict, base: dict, samples: int) -> dict:
         epochs=base["epochs"],
         weight_bits=setting["bits"],
         feature_bits=setting.get("feature_bits") or setting["bits"],
+        tied_modules=setting.get("tied_modules") or 0,
         device="cpu",
     )
     cfg = replace(
@@ -159,6 +160,7 @@ def table_point(row: dict) -> str:
         f"    RatePoint({row['width']!r}, {row['bits']}, {row['lambda']}, {row['weight_bits_per_param']:.3f}, "
         f"{per_shape:.1f}, {row['cd_mean']:.3e}"
         + (f", feature_bits={row['feature_bits']}" if row.get("feature_bits") else "")
+        + (f", tied_modules={row['tied_modules']}" if row.get("tied_modules") else "")
         + "),"
     )
 
@@ -172,6 +174,7 @@ def main() -> None:
     p.add_argument("--widths", default="small")
     p.add_argument("--bits", default="6")
     p.add_argument("--feature-bits", type=int, help="bits of the features (default: --bits)")
+    p.add_argument("--tied-modules", type=int, help="tie the decoder's first N upsampling modules (issue #30)")
     p.add_argument("--lambdas", default="0,0.05")
     p.add_argument("--samples", type=int, default=30_000)
     p.add_argument("--target-ratios", help="instead of settings: compress with these --target-ratio values")
@@ -197,6 +200,8 @@ def main() -> None:
                 setting = {"width": width, "bits": bits, "lambda": lam, "learned": learned}
                 if args.feature_bits:
                     setting["feature_bits"] = args.feature_bits
+                if args.tied_modules:
+                    setting["tied_modules"] = args.tied_modules
                 row = measure(loaded, setting, base, args.samples)
                 rows.append(row)
                 print(json.dumps(row), flush=True)

@@ -47,6 +47,7 @@ class RatePoint:
         feature_bytes_per_shape: Feature bytes per shape (its stream and length).
         cd: Mean CD measured with this setting (orders the points by quality).
         feature_bits: Quantization bits of the features; None: ``bits``.
+        tied_modules: How many upsampling modules share one set of weights (0: none).
     """
 
     width: str | int
@@ -56,6 +57,7 @@ class RatePoint:
     feature_bytes_per_shape: float
     cd: float
     feature_bits: int | None = None
+    tied_modules: int = 0
 
 
 #: JSON metadata header (config, decoder, specs, batches), zlib'd, as measured on a small set
@@ -119,8 +121,9 @@ class RatePlan:
     def describe(self) -> str:
         """One line for the CLI."""
         corrected = f", weights x{self.weight_scale:.2f} as measured" if self.weight_scale != 1.0 else ""
+        tied = f" (upsampling modules tied: {self.point.tied_modules})" if self.point.tied_modules else ""
         return (
-            f"rate control: width {self.point.width}, {self.point.bits} bits "
+            f"rate control: width {self.point.width}{tied}, {self.point.bits} bits "
             f"(features {self.point.feature_bits or self.point.bits}), lambda_R {self.point.lambda_rate:g}; "
             f"predicted {self.predicted_bytes} bytes (ratio {self.ply_bytes / self.predicted_bytes:.1f}{corrected}) "
             f"for a target of {self.target_bytes} bytes (ratio {self.ply_bytes / self.target_bytes:.1f})"
@@ -142,14 +145,14 @@ class RatePlan:
 
 
 def point_config(base: NecgsConfig, point: RatePoint) -> NecgsConfig:
-    """``base`` with the width, bits and lambda_R of ``point``."""
+    """``base`` with the width, tied modules, bits and lambda_R of ``point``."""
     train = replace(
         base.train,
         weight_bits=point.bits,
         feature_bits=point.feature_bits or point.bits,
         lambda_rate=point.lambda_rate,
     )
-    return replace(base, width=point.width, train=train).validate()
+    return replace(base, width=point.width, tied_modules=point.tied_modules, train=train).validate()
 
 
 def predict_bytes(config: NecgsConfig, point: RatePoint, meshes: Sequence[Mesh], weight_scale: float = 1.0) -> int:

@@ -88,6 +88,18 @@ def test_a_point_with_its_own_feature_bits_sets_both_bit_depths():
     assert same.config.train.feature_bits == 5
 
 
+def test_a_tied_point_ties_the_decoder_whatever_the_base_and_predicts_its_fewer_weights():
+    tied, untied = RatePoint(12, 6, 0.0, 4.0, 200.0, 7.0e-3, tied_modules=4), RatePoint(12, 6, 0.0, 4.0, 200.0, 7.0e-3)
+    m = meshes(4)
+    for base in (preset("quick"), preset("quick", tied_modules=2)):
+        plan = plan_rate(base, m, target_bytes=10**9, table=(tied,))
+        assert plan.config.tied_modules == 4 and "tied: 4" in plan.describe()
+        assert plan_rate(base, m, target_bytes=10**9, table=(untied,)).config.tied_modules == 0
+    cfg = preset("quick")
+    saved = _weights_bytes(cfg, untied, m) - _weights_bytes(cfg, tied, m)
+    assert saved > 0.5 * _weights_bytes(cfg, tied, m)  # three of four module copies are gone
+
+
 def test_a_ratio_lands_near_the_target_on_either_side():
     cfg, m = preset("quick"), meshes(16)
     ply = sum(binary_ply_bytes(x) for x in m)
