@@ -9,6 +9,10 @@ input meshes.
     python benchmarks/bench_rate.py --dataset humans_ama --shapes 16 --lambdas 0,0.02,0.05 \\
         --name rate_ama16
 
+Rate control instead of settings: ``--target-ratios 90,50`` or ``--target-bytes 39670``; 16 samba
+frames that neither the table's 8 bodies nor the landing runs' use are ``--dataset humans_ama/samba
+--shapes 16 --offset 1``.
+
 Writes benchmarks/results/<name>.json and <name>.csv. Short training and subsets on this
 2-core machine: the ``args`` in the JSON say which.
 """
@@ -122,13 +126,19 @@ def measure(loaded, setting: dict, base: dict, samples: int) -> dict:
     }
 
 
-def landing(loaded, ratio: float, base: dict, samples: int) -> dict:
-    """Compress with ``--target-ratio``: the ratio asked, the plan, the ratio reached."""
+def landing(loaded, base: dict, samples: int, ratio: float | None = None, size: int | None = None) -> dict:
+    """Compress with ``--target-ratio`` (or ``--target-bytes``): the target, the plan, what was reached."""
     cfg = preset(base["preset"], epochs=base["epochs"], device="cpu")
     with tempfile.TemporaryDirectory(prefix="bench-rate-") as tmp:
         path = Path(tmp) / "set.ncgs"
         result = compress(
-            loaded, path, cfg, checkpoint_dir=Path(tmp) / "ckpt", progress=lambda *a: None, target_ratio=ratio
+            loaded,
+            path,
+            cfg,
+            checkpoint_dir=Path(tmp) / "ckpt",
+            progress=lambda *a: None,
+            target_ratio=ratio,
+            target_bytes=size,
         )
         decoded = decompress(path, device="cpu")
         _, old = legacy_archive(path)
@@ -136,12 +146,14 @@ def landing(loaded, ratio: float, base: dict, samples: int) -> dict:
     cds = [compare_meshes(rec, gt, samples).cd for rec, gt in zip(decoded, loaded.meshes)]
     return {
         "target_ratio": ratio,
+        "target_bytes": size,
         "reached_ratio": result.ratio_ply,
-        "error": result.ratio_ply / ratio - 1,
+        "error": result.ratio_ply / ratio - 1 if ratio else result.bytes / size - 1,
         "width": plan.point.width,
         "bits": plan.point.bits,
         "lambda": plan.point.lambda_rate,
         "feature_bits": plan.point.feature_bits or plan.point.bits,
+        "tied_modules": plan.point.tied_modules,
         "predicted_bytes": plan.predicted_bytes,
         "weight_scale": plan.weight_scale,
         "notes": result.notes,
@@ -178,6 +190,7 @@ def main() -> None:
     p.add_argument("--lambdas", default="0,0.05")
     p.add_argument("--samples", type=int, default=30_000)
     p.add_argument("--target-ratios", help="instead of settings: compress with these --target-ratio values")
+    p.add_argument("--target-bytes", help="instead of settings: compress with these --target-bytes values")
     p.add_argument("--offset", type=int, default=0, help="skip this many shapes before the evenly spaced pick")
     p.add_argument("--learned", default="0", help="learned quantization ranges: 0, 1 or 0,1 (both)")
     p.add_argument("--name", default=None)
@@ -185,8 +198,9 @@ def main() -> None:
     loaded = evenly_spaced(args.dataset, args.shapes, args.offset)
     base = {"preset": args.preset, "epochs": args.epochs}
     name = args.name or f"rate_{args.dataset}_{args.shapes}"
-    if args.target_ratios:
-        rows = [landing(loaded, float(r), base, args.samples) for r in args.target_ratios.split(",")]
+    if args.target_ratios or args.target_bytes:
+        rows = [landing(loaded, base, args.samples, ratio=float(r)) for r in (args.target_ratios or "").split(",") if r]
+        rows += [landing(loaded, base, args.samples, size=int(b)) for b in (args.target_bytes or "").split(",") if b]
         print(pd.DataFrame(rows))
         write_json(name, {"args": vars(args), "n_shapes": len(loaded.meshes), "landing": rows})
         return
