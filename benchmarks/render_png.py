@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from necgs.evaluation.figures import rd_figure
+from necgs.evaluation.figures import rd_figure, series_by_preset
 
 
 def render(folder: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    summary = pd.read_csv(folder / "summary.csv")
+    summary = series_by_preset(pd.read_csv(folder / "summary.csv"))
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path="/usr/bin/chromium",

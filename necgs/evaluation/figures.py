@@ -7,6 +7,7 @@ PNGs all draw through :func:`rd_figure`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -136,6 +137,29 @@ def rd_figure(
         if values:
             fig.update_yaxes(type="log", range=[np.log10(min(values) * 0.85), np.log10(max(values) * 1.2)])
     return fig
+
+
+def series_by_preset(summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with a ``series`` column for a benchmark that sweeps several presets (the
+    shipped one): each preset's NeCGS settings are one line (``necgs quick``, ``necgs standard``),
+    every other codec its own, so the figure does not join points of different presets into one
+    zigzag curve."""
+    out = summary.copy()
+    out["series"] = out.codec
+    nec = out.codec == "necgs"
+    if "setting" in out and nec.any():
+        presets = out.loc[nec, "setting"].map(lambda s: str(stored_setting(s).get("preset", "quick")))
+        out.loc[nec, "series"] = "necgs " + presets
+    return out
+
+
+def stored_setting(setting) -> dict:
+    """A summary row's stored setting (JSON text or dict) as a dict (empty if unreadable)."""
+    try:
+        value = json.loads(setting) if isinstance(setting, str) else setting
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _series(rows: pd.DataFrame) -> pd.Series:

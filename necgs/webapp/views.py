@@ -8,7 +8,6 @@ nearest in bytes (a matched-rate comparison).
 
 from __future__ import annotations
 
-import json
 import shutil
 import zipfile
 from collections import Counter
@@ -19,7 +18,7 @@ import pandas as pd
 
 from necgs.baselines.base import get_codec
 from necgs.errors import NecgsError
-from necgs.evaluation.figures import rd_figure
+from necgs.evaluation.figures import rd_figure, series_by_preset, stored_setting
 from necgs.evaluation.runs import RunStore, slug
 from necgs.io.loading import load_meshes
 from necgs.io.mesh import Mesh
@@ -177,11 +176,7 @@ def with_series(summary: pd.DataFrame, per_setting: bool) -> pd.DataFrame:
 
 def _curve_name(setting) -> str | None:
     """The ``curve`` a stored setting (JSON text or dict) belongs to, if any."""
-    try:
-        value = json.loads(setting) if isinstance(setting, str) else setting
-    except ValueError:
-        return None
-    return value.get("curve") if isinstance(value, dict) else None
+    return stored_setting(setting).get("curve")
 
 
 def matched_peer(summary: pd.DataFrame, necgs_key: str | None) -> str | None:
@@ -283,7 +278,7 @@ def build_run_view(run: int, overlays: list[int] | None = None) -> RunView:
 
 def shipped_view(overlays: list[int] | None = None) -> RunView:
     """The benchmark shipped with the project (no meshes: figures and table only)."""
-    summary = with_series(shipped_summary(), False)
+    summary = series_by_preset(shipped_summary())
     label = f"shipped benchmark: humans_ama, all {int(summary.n_shapes.max())} shapes ({SHIPPED_RESULTS.as_posix()})"
     title = f"shipped: humans_ama x{int(summary.n_shapes.max())}"
     return RunView(

@@ -125,6 +125,16 @@ def _summary(rows):
     return pd.DataFrame([dict(zip(cols, r)) for r in rows])
 
 
+def test_the_shipped_benchmark_draws_one_line_per_preset():
+    summary = views.shipped_view().summary
+    nec = summary[summary.codec == "necgs"]
+    assert set(nec.series) == {"necgs quick", "necgs standard"}
+    standard = nec[nec.series == "necgs standard"]
+    assert standard.setting.map(lambda s: json.loads(s).get("tied_modules")).eq(4).all()  # as the preset is now
+    fig = rd_figure(summary, "cd")
+    assert {t.name for t in fig.data} >= {"necgs quick", "necgs standard", "decimate-draco"}
+
+
 def test_variants_get_stable_named_colours_deltas_and_a_matched_peer():
     summary = _summary(
         [
