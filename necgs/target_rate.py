@@ -73,14 +73,19 @@ RATIO_WINDOW = 0.05
 WEIGHT_SCALE_RANGE = (0.5, 2.0)
 
 #: One point per measured setting of preset quick (K = 64, 8^3 blocks, 200 epochs, the band loss)
-#: on AMA bodies, written by ``benchmarks/bench_rate.py`` (results/rate_ama8_k64_band2_table.json
-#: and rate_ama8_k64_band2_fbits4.json), in order of size; the CDs only order the points. No point
+#: on AMA bodies, written by ``benchmarks/bench_rate.py`` (results/rate_ama8_k64_band2_table.json,
+#: rate_ama8_k64_band2_fbits4.json and, with the 4 upsampling modules tied,
+#: rate_ama8_k64_band2_tied4.json), in order of size; the CDs only order the points. No point
 #: trains with the rate term, because fewer bits beat it at equal bytes (benchmarks/README.md, "The
 #: rate table again with the band loss").
 RATE_TABLE: tuple[RatePoint, ...] = (
+    RatePoint(12, 5, 0.0, 3.884, 211.0, 8.548e-03, feature_bits=4, tied_modules=4),
     RatePoint("tiny", 4, 0.0, 2.786, 183.5, 7.920e-03),
+    RatePoint(12, 6, 0.0, 4.854, 200.2, 9.018e-03, feature_bits=4, tied_modules=4),
+    RatePoint(16, 5, 0.0, 3.627, 212.5, 7.702e-03, feature_bits=4, tied_modules=4),
     RatePoint("tiny", 5, 0.0, 3.746, 251.4, 7.693e-03),
     RatePoint(10, 4, 0.0, 2.788, 200.0, 7.901e-03),
+    RatePoint(16, 6, 0.0, 4.484, 206.0, 7.074e-03, feature_bits=4, tied_modules=4),
     RatePoint("tiny", 6, 0.0, 4.790, 337.0, 7.704e-03),
     RatePoint("small", 4, 0.0, 2.539, 210.8, 7.263e-03),
     RatePoint(10, 5, 0.0, 3.731, 265.5, 7.560e-03),
