@@ -64,6 +64,15 @@ def test_presets_are_valid_and_scale():
     assert replace(cfg, coder="huffman").validate().coder == "huffman"
 
 
+def test_the_tied_standard_preset_runs_every_resolution_and_width_the_page_offers():
+    for K in (16, 32, 64, 128):
+        dec = preset("standard", resolution=K).decoder()
+        assert dec.tied_modules == min(4, dec.modules) and dec.tied_modules >= 2  # fewer modules: all tied
+    for width in ("tiny", "small", "medium", 10):
+        assert preset("standard", width=width).decoder().tied_modules == 4
+    assert preset("standard", tied_modules=0).decoder().tied_modules == 0
+
+
 def test_resolution_and_bit_overrides_reach_every_stage():
     cfg = preset("quick", resolution=64, weight_bits=6, feature_bits=5)
     assert cfg.fit.resolution == 64 and cfg.decoder().resolution == 64 and cfg.decoder().modules == 4
