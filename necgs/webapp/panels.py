@@ -257,10 +257,17 @@ def _decoder_control() -> dict:
     }
 
 
+def _preset_caption(name: str) -> str:
+    """``standard: K=64, 600 epochs, tied decoder``: what a preset's radio button chooses."""
+    cfg = PRESETS[name]
+    tied = ", tied decoder" if cfg.tied_modules else ""
+    return f"{name}: K={cfg.fit.resolution}, {cfg.train.epochs} epochs{tied}"
+
+
 def _necgs_controls() -> dict:
     """The switches of a trained decoder: its size (advised for the set), the preset and its epochs."""
     quick = PRESETS["quick"]
-    presets = "; ".join(f"{p}: K={PRESETS[p].fit.resolution}, {PRESETS[p].train.epochs} epochs" for p in PAGE_PRESETS)
+    presets = "; ".join(_preset_caption(p) for p in PAGE_PRESETS)
     with gr.Accordion("a trained decoder's settings", open=True, elem_id="training"):
         controls = {
             "width": gr.Dropdown(

@@ -8,7 +8,18 @@ import pytest
 from necgs.config import PRESETS
 from necgs.io.mesh import Mesh
 from necgs.metrics import compare_meshes, mean_metrics, sampling_floor
-from necgs.webapp import advice, control_handlers, decoders, glossary, running, sessions, tables, teaching, views
+from necgs.webapp import (
+    advice,
+    control_handlers,
+    decoders,
+    glossary,
+    panels,
+    running,
+    sessions,
+    tables,
+    teaching,
+    views,
+)
 from necgs.webapp.first_launch import initial_variants
 
 PRIORS = [
@@ -64,6 +75,11 @@ def test_the_advice_moves_the_controls_only_where_they_hold_the_last_advice(monk
 def test_the_epochs_box_follows_the_preset():
     for name in ("quick", "standard"):
         assert control_handlers.on_preset(name)["value"] == PRESETS[name].train.epochs
+
+
+def test_the_preset_caption_says_which_preset_ties_its_decoder():
+    assert panels._preset_caption("standard") == "standard: K=64, 600 epochs, tied decoder"
+    assert panels._preset_caption("quick") == "quick: K=64, 200 epochs"
 
 
 def test_the_metrics_use_the_benchmarks_samples_so_the_floor_reads_alike(shared_data):
