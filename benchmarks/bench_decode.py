@@ -53,12 +53,17 @@ def wall_and_cpu_ms(fn, repeats: int) -> tuple[float, float]:
     return 1000 * (time.perf_counter() - t) / repeats, 1000 * (time.process_time() - c) / repeats
 
 
+def _tied(args) -> dict:
+    """The ``tied_modules`` override, if ``--tied-modules`` was given (default: the preset's)."""
+    return {} if args.tied_modules is None else {"tied_modules": args.tied_modules}
+
+
 def trained_rows(args, cfg, volumes) -> list[dict]:
     """Per width: train ``--trained-steps`` steps, then time dense and sparse decodes with DMC."""
     rows = []
     K = cfg.fit.resolution
     for w in args.widths:
-        dcfg = preset(args.preset, width=parse_width(w), resolution=K).decoder()
+        dcfg = preset(args.preset, width=parse_width(w), resolution=K, **_tied(args)).decoder()
         per_epoch = -(-len(volumes) // cfg.train.batch_size)
         tcfg = replace(cfg.train, epochs=max(args.trained_steps // per_epoch, 1), checkpoint_every=0)
         torch.manual_seed(0)
@@ -77,6 +82,7 @@ def trained_rows(args, cfg, volumes) -> list[dict]:
                 "width": w,
                 "K": K,
                 "parameters": decoder.param_count(),
+                "tied_modules": dcfg.tied_modules,
                 "trained_steps": tcfg.epochs * per_epoch,
                 "threads": args.threads,
                 "dense_decode_ms_per_shape": sum(t[0] for t in dense) / len(dense),
@@ -99,6 +105,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--resolution", type=int, help="K (default: the preset's)")
     p.add_argument("--trained-steps", type=int, default=0, help="train each width first; time dense and sparse")
+    p.add_argument("--tied-modules", type=int, help="tied upsampling modules (default: the preset's; 0: untied)")
     p.add_argument("--tag", default="", help="suffix of the results file")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -112,7 +119,7 @@ def main() -> None:
     dmc_ms = [time_ms(lambda v=v: mesh_from_volume(v), 3) for v in volumes]
     rows = []
     for w in args.widths:
-        dcfg = preset(args.preset, width=parse_width(w)).decoder()
+        dcfg = preset(args.preset, width=parse_width(w), **_tied(args)).decoder()
         decoder = Decoder(dcfg).eval()
         feature = torch.randn(1, dcfg.feature_channels, *(dcfg.feature_resolution,) * 3)
         with torch.no_grad():
