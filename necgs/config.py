@@ -371,9 +371,12 @@ class NecgsConfig(Tree):
 
     def decoder(self) -> DecoderConfig:
         """The decoder architecture these settings describe."""
-        from necgs.model.decoder import decoder_config  # torch: kept off the CLI's start (its flags come from here)
+        from necgs.model.decoder import (  # torch: kept off the CLI's start (its flags come from here)
+            decoder_config,
+            upsampling_modules,
+        )
 
-        modules = max((self.fit.resolution // max(self.feature_resolution, 1)).bit_length() - 1, 0)
+        modules = upsampling_modules(self.fit.resolution, self.feature_resolution)
         return decoder_config(
             self.fit.resolution,
             self.width,

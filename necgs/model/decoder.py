@@ -141,6 +141,11 @@ class DecoderConfig:
         ).validate()
 
 
+def upsampling_modules(resolution: int, feature_resolution: int) -> int:
+    """L, the upsampling modules from a K'^3 feature to a K^3 volume (K = K' 2^L)."""
+    return int(round(math.log2(max(resolution // max(feature_resolution, 1), 1))))
+
+
 def decoder_config(
     resolution: int,
     width: int | str | tuple[int, ...],
@@ -150,7 +155,7 @@ def decoder_config(
     tied_modules: int = 0,
 ) -> DecoderConfig:
     """Build a :class:`DecoderConfig` from a named size, a base width or explicit widths."""
-    modules = int(round(math.log2(max(resolution // max(feature_resolution, 1), 1))))
+    modules = upsampling_modules(resolution, feature_resolution)
     if isinstance(width, str):
         if width == "paper":
             widths = PAPER_WIDTHS[-(modules + 1) :] if modules + 1 <= len(PAPER_WIDTHS) else (64,) + PAPER_WIDTHS
