@@ -74,9 +74,8 @@ def channel_swaps(codec, fitted, meshes, samples: int) -> dict:
     return {f"cd_{k}": float(np.mean(v)) for k, v in cds.items()} | {"tsdf_band_error": float(np.mean(band_error))}
 
 
-def run_setting(loaded, fitted, K: int, width, steps: int, overrides: dict, samples: int, swaps: bool = False) -> dict:
-    """Train one setting for ``steps`` steps and score its decoded shapes (``swaps``: and :func:`channel_swaps`)."""
-    n = len(loaded.meshes)
+def train_setting(fitted, K: int, width, steps: int, overrides: dict, n: int):
+    """The codec of one setting trained for about ``steps`` patch steps (whole epochs) on ``n`` fitted shapes."""
     feature = {"feature_channels": 8, **{k: overrides[k] for k in FEATURE_KEYS if k in overrides}}
     train = {k: v for k, v in overrides.items() if k not in DECODER_KEYS}
     width = overrides.get("width", width)
@@ -84,10 +83,17 @@ def run_setting(loaded, fitted, K: int, width, steps: int, overrides: dict, samp
     per_epoch = math.ceil(n / tcfg.batch_size)
     tcfg = replace(tcfg, epochs=max(steps // per_epoch, 1)).validate()
     torch.manual_seed(0)
-    codec = train_autodecoder(fitted.volumes, decoder_config(K, width, **feature), tcfg, progress=False)
+    return train_autodecoder(fitted.volumes, decoder_config(K, width, **feature), tcfg, progress=False)
+
+
+def run_setting(loaded, fitted, K: int, width, steps: int, overrides: dict, samples: int, swaps: bool = False) -> dict:
+    """Train one setting for ``steps`` steps and score its decoded shapes (``swaps``: and :func:`channel_swaps`)."""
+    n = len(loaded.meshes)
+    codec = train_setting(fitted, K, width, steps, overrides, n)
     m = decode_metrics(codec, fitted, loaded.meshes, samples)
+    per_epoch = math.ceil(n / overrides.get("batch_size", TrainConfig().batch_size))
     return {
-        "steps": tcfg.epochs * per_epoch,
+        "steps": len(codec.losses) * per_epoch,
         "train_s": round(codec.seconds, 1),
         **coded_bytes(codec),
         "final_loss": round(codec.losses[-1], 4),

@@ -2,6 +2,7 @@
 Draco and decimation + Draco, on the same shapes, in one run, with the metric floor.
 
 Usage: python benchmarks/bench_rd.py humans_ama --preset standard --widths 6 8 10 12 [--epochs 40] [--tied-modules 4]
+    [--resolution 128]
 Writes benchmarks/results/rd_<set>_<preset><tag>/ (summary.csv, per_shape.csv, results.json,
 rd_*.html) and rd_<set>_<preset><tag>.json; render_png.py turns the figures into PNGs.
 """
@@ -26,6 +27,7 @@ def main() -> None:
     p.add_argument("--bits", type=int, help="quantization bits of weights and features (default: the preset's)")
     p.add_argument("--feature-bits", type=int, help="quantization bits of the features (default: --bits)")
     p.add_argument("--tied-modules", type=int, help="tie the decoder's first N upsampling modules (issue #30)")
+    p.add_argument("--resolution", type=int, help="volume resolution K (default: the preset's)")
     p.add_argument("--tag", default="", help="suffix of the results folder")
     args = p.parse_args()
     extra = {"epochs": args.epochs} if args.epochs else {}
@@ -35,6 +37,8 @@ def main() -> None:
         extra |= {"feature_bits": args.feature_bits}
     if args.tied_modules:
         extra |= {"tied_modules": args.tied_modules}
+    if args.resolution:
+        extra |= {"resolution": args.resolution}
     settings = [{"preset": args.preset, "width": parse_width(w), **extra} for w in args.widths]
     run_rd(
         args.dataset,
