@@ -18,6 +18,9 @@ Usage:
     python benchmarks/bench_patch_settings.py --width 10 --fit-iterations 50 --fit-samples 10000 \
         --setting band '{"lambda1": 100, "tau": 0.5, "lambda2": 2}'
 
+``--references`` first writes two rows no setting can beat: the fitted volumes decoded as they
+are (the representation's ceiling at this K) and the metric floor (each mesh against itself).
+
 Appends one JSON line per setting to benchmarks/results/patch_settings.jsonl (``--out NAME``:
 NAME.jsonl instead, with the figure NAME.html of every row in it: CD and F1 against the coded bytes).
 """
@@ -105,15 +108,68 @@ def run_setting(loaded, fitted, K: int, width, steps: int, overrides: dict, samp
     }
 
 
-def figure(rows: list[dict], path) -> None:
-    """CD and F1@0.005 of each setting against its coded bytes (decoder + features), one point per row."""
+def reference_rows(loaded, fitted, K: int, samples: int) -> list[dict]:
+    """The rows no training can beat: the fitted volumes decoded as they are, and the metric floor.
+
+    The floor compares each mesh with itself (two independent samplings), at the same sample
+    count as the trained rows: fewer samples raise both the floor and every CD.
+    """
+    fitted_cd, fitted_f1, floor_cd, floor_f1 = [], [], [], []
+    for i, mesh in enumerate(loaded.meshes):
+        rec = mesh_from_volume(fitted.volumes[i], mesh.name).transformed(fitted.transforms[i], inverse=True)
+        m = compare_meshes(rec, mesh, samples)
+        fitted_cd.append(m.cd)
+        fitted_f1.append(m.f1_005)
+        f = compare_meshes(mesh, mesh, samples)
+        floor_cd.append(f.cd)
+        floor_f1.append(f.f1_005)
+    return [
+        {
+            "name": f"fitted K={K}",
+            "reference": True,
+            "cd_mean": float(np.mean(fitted_cd)),
+            "f1_005": float(np.mean(fitted_f1)),
+        },
+        {
+            "name": "metric floor",
+            "reference": True,
+            "cd_mean": float(np.mean(floor_cd)),
+            "f1_005": float(np.mean(floor_f1)),
+        },
+    ]
+
+
+def figure(rows: list[dict], path, plotlyjs: str | bool = "cdn") -> None:
+    """CD and F1@0.005 of each setting against its coded bytes (decoder + features), one point per row.
+
+    ``plotlyjs``: as plotly's ``include_plotlyjs`` (True embeds the library, for offline rendering)."""
     import plotly.express as px  # heavy: only for the figure
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("CD mean (x1e-3)", "F1@0.005"))
     palette = px.colors.qualitative.Plotly
-    for n, r in enumerate(rows):
+    trained = [r for r in rows if not r.get("reference")]
+    span = [min(r["weights_bytes"] + r["feature_bytes"] for r in trained or [{"weights_bytes": 0, "feature_bytes": 0}])]
+    span.append(max(r["weights_bytes"] + r["feature_bytes"] for r in trained) if trained else 1)
+    for r in (r for r in rows if r.get("reference")):  # dotted lines across the trained rows' bytes
+        for col, y in ((1, r["cd_mean"] * 1e3), (2, r["f1_005"])):
+            fig.add_trace(
+                go.Scatter(
+                    x=span,
+                    y=[y, y],
+                    mode="lines+text",
+                    text=[r["name"], ""],
+                    textposition="bottom right",
+                    name=r["name"],
+                    showlegend=col == 1,
+                    legendgroup=r["name"],
+                    line={"dash": "dot", "color": "grey"},
+                ),
+                row=1,
+                col=col,
+            )
+    for n, r in enumerate(trained):
         x = [r["weights_bytes"] + r["feature_bytes"]]
         colour = palette[n % len(palette)]
         hover = f"{r['name']}: {r['overrides']}, {r['train_s'] / 60:.1f} min"
@@ -136,7 +192,7 @@ def figure(rows: list[dict], path) -> None:
             )
     fig.update_xaxes(title="decoder + feature bytes")
     fig.update_layout(template="plotly_white", title=f"{path.stem}: each setting on the same shapes and steps")
-    fig.write_html(path, include_plotlyjs="cdn")
+    fig.write_html(path, include_plotlyjs=plotlyjs)
 
 
 def main() -> None:
@@ -150,7 +206,10 @@ def main() -> None:
     p.add_argument("--fit-iterations", type=int, default=100, help="TSDF-Def fitting iterations per shape")
     p.add_argument("--fit-samples", type=int, default=20_000, help="surface samples per fitting iteration")
     p.add_argument("--channel-swaps", action="store_true", help="also score decoded/fitted channel swaps")
-    p.add_argument("--setting", nargs=2, action="append", metavar=("NAME", "JSON"), required=True)
+    p.add_argument("--setting", nargs=2, action="append", metavar=("NAME", "JSON"), default=[])
+    p.add_argument(
+        "--references", action="store_true", help="also write the fitted volumes' row and the metric floor's"
+    )
     p.add_argument(
         "--out", default="", help="write NAME.jsonl and its figure NAME.html instead of patch_settings.jsonl"
     )
@@ -161,6 +220,10 @@ def main() -> None:
     fitted = fit_volumes(loaded.meshes, fit, progress=False)
     width = int(args.width) if args.width.isdigit() else args.width
     RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{args.out or 'patch_settings'}.jsonl"
+    if args.references:
+        for row in reference_rows(loaded, fitted, args.K, args.samples):
+            append_row(path, row | {"dataset": args.dataset, "shapes": args.shapes, "K": args.K}, args.out)
     for name, text in args.setting:
         overrides = json.loads(text)
         row = {
@@ -174,12 +237,16 @@ def main() -> None:
             **run_setting(loaded, fitted, args.K, width, args.steps, overrides, args.samples, args.channel_swaps),
             "machine": machine(),
         }
-        print(json.dumps(row), flush=True)
-        path = RESULTS / f"{args.out or 'patch_settings'}.jsonl"
-        with open(path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        if args.out:
-            figure([json.loads(line) for line in path.read_text().splitlines()], path.with_suffix(".html"))
+        append_row(path, row, args.out)
+
+
+def append_row(path, row: dict, figure_too: bool) -> None:
+    """Print ``row``, append it to the JSON lines at ``path`` and (``figure_too``) redraw their figure."""
+    print(json.dumps(row), flush=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    if figure_too:
+        figure([json.loads(line) for line in path.read_text().splitlines()], path.with_suffix(".html"))
 
 
 if __name__ == "__main__":
