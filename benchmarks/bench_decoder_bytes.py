@@ -16,7 +16,7 @@ as it stands; the uniform-bits rows are the reference those levers must beat at 
 
 Usage: python benchmarks/bench_decoder_bytes.py --shapes 8 --steps 4000 --width 12 \\
     --setting '{"tied_modules": 4, "weight_bits": 8, "feature_bits": 4, ...}'
-Writes benchmarks/results/decoder_bytes_<tag>.json.
+Writes benchmarks/results/decoder_bytes_<tag>.json and its figure decoder_bytes_<tag>.html.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from necgs.config import FitConfig
 from necgs.geometry.fit import fit_volumes
 from necgs.model.quant import QuantizedTensor, symmetric_spec, to_symbols
 
-from _common import evenly_spaced, machine, write_json
+from _common import RESULTS, evenly_spaced, machine, write_json
 from bench_convergence import decode_metrics
 from bench_patch_settings import train_setting
 
@@ -103,6 +103,38 @@ def variants(weights: dict[str, QuantizedTensor], bits: list[int], shares: list[
         yield f"channels {b}", stored, decode
 
 
+def figure(rows: list[dict], path, plotlyjs: str | bool = "cdn") -> None:
+    """CD and F1@0.005 against the coded weight bytes, one line per way of rewriting the weights."""
+    import plotly.graph_objects as go  # heavy: only for the figure
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("CD mean (x1e-3)", "F1@0.005"))
+    trained = next(r for r in rows if r["variant"] == "as trained")
+    for family, colour in (("bits", "#636efa"), ("prune", "#ef553b"), ("channels", "#00cc96")):
+        members = [trained] + [r for r in rows if r["variant"].startswith(family)]
+        members.sort(key=lambda r: r["weight_bytes"])
+        for col, key, scale in ((1, "cd_mean", 1e3), (2, "f1_005", 1.0)):
+            fig.add_trace(
+                go.Scatter(
+                    x=[r["weight_bytes"] for r in members],
+                    y=[r[key] * scale for r in members],
+                    mode="lines+markers+text",
+                    text=[r["variant"] for r in members],
+                    textposition="top center",
+                    name=family,
+                    legendgroup=family,
+                    showlegend=col == 1,
+                    line={"color": colour},
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_xaxes(title="coded weight bytes")
+    fig.update_layout(template="plotly_white", title=f"{path.stem}: rewriting one trained decoder's weights")
+    fig.write_html(path, include_plotlyjs=plotlyjs)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="humans_ama")
@@ -145,6 +177,7 @@ def main() -> None:
         f"decoder_bytes_{args.tag}",
         {"args": vars(args), "train_s": round(codec.seconds, 1), "rows": rows, "machine": machine()},
     )
+    figure(rows, RESULTS / f"decoder_bytes_{args.tag}.html")
 
 
 if __name__ == "__main__":
