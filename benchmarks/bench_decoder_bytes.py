@@ -21,7 +21,6 @@ Writes benchmarks/results/decoder_bytes_<tag>.json and its figure decoder_bytes_
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import replace
 
@@ -30,13 +29,11 @@ import torch
 
 from necgs.coding.archive import archive_bytes
 from necgs.coding.sections import weight_sections
-from necgs.config import FitConfig
-from necgs.geometry.fit import fit_volumes
 from necgs.model.quant import QuantizedTensor, symmetric_spec, to_symbols
 
-from _common import RESULTS, evenly_spaced, machine, write_json
+from _common import RESULTS, machine, write_json
 from bench_convergence import decode_metrics
-from bench_patch_settings import train_setting
+from bench_patch_settings import study_arguments, study_shapes, train_setting
 
 
 def requantized(q: QuantizedTensor, bits: int) -> QuantizedTensor:
@@ -136,25 +133,14 @@ def figure(rows: list[dict], path, plotlyjs: str | bool = "cdn") -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="humans_ama")
-    p.add_argument("--shapes", type=int, default=8)
-    p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--K", type=int, default=64)
-    p.add_argument("--width", default="12")
-    p.add_argument("--samples", type=int, default=30_000)
-    p.add_argument("--fit-iterations", type=int, default=50)
-    p.add_argument("--fit-samples", type=int, default=10_000)
+    p = study_arguments(__doc__, shapes=8, steps=4000, width="12", fit_iterations=50, fit_samples=10_000)
     p.add_argument("--setting", required=True, help="TrainConfig / decoder overrides (JSON), as bench_patch_settings")
     p.add_argument("--bits", type=int, nargs="+", default=[7, 6, 5])
     p.add_argument("--prune", type=float, nargs="+", default=[0.1, 0.25, 0.4, 0.6])
     p.add_argument("--channel-bits", type=int, nargs="+", default=[8, 7, 6])
     p.add_argument("--tag", default="ama8")
     args = p.parse_args()
-    torch.set_num_threads(1)
-    loaded = evenly_spaced(args.dataset, args.shapes)
-    fit = FitConfig(resolution=args.K, iterations=args.fit_iterations, samples=args.fit_samples)
-    fitted = fit_volumes(loaded.meshes, fit, progress=False)
+    loaded, fitted = study_shapes(args)
     width = int(args.width) if args.width.isdigit() else args.width
     codec = train_setting(fitted, args.K, width, args.steps, json.loads(args.setting), len(loaded.meshes))
     rows = []

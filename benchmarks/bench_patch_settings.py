@@ -195,16 +195,30 @@ def figure(rows: list[dict], path, plotlyjs: str | bool = "cdn") -> None:
     fig.write_html(path, include_plotlyjs=plotlyjs)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def study_arguments(doc: str, shapes: int, steps: int, width: str, fit_iterations: int, fit_samples: int):
+    """The parser of a study on evenly spaced shapes of one set: the shapes, steps, K, width, fit, samples."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="humans_ama")
-    p.add_argument("--shapes", type=int, default=24)
-    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--shapes", type=int, default=shapes)
+    p.add_argument("--steps", type=int, default=steps)
     p.add_argument("--K", type=int, default=64)
-    p.add_argument("--width", default="small")
-    p.add_argument("--samples", type=int, default=30_000)
-    p.add_argument("--fit-iterations", type=int, default=100, help="TSDF-Def fitting iterations per shape")
-    p.add_argument("--fit-samples", type=int, default=20_000, help="surface samples per fitting iteration")
+    p.add_argument("--width", default=width)
+    p.add_argument("--samples", type=int, default=30_000, help="surface samples of each score")
+    p.add_argument("--fit-iterations", type=int, default=fit_iterations, help="TSDF-Def fitting iterations per shape")
+    p.add_argument("--fit-samples", type=int, default=fit_samples, help="surface samples per fitting iteration")
+    return p
+
+
+def study_shapes(args):
+    """The study's meshes and their fitted volumes (one torch thread; the fitting cache is used)."""
+    torch.set_num_threads(1)
+    loaded = evenly_spaced(args.dataset, args.shapes)
+    fit = FitConfig(resolution=args.K, iterations=args.fit_iterations, samples=args.fit_samples)
+    return loaded, fit_volumes(loaded.meshes, fit, progress=False)
+
+
+def main() -> None:
+    p = study_arguments(__doc__, shapes=24, steps=1000, width="small", fit_iterations=100, fit_samples=20_000)
     p.add_argument("--channel-swaps", action="store_true", help="also score decoded/fitted channel swaps")
     p.add_argument("--setting", nargs=2, action="append", metavar=("NAME", "JSON"), default=[])
     p.add_argument(
@@ -214,10 +228,7 @@ def main() -> None:
         "--out", default="", help="write NAME.jsonl and its figure NAME.html instead of patch_settings.jsonl"
     )
     args = p.parse_args()
-    torch.set_num_threads(1)
-    loaded = evenly_spaced(args.dataset, args.shapes)
-    fit = FitConfig(resolution=args.K, iterations=args.fit_iterations, samples=args.fit_samples)
-    fitted = fit_volumes(loaded.meshes, fit, progress=False)
+    loaded, fitted = study_shapes(args)
     width = int(args.width) if args.width.isdigit() else args.width
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{args.out or 'patch_settings'}.jsonl"
